@@ -1,0 +1,77 @@
+package attendance_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wasso/scheduler/internal/seed"
+	"github.com/wasso/scheduler/internal/wassotest"
+)
+
+func TestMain(m *testing.M) { wassotest.Main(m) }
+
+// testNow is the test clock: 2026-03-02 09:00 in Seoul. Tests pass it (or
+// instants derived from it) as SettleParams.Now instead of sleeping.
+var testNow = time.Date(2026, 3, 2, 9, 0, 0, 0, seed.Seoul)
+
+type row struct {
+	ID         int64
+	Status     int
+	IsModified bool
+	ModifiedAt time.Time
+	CreatedAt  time.Time
+	Timestamp  time.Time
+	CreatedBy  *int64
+}
+
+// rowsOf returns the attendance rows of one member for one event, oldest
+// first.
+func rowsOf(t *testing.T, db seed.DB, eventID, mappingID int64) []row {
+	t.Helper()
+	rows, err := db.Query(context.Background(), `
+		SELECT id, status, is_modified, modified_at, created_at, "timestamp", created_by_id
+		FROM attendances WHERE event_id = $1 AND generation_mapping_id = $2
+		ORDER BY created_at, id`, eventID, mappingID)
+	require.NoError(t, err)
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+	require.NoError(t, err)
+	return out
+}
+
+// statusesOf returns the statuses of a member's rows for an event, oldest
+// first.
+func statusesOf(t *testing.T, db seed.DB, eventID, mappingID int64) []int {
+	t.Helper()
+	var out []int
+	for _, r := range rowsOf(t, db, eventID, mappingID) {
+		out = append(out, r.Status)
+	}
+	return out
+}
+
+func count(t *testing.T, db seed.DB, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, db.QueryRow(context.Background(), sql, args...).Scan(&n))
+	return n
+}
+
+// dueEvent creates an event whose deadline (start + 30 min) is
+// deadlineAgo before testNow.
+func dueEvent(t *testing.T, db seed.DB, generationID int64, deadlineAgo time.Duration) int64 {
+	t.Helper()
+	id, err := seed.CreateEvent(context.Background(), db, seed.Event{
+		GenerationID: generationID,
+		Title:        "Weekly meeting",
+		Start:        testNow.Add(-deadlineAgo - 30*time.Minute),
+		StartMinutes: -10,
+		LateMinutes:  10,
+		FailMinutes:  30,
+	}, testNow.Add(-24*time.Hour))
+	require.NoError(t, err)
+	return id
+}

@@ -1,0 +1,411 @@
+package attendance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Attendance statuses, as the Django backend stores them in
+// attendances.status.
+const (
+	StatusUnchecked = 0
+	StatusPresent   = 1
+	StatusLate      = 2
+	StatusAbsent    = 3
+)
+
+// LookbackDefault is how far back a sweep looks for deadlines by default.
+// Events whose deadline is older are left alone, so that a first deploy on
+// a database holding years of history does not rewrite it.
+const LookbackDefault = 24 * time.Hour
+
+// BatchSizeDefault is how many events SettleDue settles per transaction.
+const BatchSizeDefault = 100
+
+// DB is what the settlement queries run on: a pool, a connection or a
+// transaction.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Beginner starts transactions; *pgxpool.Pool and *pgx.Conn are Beginners.
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// SettleParams selects the events a settlement works on.
+type SettleParams struct {
+	// EventIDs restricts the settlement to these events. Nil means every
+	// due event. An event in the list that is not due is skipped.
+	EventIDs []int64
+
+	// Limit is the most events settled in one transaction. Zero means
+	// BatchSizeDefault for SettleDue and no limit for SettleDueTx.
+	Limit int
+
+	// Lookback is how old a deadline may be and still be settled. Zero
+	// means LookbackDefault.
+	Lookback time.Duration
+
+	// Now is the instant deadlines are compared with and the timestamp
+	// written to the rows. The zero value means the database clock
+	// (statement_timestamp()), which is the same clock River schedules jobs
+	// by, so that a job scheduled at a deadline never finds its event not
+	// yet due.
+	Now time.Time
+}
+
+func (p *SettleParams) validate() error {
+	if p.Limit < 0 {
+		return fmt.Errorf("%w: limit %d must not be negative", ErrInvalidParams, p.Limit)
+	}
+	if p.Lookback < 0 {
+		return fmt.Errorf("%w: lookback %s must not be negative", ErrInvalidParams, p.Lookback)
+	}
+	return nil
+}
+
+func (p *SettleParams) lookback() time.Duration {
+	if p.Lookback == 0 {
+		return LookbackDefault
+	}
+	return p.Lookback
+}
+
+// SettledEvent is what settling one event changed.
+type SettledEvent struct {
+	// EventID is the settled event.
+	EventID int64 `json:"event_id"`
+	// Deadline is the deadline the event was settled for.
+	Deadline time.Time `json:"deadline"`
+	// UpdatedRows counts latest UNCHECKED rows turned ABSENT.
+	UpdatedRows int `json:"updated_rows"`
+	// CreatedRows counts ABSENT rows inserted for members without one.
+	CreatedRows int `json:"created_rows"`
+	// AbsentMappingIDs are the generation_mapping ids of the members just
+	// marked absent (updated or created), in ascending order.
+	AbsentMappingIDs []int64 `json:"absent_mapping_ids"`
+}
+
+// SettleResult sums up a settlement.
+type SettleResult struct {
+	// ProcessedEvents counts the events settled.
+	ProcessedEvents int `json:"processed_events"`
+	// UpdatedRows counts latest UNCHECKED rows turned ABSENT.
+	UpdatedRows int `json:"updated_rows"`
+	// CreatedRows counts ABSENT rows inserted.
+	CreatedRows int `json:"created_rows"`
+	// Events has one entry per settled event, by ascending id.
+	Events []SettledEvent `json:"-"`
+	// Now is the instant the deadlines were compared with, and the
+	// timestamp written to the rows. It is zero when nothing was settled.
+	Now time.Time `json:"-"`
+}
+
+func (r *SettleResult) add(other *SettleResult) {
+	r.ProcessedEvents += other.ProcessedEvents
+	r.UpdatedRows += other.UpdatedRows
+	r.CreatedRows += other.CreatedRows
+	r.Events = append(r.Events, other.Events...)
+	if r.Now.IsZero() {
+		r.Now = other.Now
+	}
+}
+
+// SettleDueTx settles the due events inside the caller's transaction: the
+// latest UNCHECKED row of every roster member becomes ABSENT, every roster
+// member without a row gets an ABSENT row, and each event is recorded as
+// settled for its current deadline. Nothing is committed; the caller
+// commits or rolls back, and whatever else it wrote in tx (follow-up jobs,
+// its own rows) commits or rolls back with the settlement.
+//
+// Concurrent settlements of the same event serialise on the event's
+// wasso_settlement row, so however many run at once, each event is settled
+// once and no member gets two rows. The transaction must use the READ
+// COMMITTED isolation level (Postgres's default): a transaction that waited
+// for another settlement must see the rows that one wrote.
+func SettleDueTx(ctx context.Context, tx pgx.Tx, params SettleParams) (*SettleResult, error) {
+	if err := params.validate(); err != nil {
+		return nil, err
+	}
+	return settle(ctx, tx, params, params.Limit)
+}
+
+// SettleDue settles every due event, BatchSizeDefault (or params.Limit)
+// events per transaction, each transaction committed before the next
+// begins. Each event is settled in exactly one transaction, so a failure
+// or a cancelled context leaves every event either fully settled or
+// untouched; the result counts the events committed before it.
+func SettleDue(ctx context.Context, db Beginner, params SettleParams) (*SettleResult, error) {
+	return SettleDueFunc(ctx, db, params, nil)
+}
+
+// SettleDueFunc is SettleDue with a callback run inside each batch's
+// transaction after the batch is settled and before it commits, for the
+// work that must commit with the settlement, such as inserting follow-up
+// jobs. An error from it rolls the batch back and is returned.
+func SettleDueFunc(ctx context.Context, db Beginner, params SettleParams, inTx func(ctx context.Context, tx pgx.Tx, batch *SettleResult) error) (*SettleResult, error) {
+	total := &SettleResult{}
+	if err := params.validate(); err != nil {
+		return total, err
+	}
+	limit := params.Limit
+	if limit == 0 {
+		limit = BatchSizeDefault
+	}
+	for {
+		var batch *SettleResult
+		err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+			var err error
+			batch, err = settle(ctx, tx, params, limit)
+			if err != nil {
+				return err
+			}
+			if inTx != nil && batch.ProcessedEvents > 0 {
+				return inTx(ctx, tx, batch)
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total.add(batch)
+		if batch.ProcessedEvents == 0 {
+			return total, nil
+		}
+		// Every later batch compares deadlines with the instant the first
+		// one used, so that events coming due while a long sweep runs are
+		// left to the next sweep instead of keeping this one going.
+		params.Now = batch.Now
+	}
+}
+
+// DueEvent is an event whose deadline has passed and that is not settled
+// for that deadline.
+type DueEvent struct {
+	EventID      int64     `json:"event_id"`
+	Title        string    `json:"title"`
+	GenerationID int64     `json:"generation_id"`
+	Deadline     time.Time `json:"deadline"`
+	// Resettle is true when the event was settled before for another
+	// deadline (its start or fail_minutes changed since).
+	Resettle bool `json:"resettle"`
+}
+
+// DueEvents lists the events a settlement with these params would settle,
+// changing nothing.
+func DueEvents(ctx context.Context, db DB, params SettleParams) ([]DueEvent, error) {
+	if err := params.validate(); err != nil {
+		return nil, err
+	}
+	rows, err := db.Query(ctx, dueEventsSQL, nullTime(params.Now), params.lookback().Microseconds(), params.EventIDs, nullLimit(params.Limit))
+	if err != nil {
+		return nil, translate("list due events", err)
+	}
+	events, err := pgx.CollectRows(rows, pgx.RowToStructByPos[DueEvent])
+	if err != nil {
+		return nil, translate("list due events", err)
+	}
+	return events, nil
+}
+
+// dueEventsSQL lists due events. It relies on wasso_events_deadline_idx
+// (an expression index on wasso_deadline) for the deadline range, so that
+// its cost grows with the events of the lookback window, not with history,
+// and on wasso_settlement's primary key for the anti-join.
+const dueEventsSQL = `
+WITH clock AS (SELECT coalesce($1::timestamptz, statement_timestamp()) AS now)
+SELECT e.id, e.title, e.generation_id, wasso_deadline(e.start_datetime, e.fail_minutes), s.event_id IS NOT NULL
+FROM clock, events e
+JOIN club_generation g ON g.id = e.generation_id AND NOT g.is_deleted
+LEFT JOIN wasso_settlement s ON s.event_id = e.id
+WHERE wasso_deadline(e.start_datetime, e.fail_minutes) <= clock.now
+  AND wasso_deadline(e.start_datetime, e.fail_minutes) > clock.now - make_interval(secs => $2::bigint / 1e6)
+  AND ($3::bigint[] IS NULL OR e.id = ANY($3::bigint[]))
+  AND (s.event_id IS NULL OR s.deadline <> wasso_deadline(e.start_datetime, e.fail_minutes))
+ORDER BY e.id
+LIMIT $4`
+
+// claimSQL records the due events as settled for their current deadline
+// and returns those it claimed. INSERT ... ON CONFLICT takes the row lock
+// of an event already recorded, and waits for a concurrent claim of the
+// same event to commit or roll back; the WHERE clause is then evaluated on
+// the row as that claim left it, so an event claimed by another sweep
+// meanwhile is not returned here. Claims are made in event id order so
+// that two sweeps never wait for each other in a cycle.
+const claimSQL = `
+WITH clock AS (SELECT coalesce($1::timestamptz, statement_timestamp()) AS now),
+due AS (
+    SELECT e.id, wasso_deadline(e.start_datetime, e.fail_minutes) AS deadline
+    FROM clock, events e
+    JOIN club_generation g ON g.id = e.generation_id AND NOT g.is_deleted
+    WHERE wasso_deadline(e.start_datetime, e.fail_minutes) <= clock.now
+      AND wasso_deadline(e.start_datetime, e.fail_minutes) > clock.now - make_interval(secs => $2::bigint / 1e6)
+      AND ($3::bigint[] IS NULL OR e.id = ANY($3::bigint[]))
+      AND NOT EXISTS (
+          SELECT 1 FROM wasso_settlement s
+          WHERE s.event_id = e.id AND s.deadline = wasso_deadline(e.start_datetime, e.fail_minutes)
+      )
+    ORDER BY e.id
+    LIMIT $4
+)
+INSERT INTO wasso_settlement AS s (event_id, deadline, settled_at, updated_rows, created_rows, settle_count)
+SELECT due.id, due.deadline, clock.now, 0, 0, 1 FROM due, clock
+ORDER BY due.id
+ON CONFLICT (event_id) DO UPDATE
+    SET deadline = EXCLUDED.deadline, settled_at = EXCLUDED.settled_at,
+        updated_rows = 0, created_rows = 0, settle_count = s.settle_count + 1
+    WHERE s.deadline <> EXCLUDED.deadline
+RETURNING s.event_id, s.deadline, s.settled_at`
+
+// applySQL settles the claimed events ($1) at instant $2. It runs as a
+// statement of its own after claimSQL, so that its snapshot includes the
+// rows written by any settlement of the same event that claimSQL waited
+// for. The roster, the latest rows and the anti-join all go through the
+// foreign key indexes Django created (attendances_event_id_idx,
+// generation_mapping_generation_id_idx).
+const applySQL = `
+WITH claimed AS (
+    SELECT unnest($1::bigint[]) AS event_id
+),
+roster AS MATERIALIZED (
+    SELECT e.id AS event_id, gm.id AS mapping_id
+    FROM claimed c
+    JOIN events e ON e.id = c.event_id
+    JOIN generation_mapping gm ON gm.generation_id = e.generation_id AND gm.is_current
+    JOIN club_member m ON m.id = gm.member_id AND NOT m.is_deleted
+),
+latest AS (
+    SELECT DISTINCT ON (a.event_id, a.generation_mapping_id) a.id, a.status, a.event_id, a.generation_mapping_id
+    FROM attendances a
+    WHERE a.event_id = ANY($1::bigint[])
+    ORDER BY a.event_id, a.generation_mapping_id, a.created_at DESC, a.id DESC
+),
+updated AS (
+    UPDATE attendances a
+    SET status = 3, is_modified = true, modified_at = $2
+    FROM latest l
+    JOIN roster r ON r.event_id = l.event_id AND r.mapping_id = l.generation_mapping_id
+    WHERE a.id = l.id AND l.status = 0
+    RETURNING a.event_id, a.generation_mapping_id
+),
+created AS (
+    INSERT INTO attendances (status, latitude, longitude, "timestamp", created_at, modified_at,
+                             is_modified, created_by_id, event_id, generation_mapping_id, unique_token_id)
+    SELECT 3, NULL, NULL, $2, $2, $2, true, NULL, r.event_id, r.mapping_id, NULL
+    FROM roster r
+    WHERE NOT EXISTS (
+        SELECT 1 FROM attendances a
+        WHERE a.event_id = r.event_id AND a.generation_mapping_id = r.mapping_id
+    )
+    RETURNING event_id, generation_mapping_id
+),
+absent AS (
+    SELECT event_id, generation_mapping_id, true AS was_updated FROM updated
+    UNION ALL
+    SELECT event_id, generation_mapping_id, false FROM created
+),
+counts AS (
+    SELECT event_id,
+           count(*) FILTER (WHERE was_updated) AS updated_rows,
+           count(*) FILTER (WHERE NOT was_updated) AS created_rows,
+           array_agg(generation_mapping_id ORDER BY generation_mapping_id) AS mapping_ids
+    FROM absent
+    GROUP BY event_id
+),
+recorded AS (
+    UPDATE wasso_settlement s
+    SET updated_rows = coalesce(c.updated_rows, 0), created_rows = coalesce(c.created_rows, 0)
+    FROM claimed cl
+    LEFT JOIN counts c ON c.event_id = cl.event_id
+    WHERE s.event_id = cl.event_id
+    RETURNING s.event_id, s.updated_rows, s.created_rows
+)
+SELECT r.event_id, r.updated_rows, r.created_rows, coalesce(c.mapping_ids, '{}'::bigint[])
+FROM recorded r
+LEFT JOIN counts c ON c.event_id = r.event_id
+ORDER BY r.event_id`
+
+func settle(ctx context.Context, tx pgx.Tx, params SettleParams, limit int) (*SettleResult, error) {
+	rows, err := tx.Query(ctx, claimSQL, nullTime(params.Now), params.lookback().Microseconds(), params.EventIDs, nullLimit(limit))
+	if err != nil {
+		return nil, translate("claim due events", err)
+	}
+	type claim struct {
+		EventID   int64
+		Deadline  time.Time
+		SettledAt time.Time
+	}
+	claims, err := pgx.CollectRows(rows, pgx.RowToStructByPos[claim])
+	if err != nil {
+		return nil, translate("claim due events", err)
+	}
+	res := &SettleResult{}
+	if len(claims) == 0 {
+		return res, nil
+	}
+	ids := make([]int64, len(claims))
+	deadlines := make(map[int64]time.Time, len(claims))
+	for i, c := range claims {
+		ids[i] = c.EventID
+		deadlines[c.EventID] = c.Deadline
+	}
+	// All claims of one statement share its clock.
+	now := claims[0].SettledAt
+	res.Now = now
+
+	rows, err = tx.Query(ctx, applySQL, ids, now)
+	if err != nil {
+		return nil, translate(fmt.Sprintf("settle events %v", ids), err)
+	}
+	var ev SettledEvent
+	_, err = pgx.ForEachRow(rows, []any{&ev.EventID, &ev.UpdatedRows, &ev.CreatedRows, &ev.AbsentMappingIDs}, func() error {
+		ev.Deadline = deadlines[ev.EventID]
+		res.Events = append(res.Events, ev)
+		res.ProcessedEvents++
+		res.UpdatedRows += ev.UpdatedRows
+		res.CreatedRows += ev.CreatedRows
+		ev = SettledEvent{}
+		return nil
+	})
+	if err != nil {
+		return nil, translate(fmt.Sprintf("settle events %v", ids), err)
+	}
+	return res, nil
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func nullLimit(limit int) *int {
+	if limit == 0 {
+		return nil
+	}
+	return &limit
+}
+
+// translate wraps a database error with what was being done, and maps the
+// errors callers branch on to sentinels.
+func translate(doing string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "42P01": // undefined_table
+			return fmt.Errorf("%s: %w: %s (run migrate up; on a scratch database add --with-wasso-schema)", doing, ErrSchemaMissing, pgErr.Message)
+		case "42883": // undefined_function: wasso_deadline
+			return fmt.Errorf("%s: %w: %s (run migrate up)", doing, ErrSchemaMissing, pgErr.Message)
+		}
+	}
+	return fmt.Errorf("%s: %w", doing, err)
+}

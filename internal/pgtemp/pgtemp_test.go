@@ -1,0 +1,182 @@
+package pgtemp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+// helperEnv makes the test binary act as a process that starts a cluster and
+// then waits to be killed (see TestWatchdogCleansUpAfterKill).
+const helperEnv = "PGTEMP_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) == "1" {
+		runHelper()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// runHelper starts a cluster, prints "DIR PORT" and blocks until killed.
+func runHelper() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := Start(ctx, Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("%s %d\n", c.Dir(), c.Port())
+	select {}
+}
+
+// requireBinaries skips the test only when there are no Postgres binaries.
+func requireBinaries(t *testing.T) {
+	t.Helper()
+	_, err := FindBinaries()
+	if errors.Is(err, ErrNoBinaries) {
+		t.Skip(err)
+	}
+	require.NoError(t, err)
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func requirePortClosed(t *testing.T, port int) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+	if err == nil {
+		_ = conn.Close()
+	}
+	require.Error(t, err, "port %d still answers", port)
+}
+
+func TestStartStop(t *testing.T) {
+	t.Parallel()
+	requireBinaries(t)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+
+	c, err := Start(ctx, Options{Logger: testLogger(t)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Stop() })
+
+	require.NotZero(t, c.Port())
+	require.DirExists(t, c.Dir())
+	require.Equal(t,
+		fmt.Sprintf("postgres://postgres@127.0.0.1:%d/wasso?sslmode=disable", c.Port()),
+		c.URL(Database))
+
+	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	require.NoError(t, err)
+	var one int
+	require.NoError(t, conn.QueryRow(ctx, "SELECT 1").Scan(&one))
+	require.Equal(t, 1, one)
+	require.NoError(t, conn.Close(ctx))
+
+	conn, err = pgx.Connect(ctx, c.URL(Database))
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY, name text NOT NULL)")
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, "INSERT INTO t VALUES (1, 'a'), (2, 'b')")
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n))
+	require.Equal(t, 2, n)
+	var db string
+	require.NoError(t, conn.QueryRow(ctx, "SELECT current_database()").Scan(&db))
+	require.Equal(t, Database, db)
+	require.NoError(t, conn.Close(ctx))
+
+	dir, port := c.Dir(), c.Port()
+	require.NoError(t, c.Stop())
+	_, err = os.Stat(dir)
+	require.ErrorIs(t, err, fs.ErrNotExist)
+	requirePortClosed(t, port)
+
+	require.NoError(t, c.Stop(), "second Stop")
+}
+
+func TestTwoClustersInParallel(t *testing.T) {
+	t.Parallel()
+	requireBinaries(t)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+
+	a, err := Start(ctx, Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Stop() })
+	b, err := Start(ctx, Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Stop() })
+
+	require.NotEqual(t, a.Port(), b.Port())
+	require.NotEqual(t, a.Dir(), b.Dir())
+	for _, c := range []*Cluster{a, b} {
+		conn, err := pgx.Connect(ctx, c.URL(Database))
+		require.NoError(t, err)
+		_, err = conn.Exec(ctx, "SELECT 1")
+		require.NoError(t, err)
+		require.NoError(t, conn.Close(ctx))
+	}
+	require.NoError(t, a.Stop())
+	require.NoError(t, b.Stop())
+}
+
+// TestWatchdogCleansUpAfterKill starts a cluster in a child process, kills
+// that process with SIGKILL and expects the watchdog to stop the server and
+// remove the directory.
+func TestWatchdogCleansUpAfterKill(t *testing.T) {
+	t.Parallel()
+	requireBinaries(t)
+
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	cmd.Stderr = t.Output()
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err, "helper did not report its cluster")
+	dir, portStr, ok := strings.Cut(strings.TrimSpace(line), " ")
+	require.True(t, ok, "helper output %q", line)
+	port, err := strconv.Atoi(portStr)
+	require.NoError(t, err)
+	require.DirExists(t, dir)
+
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(dir)
+		return errors.Is(err, fs.ErrNotExist)
+	}, 30*time.Second, 100*time.Millisecond, "watchdog did not remove %s", dir)
+	requirePortClosed(t, port)
+}
+
+func TestCompareVersions(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, -1, compareVersions("9.6", "10"))
+	require.Equal(t, 1, compareVersions("16", "15"))
+	require.Equal(t, 0, compareVersions("15", "15"))
+	require.Equal(t, -1, compareVersions("beta", "9"))
+}

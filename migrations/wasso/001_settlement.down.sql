@@ -1,0 +1,2 @@
+DROP TABLE wasso_settlement;
+DROP FUNCTION wasso_deadline(timestamptz, integer);

@@ -1,0 +1,1 @@
+DROP INDEX wasso_events_deadline_idx;
