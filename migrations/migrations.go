@@ -427,7 +427,7 @@ func riverMigrator(pool *pgxpool.Pool, opts Options) (*rivermigrate.Migrator[pgx
 // database it should guess about.
 func ApplyWassoSchema(ctx context.Context, db interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
-}, ) (bool, error) {
+}) (bool, error) {
 	var created bool
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLockKey)); err != nil {
