@@ -270,7 +270,9 @@ RETURNING s.event_id, s.deadline, s.settled_at`
 // rows written by any settlement of the same event that claimSQL waited
 // for. The roster, the latest rows and the anti-join all go through the
 // foreign key indexes Django created (attendances_event_id_idx,
-// generation_mapping_generation_id_idx).
+// generation_mapping_generation_id_idx); the anti-join for missing rows
+// reuses the latest-row set, one hash join instead of an index probe per
+// roster member.
 const applySQL = `
 WITH claimed AS (
     SELECT unnest($1::bigint[]) AS event_id
@@ -282,7 +284,7 @@ roster AS MATERIALIZED (
     JOIN generation_mapping gm ON gm.generation_id = e.generation_id AND gm.is_current
     JOIN club_member m ON m.id = gm.member_id AND NOT m.is_deleted
 ),
-latest AS (
+latest AS MATERIALIZED (
     SELECT DISTINCT ON (a.event_id, a.generation_mapping_id) a.id, a.status, a.event_id, a.generation_mapping_id
     FROM attendances a
     WHERE a.event_id = ANY($1::bigint[])
@@ -301,10 +303,8 @@ created AS (
                              is_modified, created_by_id, event_id, generation_mapping_id, unique_token_id)
     SELECT 3, NULL, NULL, $2, $2, $2, true, NULL, r.event_id, r.mapping_id, NULL
     FROM roster r
-    WHERE NOT EXISTS (
-        SELECT 1 FROM attendances a
-        WHERE a.event_id = r.event_id AND a.generation_mapping_id = r.mapping_id
-    )
+    LEFT JOIN latest l ON l.event_id = r.event_id AND l.generation_mapping_id = r.mapping_id
+    WHERE l.id IS NULL
     RETURNING event_id, generation_mapping_id
 ),
 absent AS (
