@@ -189,3 +189,27 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// exampleTB lets Example functions, which have no *testing.T, use NewDB:
+// failures panic and cleanups run when the Example calls the returned func.
+type exampleTB struct {
+	testing.TB
+	cleanups []func()
+}
+
+func (e *exampleTB) Helper()                   {}
+func (e *exampleTB) Cleanup(f func())          { e.cleanups = append(e.cleanups, f) }
+func (e *exampleTB) Fatalf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
+func (e *exampleTB) Errorf(f string, a ...any) { panic(fmt.Sprintf(f, a...)) }
+
+// ExampleDB is NewDB for Example functions. Call the returned func when
+// done; it drops the schema.
+func ExampleDB() (*DB, func()) {
+	tb := &exampleTB{}
+	db := NewDB(tb, Options{})
+	return db, func() {
+		for i := len(tb.cleanups) - 1; i >= 0; i-- {
+			tb.cleanups[i]()
+		}
+	}
+}

@@ -1,0 +1,81 @@
+package wassoriver_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wasso/scheduler/attendance"
+	"github.com/wasso/scheduler/internal/wassotest"
+	wassoriver "github.com/wasso/scheduler/river"
+)
+
+func TestMain(m *testing.M) { wassotest.Main(m) }
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+
+	for _, tc := range []struct {
+		config wassoriver.Config
+		want   string
+	}{
+		{wassoriver.Config{SweepInterval: -time.Minute}, "SweepInterval -1m0s must not be negative"},
+		{wassoriver.Config{SweepInterval: time.Millisecond}, "SweepInterval 1ms is shorter than one second"},
+		{wassoriver.Config{Lookback: -time.Hour}, "Lookback -1h0m0s must not be negative"},
+		{wassoriver.Config{CompletedJobRetentionPeriod: -time.Hour}, "CompletedJobRetentionPeriod -1h0m0s must not be negative"},
+		{wassoriver.Config{Concurrency: -1}, "Concurrency -1 must not be negative"},
+		{wassoriver.Config{Queues: map[string]int{"default": 0}}, `Queues["default"] = 0: workers must be between 1 and 10000`},
+	} {
+		require.ErrorIs(t, tc.config.Validate(), wassoriver.ErrInvalidConfig)
+		require.ErrorContains(t, tc.config.Validate(), tc.want)
+		_, err := wassoriver.NewClient(wassotest.AdminPool(t), tc.config)
+		require.ErrorContains(t, err, tc.want, "NewClient validates too")
+	}
+	require.NoError(t, (&wassoriver.Config{}).Validate())
+}
+
+func TestConfigWithDefaults(t *testing.T) {
+	t.Parallel()
+
+	c := wassoriver.Config{}.WithDefaults()
+	require.Equal(t, attendance.SweepIntervalDefault, c.SweepInterval)
+	require.Equal(t, attendance.LookbackDefault, c.Lookback)
+	require.Equal(t, map[string]int{river.QueueDefault: wassoriver.ConcurrencyDefault}, c.Queues)
+	require.NotNil(t, c.Logger)
+
+	c = wassoriver.Config{Concurrency: 9, SweepInterval: time.Minute}.WithDefaults()
+	require.Equal(t, time.Minute, c.SweepInterval)
+	require.Equal(t, map[string]int{river.QueueDefault: 9}, c.Queues)
+}
+
+func TestPeriodicJobs(t *testing.T) {
+	t.Parallel()
+
+	jobs, err := wassoriver.PeriodicJobs(wassoriver.Config{})
+	require.NoError(t, err)
+	require.Len(t, jobs, 1)
+	jobs, err = wassoriver.PeriodicJobs(wassoriver.Config{NoPeriodic: true})
+	require.NoError(t, err)
+	require.Empty(t, jobs)
+}
+
+// TestAddWorkers shows a backend's own client working the sweep.
+func TestAddWorkers(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	db := wassotest.NewDB(t, wassotest.Options{})
+	workers := river.NewWorkers()
+	require.NoError(t, wassoriver.AddWorkers(workers, db.Pool, wassoriver.Config{}))
+	err := wassoriver.AddWorkers(workers, db.Pool, wassoriver.Config{})
+	require.ErrorContains(t, err, "register attendance.sweep worker")
+
+	client, err := wassoriver.NewClient(db.Pool, wassoriver.Config{Schema: db.Schema, NoPeriodic: true, Workers: river.NewWorkers()})
+	require.NoError(t, err)
+	res, err := client.Insert(ctx, attendance.SweepArgs{}, nil)
+	require.NoError(t, err)
+	require.Equal(t, attendance.SweepKind, res.Job.Kind)
+}

@@ -1,0 +1,83 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// errNoDatabaseURL is returned by commands that need a database when none
+// is configured.
+var errNoDatabaseURL = errors.New("not set: pass --database-url, or set WASSO_DATABASE_URL or DATABASE_URL, or database_url in the config file")
+
+// poolOptions tunes openPool.
+type poolOptions struct {
+	// MaxConns overrides the configured pool size when the config leaves
+	// it automatic (zero).
+	MaxConns int32
+}
+
+// openPool connects to the configured database and pings it. Any failure
+// is a *ConfigError (exit 2, nothing started), and its message never holds
+// the password.
+func (a *app) openPool(ctx context.Context, opts poolOptions) (*pgxpool.Pool, error) {
+	cfg := a.cfg
+	if cfg.DatabaseURL == "" {
+		return nil, &ConfigError{Key: "database_url", Err: errNoDatabaseURL}
+	}
+	poolCfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		// pgx masks the password in its parse errors; the redactor is a
+		// second line of defence.
+		return nil, &ConfigError{Key: "database_url", Source: cfg.Source("database_url"), Err: errors.New(a.redact.redact(oneLine(err.Error())))}
+	}
+	a.redact.add(poolCfg.ConnConfig.Password)
+	if _, ok := poolCfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		poolCfg.ConnConfig.RuntimeParams["application_name"] = "wasso-runner"
+	}
+	switch {
+	case cfg.Database.MaxConns > 0:
+		poolCfg.MaxConns = int32(cfg.Database.MaxConns)
+	case opts.MaxConns > 0:
+		poolCfg.MaxConns = opts.MaxConns
+	default:
+		poolCfg.MaxConns = 4
+	}
+	if poolCfg.ConnConfig.ConnectTimeout == 0 || poolCfg.ConnConfig.ConnectTimeout > cfg.Database.ConnectTimeout {
+		poolCfg.ConnConfig.ConnectTimeout = cfg.Database.ConnectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return nil, &ConfigError{Err: fmt.Errorf("database: %s", a.redact.redact(oneLine(err.Error())))}
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, cfg.Database.ConnectTimeout)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &ConfigError{Err: fmt.Errorf("database unreachable (%s): %s", describeDB(poolCfg.ConnConfig), a.redact.redact(oneLine(err.Error())))}
+	}
+	a.logger.DebugContext(ctx, "connected to database", slog.String("database", describeDB(poolCfg.ConnConfig)), slog.Int("max_conns", int(poolCfg.MaxConns)))
+	return pool, nil
+}
+
+// describeDB names a database without its password: user@host:port/db.
+func describeDB(c *pgx.ConnConfig) string {
+	return c.User + "@" + c.Host + ":" + strconv.Itoa(int(c.Port)) + "/" + c.Database
+}
+
+// qualify returns a table name of River's, schema-qualified when a schema
+// is configured (River's tables follow Config.Schema, not search_path).
+func (a *app) qualify(table string) string {
+	if a.cfg.Schema == "" {
+		return pgx.Identifier{table}.Sanitize()
+	}
+	return pgx.Identifier{a.cfg.Schema, table}.Sanitize()
+}
