@@ -161,14 +161,27 @@ func SettleDueFunc(ctx context.Context, db Beginner, params SettleParams, inTx f
 		limit = BatchSizeDefault
 	}
 	for {
-		var batch *SettleResult
+		var (
+			batch *SettleResult
+			more  bool
+		)
 		err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 			var err error
 			batch, err = settle(ctx, tx, params, limit)
 			if err != nil {
 				return err
 			}
-			if inTx != nil && batch.ProcessedEvents > 0 {
+			if batch.ProcessedEvents == 0 {
+				// A claim can come back empty while events are still due:
+				// every event it picked was being settled by a transaction
+				// that committed while the claim waited for it. Look again
+				// with a fresh snapshot before concluding.
+				due, err := DueEvents(ctx, tx, SettleParams{EventIDs: params.EventIDs, Limit: 1, Lookback: params.Lookback, Now: params.Now})
+				more = len(due) > 0
+				return err
+			}
+			more = true
+			if inTx != nil {
 				return inTx(ctx, tx, batch)
 			}
 			return nil
@@ -177,8 +190,11 @@ func SettleDueFunc(ctx context.Context, db Beginner, params SettleParams, inTx f
 			return total, err
 		}
 		total.add(batch)
-		if batch.ProcessedEvents == 0 {
+		if !more {
 			return total, nil
+		}
+		if batch.Now.IsZero() {
+			continue
 		}
 		// Every later batch compares deadlines with the instant the first
 		// one used, so that events coming due while a long sweep runs are
@@ -205,7 +221,7 @@ func DueEvents(ctx context.Context, db DB, params SettleParams) ([]DueEvent, err
 	if err := params.validate(); err != nil {
 		return nil, err
 	}
-	rows, err := db.Query(ctx, dueEventsSQL, nullTime(params.Now), params.lookback().Microseconds(), params.EventIDs, nullLimit(params.Limit))
+	rows, err := db.Query(ctx, dueEventsSQL, customPlan, nullTime(params.Now), params.lookback().Microseconds(), params.EventIDs, nullLimit(params.Limit))
 	if err != nil {
 		return nil, translate("list due events", err)
 	}
@@ -215,6 +231,16 @@ func DueEvents(ctx context.Context, db DB, params SettleParams) ([]DueEvent, err
 	}
 	return events, nil
 }
+
+// customPlan makes pgx send the settlement queries as unnamed statements,
+// which Postgres plans with the actual parameter values every time. pgx
+// otherwise prepares and caches them, and after five executions Postgres
+// may switch to a generic plan that cannot see that the deadline range is
+// narrow: it then reads every event through wasso_deadline instead of
+// using wasso_events_deadline_idx, and an idle sweep on a database with
+// ten thousand past events costs forty times more. Planning these
+// statements takes about a millisecond.
+const customPlan = pgx.QueryExecModeExec
 
 // dueEventsSQL lists due events. It relies on wasso_events_deadline_idx
 // (an expression index on wasso_deadline) for the deadline range, so that
@@ -334,7 +360,7 @@ LEFT JOIN counts c ON c.event_id = r.event_id
 ORDER BY r.event_id`
 
 func settle(ctx context.Context, tx pgx.Tx, params SettleParams, limit int) (*SettleResult, error) {
-	rows, err := tx.Query(ctx, claimSQL, nullTime(params.Now), params.lookback().Microseconds(), params.EventIDs, nullLimit(limit))
+	rows, err := tx.Query(ctx, claimSQL, customPlan, nullTime(params.Now), params.lookback().Microseconds(), params.EventIDs, nullLimit(limit))
 	if err != nil {
 		return nil, translate("claim due events", err)
 	}
@@ -361,7 +387,7 @@ func settle(ctx context.Context, tx pgx.Tx, params SettleParams, limit int) (*Se
 	now := claims[0].SettledAt
 	res.Now = now
 
-	rows, err = tx.Query(ctx, applySQL, ids, now)
+	rows, err = tx.Query(ctx, applySQL, customPlan, ids, now)
 	if err != nil {
 		return nil, translate(fmt.Sprintf("settle events %v", ids), err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/attendance"
@@ -471,4 +472,52 @@ func TestSettleDueCancelled(t *testing.T) {
 		require.Equal(t, 20, settled)
 		require.Zero(t, untouched)
 	})
+}
+
+// TestSettleDueAfterLosingEveryClaim has a sweep whose whole first batch is
+// taken by a transaction committing while it waits: it must go on to the
+// events still due rather than stop at an empty claim.
+func TestSettleDueAfterLosingEveryClaim(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	db := wassotest.NewDB(t, wassotest.Options{})
+	club, err := seed.CreateClub(ctx, db.Pool, "Go", 2, testNow.Add(-48*time.Hour))
+	require.NoError(t, err)
+	var events []int64
+	for range 4 {
+		events = append(events, dueEvent(t, db.Pool, club.GenerationID, time.Minute))
+	}
+
+	first, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer first.Rollback(ctx) //nolint:errcheck // committed below
+	res, err := attendance.SettleDueTx(ctx, first, attendance.SettleParams{Now: testNow, EventIDs: events[:2]})
+	require.NoError(t, err)
+	require.Equal(t, 2, res.ProcessedEvents)
+
+	// A second sweep, on connections named after the test's schema so
+	// that it can be seen waiting.
+	cfg, err := pgxpool.ParseConfig(db.URL + "&application_name=" + db.Schema)
+	require.NoError(t, err)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer pool.Close()
+	done := make(chan *attendance.SettleResult, 1)
+	go func() {
+		res, err := attendance.SettleDue(ctx, pool, attendance.SettleParams{Now: testNow, Limit: 2})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	require.Eventually(t, func() bool {
+		return count(t, db.Pool, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`, db.Schema) == 1
+	}, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, first.Commit(ctx))
+
+	second := <-done
+	require.Equal(t, 2, second.ProcessedEvents)
+	require.Equal(t, events[2], second.Events[0].EventID)
+	require.Equal(t, events[3], second.Events[1].EventID)
 }
