@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/term"
 )
 
 // Exit codes of Main.
@@ -181,14 +182,7 @@ started).`,
 		a.jobsCmd(),
 		a.configCmd(),
 		a.versionCmd(),
-		&cobra.Command{
-			Use:   "demo",
-			Short: "Try the scheduler with zero configuration (a throwaway Postgres, seeded events, River UI)",
-			Args:  noArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				return runDemo(cmd, a)
-			},
-		},
+		a.demoCmd(),
 	)
 	return root
 }
@@ -233,13 +227,9 @@ func subcommandRequired(cmd *cobra.Command, args []string) error {
 	return usagef("%s needs a subcommand (see %s --help)", cmd.CommandPath(), cmd.CommandPath())
 }
 
-// isTerminal reports whether r is a character device (a terminal),
-// for prompts.
+// isTerminal reports whether r is a terminal, for prompts. /dev/null is
+// a character device but not a terminal, hence the ioctl check.
 func isTerminal(r io.Reader) bool {
 	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
