@@ -14,7 +14,27 @@
 //     runs SettleDue and records the counts as the job's output.
 //   - PeriodicSweep returns the River periodic job that enqueues the sweep
 //     every interval (five minutes by default), unique per interval so that
-//     restarts and several runners do not pile sweeps up.
+//     restarts and several runners do not pile sweeps up. It is the safety
+//     net; events are settled at their deadline by the jobs below.
+//
+// Exact deadlines. Each event gets an attendance.settle_event job
+// (SettleEventArgs, SettleEventWorker) scheduled at its deadline in
+// QueueExact, which runners poll every 100 ms; ExactTimeHook makes such a
+// job start at its instant instead of waiting for River's five-second
+// scheduler. The backend inserts it with ScheduleEventTx in the
+// transaction that creates or moves the event; for events the Django
+// backend writes, the Discoverer, a loop on the River leader, inserts it
+// for every event whose current deadline is near and neither planned nor
+// settled (wasso_deadline_plan). A job for a deadline the event no longer
+// has, or for a deleted event, finds nothing due: settlement stays
+// idempotent through wasso_settlement.
+//
+// Notifications. NotifyFollowUp enqueues, in each settlement's
+// transaction, an attendance.notify_absent job for the members just marked
+// absent; NotifyAbsentWorker resolves the names and hands an AbsentNotice
+// to a Notifier: the backend's push provider, LogNotifier or
+// WebhookNotifier (signed JSON POST). A notifier that fails is retried by
+// River and never touches the settlement.
 //
 // The rules the settlement follows (due, roster, update, insert, once,
 // atomic, safe under overlap, observable, cheap when idle) are spelled out

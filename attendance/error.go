@@ -11,3 +11,8 @@ var ErrInvalidParams = errors.New("invalid settlement params")
 // database is not a Wasso database, or the scheduler's migrations are not
 // applied.
 var ErrSchemaMissing = errors.New("scheduler schema missing")
+
+// ErrEventNotFound is returned (wrapped, with the event id) when an event
+// the caller named does not exist: ScheduleEventTx was given a wrong id or
+// the event was deleted.
+var ErrEventNotFound = errors.New("event not found")

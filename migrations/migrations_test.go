@@ -104,7 +104,10 @@ func TestDown(t *testing.T) {
 
 	res, err := migrations.Down(ctx, db.Pool, opts, migrations.DownOptions{TargetVersion: 1})
 	require.NoError(t, err)
-	require.Equal(t, []int{2}, res.WassoVersions)
+	require.Equal(t, []int{3, 2}, res.WassoVersions)
+	var plan *string
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT to_regclass('wasso_deadline_plan')::text`).Scan(&plan))
+	require.Nil(t, plan)
 	var idx *string
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT to_regclass('wasso_events_deadline_idx')::text`).Scan(&idx))
 	require.Nil(t, idx)

@@ -1,7 +1,9 @@
 // Package wassoriver wires the Wasso scheduler into River: it builds a
 // River client from a *pgxpool.Pool and a small Config with the defaults a
-// Wasso runner wants, registers the attendance workers and the periodic
-// sweep, and offers the same pieces to a backend that runs its own River
+// Wasso runner wants, registers the attendance workers (sweep, per-event
+// settlement, absent notices) and the periodic sweep, adds the
+// exact-time queue with its fast poll and the leader's deadline discovery
+// hook, and offers the same pieces to a backend that runs its own River
 // client.
 //
 // The package lives in the river/ directory but is named wassoriver, not

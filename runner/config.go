@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/wasso/scheduler/attendance"
 	wassoriver "github.com/wasso/scheduler/river"
 )
 
@@ -96,6 +97,16 @@ type Config struct {
 		Lookback time.Duration
 	}
 
+	// Deadlines configures exact-deadline settlement: per-event jobs on
+	// their own queue, scheduled by the leader's discovery loop.
+	Deadlines struct {
+		Enabled           bool
+		Concurrency       int
+		PollInterval      time.Duration
+		DiscoveryInterval time.Duration
+		DiscoveryHorizon  time.Duration
+	}
+
 	Retention struct {
 		Completed time.Duration
 		Cancelled time.Duration
@@ -120,7 +131,12 @@ func (c *Config) RiverConfig() wassoriver.Config {
 		CompletedJobRetentionPeriod: c.Retention.Completed,
 		Concurrency:                 c.Run.Concurrency,
 		DiscardedJobRetentionPeriod: c.Retention.Discarded,
+		DiscoveryHorizon:            c.Deadlines.DiscoveryHorizon,
+		DiscoveryInterval:           c.Deadlines.DiscoveryInterval,
+		ExactConcurrency:            c.Deadlines.Concurrency,
+		ExactPollInterval:           c.Deadlines.PollInterval,
 		Lookback:                    c.Sweep.Lookback,
+		NoDeadlines:                 !c.Deadlines.Enabled,
 		NoPeriodic:                  !c.Run.Periodic,
 		Queues:                      maps.Clone(c.Run.Queues),
 		Schema:                      c.Schema,
@@ -172,6 +188,11 @@ var keySpecs = []keySpec{
 	{name: "sweep.interval", kind: kindDuration, def: "5m", flag: "sweep-interval"},
 	{name: "sweep.timeout", kind: kindDuration, def: "0s"},
 	{name: "sweep.lookback", kind: kindDuration, def: "24h", flag: "lookback"},
+	{name: "deadlines.enabled", kind: kindBool, def: true, flag: "no-deadlines"},
+	{name: "deadlines.concurrency", kind: kindInt, def: wassoriver.ExactConcurrencyDefault},
+	{name: "deadlines.poll_interval", kind: kindDuration, def: wassoriver.ExactPollIntervalDefault.String()},
+	{name: "deadlines.discovery_interval", kind: kindDuration, def: attendance.DiscoveryIntervalDefault.String()},
+	{name: "deadlines.discovery_horizon", kind: kindDuration, def: attendance.DiscoveryHorizonDefault.String()},
 	{name: "retention.completed", kind: kindDuration, def: wassoriver.CompletedJobRetentionPeriodDefault.String()},
 	{name: "retention.cancelled", kind: kindDuration, def: wassoriver.CancelledJobRetentionPeriodDefault.String()},
 	{name: "retention.discarded", kind: kindDuration, def: wassoriver.DiscardedJobRetentionPeriodDefault.String()},
@@ -179,7 +200,7 @@ var keySpecs = []keySpec{
 
 // negatedFlags set a boolean key to the opposite of their value:
 // --no-http turns http.enabled off.
-var negatedFlags = map[string]bool{"no-http": true, "no-periodic": true}
+var negatedFlags = map[string]bool{"no-http": true, "no-periodic": true, "no-deadlines": true}
 
 func specOf(key string) (keySpec, bool) {
 	for _, s := range keySpecs {
@@ -423,6 +444,11 @@ func (l *loader) resolve() (*Config, error) {
 	cfg.Sweep.Interval = duration("sweep.interval")
 	cfg.Sweep.Timeout = duration("sweep.timeout")
 	cfg.Sweep.Lookback = duration("sweep.lookback")
+	cfg.Deadlines.Enabled = boolean("deadlines.enabled")
+	cfg.Deadlines.Concurrency = integer("deadlines.concurrency")
+	cfg.Deadlines.PollInterval = duration("deadlines.poll_interval")
+	cfg.Deadlines.DiscoveryInterval = duration("deadlines.discovery_interval")
+	cfg.Deadlines.DiscoveryHorizon = duration("deadlines.discovery_horizon")
 	cfg.Retention.Completed = duration("retention.completed")
 	cfg.Retention.Cancelled = duration("retention.cancelled")
 	cfg.Retention.Discarded = duration("retention.discarded")
@@ -495,12 +521,54 @@ func (l *loader) resolve() (*Config, error) {
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	// The library has the last word on what it accepts.
+	if cfg.Deadlines.Concurrency < 1 || cfg.Deadlines.Concurrency > 10_000 {
+		fail("deadlines.concurrency", fmt.Errorf("%d: must be between 1 and 10000", cfg.Deadlines.Concurrency))
+	}
+	for _, key := range []string{"deadlines.poll_interval", "deadlines.discovery_interval", "deadlines.discovery_horizon"} {
+		if d := map[string]time.Duration{
+			"deadlines.poll_interval":      cfg.Deadlines.PollInterval,
+			"deadlines.discovery_interval": cfg.Deadlines.DiscoveryInterval,
+			"deadlines.discovery_horizon":  cfg.Deadlines.DiscoveryHorizon,
+		}[key]; d <= 0 {
+			fail(key, fmt.Errorf("%s: must be positive", d))
+		}
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	// The library has the last word on what it accepts (ranges such as
+	// the poll interval's); its errors name its fields, translated here to
+	// the keys that set them.
 	rc := cfg.RiverConfig()
 	if err := rc.Validate(); err != nil {
-		return nil, &ConfigError{Err: err}
+		key := ""
+		for _, fk := range libraryFieldKeys {
+			if strings.Contains(err.Error(), fk[0]) {
+				key = fk[1]
+				break
+			}
+		}
+		return nil, &ConfigError{Key: key, Source: cfg.sources[key], Err: err}
 	}
 	return cfg, nil
+}
+
+// libraryFieldKeys maps wassoriver.Config fields to the keys that set
+// them, for the library's validation errors. Longer names come first where
+// one contains another.
+var libraryFieldKeys = [][2]string{
+	{"CancelledJobRetentionPeriod", "retention.cancelled"},
+	{"CompletedJobRetentionPeriod", "retention.completed"},
+	{"DiscardedJobRetentionPeriod", "retention.discarded"},
+	{"DiscoveryHorizon", "deadlines.discovery_horizon"},
+	{"DiscoveryInterval", "deadlines.discovery_interval"},
+	{"ExactConcurrency", "deadlines.concurrency"},
+	{"ExactPollInterval", "deadlines.poll_interval"},
+	{"Concurrency", "run.concurrency"},
+	{"Lookback", "sweep.lookback"},
+	{"Queues", "run.queues"},
+	{"SweepInterval", "sweep.interval"},
+	{"SweepTimeout", "sweep.timeout"},
 }
 
 // checkHTTPExposure refuses to serve River UI (which can cancel and delete

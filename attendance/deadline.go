@@ -1,0 +1,327 @@
+package attendance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+)
+
+// SettleEventKind is the River job kind that settles one event at its
+// deadline.
+const SettleEventKind = "attendance.settle_event"
+
+// QueueExact is the River queue of the jobs that must start at their
+// scheduled instant: the per-event settlements, and any task of the
+// backend's that uses ExactTimeHook the same way (see examples/newtask).
+// It is a queue of its own so that its producer can poll often without
+// every queue doing so, and so that a backlog of slow jobs elsewhere (a
+// webhook that times out, say) never holds a settlement back.
+const QueueExact = "attendance_exact"
+
+// ExactTimeHook is a River insert hook that lets a job scheduled for a
+// future instant start at that instant rather than up to five seconds later.
+//
+// River inserts a job with InsertOpts.ScheduledAt in state "scheduled", and
+// only the leader's job scheduler moves scheduled jobs to "available", once
+// every five seconds (maintenance.JobSchedulerIntervalDefault, which River
+// does not let a client change outside its own tests). Producers, on the
+// other hand, fetch with "state = 'available' AND scheduled_at <= now()"
+// (the driver's JobGetAvailable query), so a job inserted as available with
+// a future scheduled_at is fetched by the first poll after that instant.
+// River does exactly this itself for snoozes and retries shorter than the
+// scheduler interval (JobSetStateSnoozedAvailable and
+// JobSetStateErrorAvailable in internal/jobexecutor). The hook applies the
+// same rule at insert time: a job that would be inserted as scheduled is
+// inserted as available, with its scheduled_at kept. How late it then
+// starts is bounded by its queue's FetchPollInterval (see QueueExact and
+// wassoriver.ExactPollIntervalDefault) instead of by the scheduler.
+//
+// The cost: River UI lists such jobs as available before their time, and
+// the queue's fetch query steps over one index entry per waiting job (the
+// jobs wait in the fetch index, river_job_prioritized_fetching_index, in
+// scheduled_at order). Measured on Postgres 15: 0.02 ms with none waiting,
+// 0.2 ms with 1,000, 1 ms with 10,000, 3.4 ms with 50,000; at ten polls a
+// second that is 1% of a core per runner for 10,000 future events. Keep
+// such jobs in QueueExact so other queues never pay for them.
+//
+// Job args use it by returning it from a Hooks method
+// (river.JobArgsWithHooks), so that it applies whichever River client
+// inserts them: a runner's, the backend's insert-only client, or a test's.
+type ExactTimeHook struct {
+	river.HookDefaults
+}
+
+// InsertBegin turns a scheduled insert into an available one, keeping its
+// scheduled_at.
+func (*ExactTimeHook) InsertBegin(_ context.Context, params *rivertype.JobInsertParams) error {
+	if params.State == rivertype.JobStateScheduled {
+		params.State = rivertype.JobStateAvailable
+	}
+	return nil
+}
+
+// exactTimeHooks is shared by every args value: River calls Hooks on each
+// insert, and the hook holds no state.
+var exactTimeHooks = []rivertype.Hook{&ExactTimeHook{}}
+
+// uniqueWhileWaiting are the job states in which a second settle_event job
+// for the same event and deadline is not inserted. Completed jobs are left
+// out on purpose: an event moved away from a deadline and back to it after
+// that deadline's job ran must get a job again.
+var uniqueWhileWaiting = []rivertype.JobState{
+	rivertype.JobStateAvailable,
+	rivertype.JobStatePending,
+	rivertype.JobStateRetryable,
+	rivertype.JobStateRunning,
+	rivertype.JobStateScheduled,
+}
+
+// SettleEventArgs are the arguments of the attendance.settle_event job,
+// which settles one event once its deadline has passed. A job is inserted
+// per event and deadline, scheduled at the deadline: by ScheduleEventTx in
+// the backend's transaction, or by the leader's Discoverer for events the
+// backend wrote without it.
+//
+// The job settles whatever is due for the event when it runs, so stale or
+// duplicate jobs are harmless: a job for a deadline the event has moved
+// away from, or for an event that was deleted or already settled, finds
+// nothing due and completes without changing anything. Settlement stays
+// idempotent through wasso_settlement, whoever runs it.
+type SettleEventArgs struct {
+	// EventID is the event to settle.
+	EventID int64 `json:"event_id"`
+	// Deadline is the deadline the job was scheduled for, in UTC (so that
+	// two jobs for one instant have equal args and so one unique key).
+	Deadline time.Time `json:"deadline"`
+}
+
+// NewSettleEventArgs returns the args of the job that settles eventID at
+// deadline, with the deadline in UTC.
+func NewSettleEventArgs(eventID int64, deadline time.Time) SettleEventArgs {
+	return SettleEventArgs{EventID: eventID, Deadline: deadline.UTC()}
+}
+
+// Kind is the River job kind.
+func (SettleEventArgs) Kind() string { return SettleEventKind }
+
+// InsertOpts puts the job in QueueExact, unique by args while it waits or
+// runs.
+func (SettleEventArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{
+		Queue:      QueueExact,
+		UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: uniqueWhileWaiting},
+	}
+}
+
+// Hooks makes the job start at its deadline; see ExactTimeHook.
+func (SettleEventArgs) Hooks() []rivertype.Hook { return exactTimeHooks }
+
+// insertParams returns the insert params of the job: scheduled at the
+// deadline, which for a deadline already past means at once.
+func (a SettleEventArgs) insertParams() river.InsertManyParams {
+	return river.InsertManyParams{Args: a, InsertOpts: &river.InsertOpts{ScheduledAt: a.Deadline}}
+}
+
+// SettleEventOutput is recorded as the settle_event job's output.
+type SettleEventOutput struct {
+	// Settled is false when nothing was due: the event moved, was deleted,
+	// or was already settled by another job or a sweep.
+	Settled     bool `json:"settled"`
+	UpdatedRows int  `json:"updated_rows"`
+	CreatedRows int  `json:"created_rows"`
+	// LateMillis is how long after the job's deadline the settlement's
+	// statement ran, when it settled something.
+	LateMillis int64 `json:"late_ms,omitempty"`
+}
+
+// SettleEventConfig configures a SettleEventWorker.
+type SettleEventConfig struct {
+	// FollowUp, if set, runs in the settlement's transaction when the
+	// event was settled, for the jobs that must commit with it (such as
+	// NotifyFollowUp's notification).
+	FollowUp FollowUpFunc
+	// Logger receives one line per settlement. Nil discards logs.
+	Logger *slog.Logger
+	// Lookback is how old a deadline may be and still be settled. Zero
+	// means LookbackDefault.
+	Lookback time.Duration
+}
+
+// SettleEventWorker works attendance.settle_event jobs: it settles the
+// job's event in one transaction, with the follow-up jobs, if it is due.
+type SettleEventWorker struct {
+	river.WorkerDefaults[SettleEventArgs]
+
+	config SettleEventConfig
+	db     Beginner
+}
+
+// NewSettleEventWorker returns a SettleEventWorker settling events in db
+// (usually the *pgxpool.Pool the River client uses).
+func NewSettleEventWorker(db Beginner, config SettleEventConfig) (*SettleEventWorker, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: database is nil", ErrInvalidParams)
+	}
+	if config.Lookback < 0 {
+		return nil, fmt.Errorf("%w: lookback %s must not be negative", ErrInvalidParams, config.Lookback)
+	}
+	if config.Logger == nil {
+		config.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &SettleEventWorker{config: config, db: db}, nil
+}
+
+// Work settles the job's event if it is due. A job whose event is not due
+// completes without changing anything; only database errors fail it, and
+// River retries it with its backoff.
+func (w *SettleEventWorker) Work(ctx context.Context, job *river.Job[SettleEventArgs]) error {
+	if job.Args.EventID <= 0 {
+		return river.JobCancel(fmt.Errorf("%w: event id %d must be positive", ErrInvalidParams, job.Args.EventID))
+	}
+	var res *SettleResult
+	err := pgx.BeginFunc(ctx, w.db, func(tx pgx.Tx) error {
+		var err error
+		res, err = SettleDueTx(ctx, tx, SettleParams{EventIDs: []int64{job.Args.EventID}, Lookback: w.config.Lookback})
+		if err != nil {
+			return err
+		}
+		if res.ProcessedEvents > 0 && w.config.FollowUp != nil {
+			return w.config.FollowUp(ctx, tx, res)
+		}
+		return nil
+	})
+	if err != nil {
+		w.config.Logger.ErrorContext(ctx, "attendance event settlement failed",
+			slog.Int64("job_id", job.ID), slog.Int64("event_id", job.Args.EventID), slog.String("error", err.Error()))
+		return fmt.Errorf("settle event %d: %w", job.Args.EventID, err)
+	}
+	out := SettleEventOutput{}
+	if res.ProcessedEvents > 0 {
+		ev := res.Events[0]
+		out = SettleEventOutput{
+			Settled:     true,
+			UpdatedRows: ev.UpdatedRows,
+			CreatedRows: ev.CreatedRows,
+			LateMillis:  res.Now.Sub(job.Args.Deadline).Milliseconds(),
+		}
+		w.config.Logger.InfoContext(ctx, "attendance event settled",
+			slog.Int64("job_id", job.ID),
+			slog.Int64("event_id", ev.EventID),
+			slog.Time("deadline", ev.Deadline),
+			slog.Int("updated_rows", ev.UpdatedRows),
+			slog.Int("created_rows", ev.CreatedRows),
+			slog.Int64("late_ms", out.LateMillis),
+		)
+	} else {
+		w.config.Logger.DebugContext(ctx, "attendance event not due",
+			slog.Int64("job_id", job.ID), slog.Int64("event_id", job.Args.EventID), slog.Time("deadline", job.Args.Deadline))
+	}
+	if err := river.RecordOutput(ctx, out); err != nil {
+		return fmt.Errorf("record settle_event output: %w", err)
+	}
+	return nil
+}
+
+// Inserter inserts River jobs inside a caller's transaction.
+// *river.Client[pgx.Tx] is one, including an insert-only client (built on
+// riverpgxv5.New(nil) or on a pool, without queues).
+type Inserter interface {
+	InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	InsertManyTx(ctx context.Context, tx pgx.Tx, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
+}
+
+// ScheduledEvent says what ScheduleEventTx scheduled.
+type ScheduledEvent struct {
+	// EventID is the event.
+	EventID int64
+	// Deadline is its current deadline, in UTC.
+	Deadline time.Time
+	// AlreadySettled is true when the event is already settled for this
+	// deadline; no job is inserted then.
+	AlreadySettled bool
+	// Job is River's answer for the inserted settle_event job (nil when
+	// AlreadySettled). Job.UniqueSkippedAsDuplicate is true when a job for
+	// this event and deadline was already waiting.
+	Job *rivertype.JobInsertResult
+}
+
+// ScheduleEventTx schedules the settlement of an event at its current
+// deadline, inside the caller's transaction: it reads the event's deadline
+// in tx (so it sees the event the transaction just created or changed),
+// records the plan in wasso_deadline_plan and inserts the
+// attendance.settle_event job with inserter.InsertTx. Nothing is committed;
+// the caller commits or rolls back, and the job commits or rolls back with
+// the event. Call it after creating an event and after every change of its
+// start_datetime or fail_minutes; a deadline already past is settled at
+// once.
+//
+// Events written without it (by the Django backend) are found by the
+// Discoverer, so calling it is not required for correctness; it makes the
+// settlement independent of the discovery loop and immediate for deadlines
+// closer than the loop's interval.
+//
+// It returns an error wrapping ErrEventNotFound when tx cannot see the
+// event.
+func ScheduleEventTx(ctx context.Context, tx pgx.Tx, inserter Inserter, eventID int64) (*ScheduledEvent, error) {
+	if inserter == nil {
+		return nil, fmt.Errorf("%w: inserter is nil", ErrInvalidParams)
+	}
+	res := &ScheduledEvent{EventID: eventID}
+	err := tx.QueryRow(ctx, scheduleEventSQL, eventID).Scan(&res.Deadline, &res.AlreadySettled)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("schedule event %d: %w", eventID, ErrEventNotFound)
+	}
+	if err != nil {
+		return nil, translate(fmt.Sprintf("schedule event %d", eventID), err)
+	}
+	res.Deadline = res.Deadline.UTC()
+	if res.AlreadySettled {
+		return res, nil
+	}
+	args := NewSettleEventArgs(eventID, res.Deadline)
+	params := args.insertParams()
+	res.Job, err = inserter.InsertTx(ctx, tx, params.Args, params.InsertOpts)
+	if err != nil {
+		return nil, fmt.Errorf("schedule event %d: insert %s job: %w", eventID, SettleEventKind, err)
+	}
+	return res, nil
+}
+
+// ScheduleEvent is ScheduleEventTx in a transaction of its own, for an
+// event that is already committed (a backfill, or a CLI). It commits
+// before returning.
+func ScheduleEvent(ctx context.Context, db Beginner, inserter Inserter, eventID int64) (*ScheduledEvent, error) {
+	var res *ScheduledEvent
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		var err error
+		res, err = ScheduleEventTx(ctx, tx, inserter, eventID)
+		return err
+	})
+	return res, err
+}
+
+// scheduleEventSQL reads an event's current deadline, records it as
+// planned (so the Discoverer does not insert a second job for it) and says
+// whether that deadline is already settled. It goes through the events and
+// wasso_settlement primary keys.
+const scheduleEventSQL = `
+WITH ev AS (
+    SELECT e.id, wasso_deadline(e.start_datetime, e.fail_minutes) AS deadline
+    FROM events e
+    WHERE e.id = $1
+),
+planned AS (
+    INSERT INTO wasso_deadline_plan AS p (event_id, deadline, planned_at, source)
+    SELECT ev.id, ev.deadline, statement_timestamp(), 'api' FROM ev
+    ON CONFLICT (event_id) DO UPDATE
+        SET deadline = EXCLUDED.deadline, planned_at = EXCLUDED.planned_at, source = EXCLUDED.source
+)
+SELECT ev.deadline,
+       EXISTS (SELECT 1 FROM wasso_settlement s WHERE s.event_id = ev.id AND s.deadline = ev.deadline)
+FROM ev`

@@ -1,0 +1,328 @@
+package attendance
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+)
+
+// Defaults of DiscoverConfig.
+const (
+	// DiscoveryIntervalDefault is how often the leader looks for events
+	// whose deadline needs a job. It bounds how late an event written by
+	// the Django backend with a deadline less than one interval away (or
+	// already past) is settled; events further out get their job well
+	// before their deadline.
+	DiscoveryIntervalDefault = time.Second
+	// DiscoveryHorizonDefault is how far ahead the loop schedules
+	// deadlines. Jobs inserted this early still start on time when the
+	// leader is lost for less than the horizon (another runner works
+	// them), while the number of jobs waiting in QueueExact stays the
+	// events of the next few minutes.
+	DiscoveryHorizonDefault = 10 * time.Minute
+	// DiscoveryBatchDefault is how many jobs one discovery transaction
+	// inserts at most; a pass runs batches until nothing is left.
+	DiscoveryBatchDefault = 500
+)
+
+// DiscoverParams selects what one discovery pass looks at.
+type DiscoverParams struct {
+	// Horizon is how far ahead of now deadlines are scheduled. Zero means
+	// DiscoveryHorizonDefault.
+	Horizon time.Duration
+	// Limit is the most jobs inserted. Zero means DiscoveryBatchDefault.
+	Limit int
+	// Lookback is how old a deadline may be and still get a job (as for
+	// settlement). Zero means LookbackDefault.
+	Lookback time.Duration
+	// Now is the instant the window is measured from. The zero value
+	// means the database clock (statement_timestamp()).
+	Now time.Time
+}
+
+func (p *DiscoverParams) validate() error {
+	if p.Horizon < 0 {
+		return fmt.Errorf("%w: horizon %s must not be negative", ErrInvalidParams, p.Horizon)
+	}
+	if p.Limit < 0 {
+		return fmt.Errorf("%w: limit %d must not be negative", ErrInvalidParams, p.Limit)
+	}
+	if p.Lookback < 0 {
+		return fmt.Errorf("%w: lookback %s must not be negative", ErrInvalidParams, p.Lookback)
+	}
+	return nil
+}
+
+// DiscoveredEvent is an event a discovery pass inserted a job for.
+type DiscoveredEvent struct {
+	EventID  int64     `json:"event_id"`
+	Deadline time.Time `json:"deadline"`
+}
+
+// DiscoverTx finds, inside the caller's transaction, the events whose
+// current deadline lies in the window (now - lookback, now + horizon], is
+// neither planned (wasso_deadline_plan) nor settled (wasso_settlement) for
+// that deadline, and whose generation is not deleted; it records each as
+// planned and inserts its attendance.settle_event job with inserter. The
+// jobs commit with the plan rows, or neither does.
+//
+// The window covers events created or moved by any writer, including the
+// Django backend, which neither calls ScheduleEventTx nor reliably bumps
+// events.updated_at (QuerySet.update() and raw SQL do not): an event whose
+// start_datetime or fail_minutes changed has a deadline that differs from
+// its plan, whatever its updated_at says. An event moved later keeps its
+// old job, which finds nothing due; the new deadline gets a job of its own.
+//
+// Two passes at once (a leadership change) serialise on the plan rows: the
+// second finds them planned and inserts nothing for them.
+func DiscoverTx(ctx context.Context, tx pgx.Tx, inserter Inserter, params DiscoverParams) ([]DiscoveredEvent, error) {
+	if err := params.validate(); err != nil {
+		return nil, err
+	}
+	if inserter == nil {
+		return nil, fmt.Errorf("%w: inserter is nil", ErrInvalidParams)
+	}
+	horizon := params.Horizon
+	if horizon == 0 {
+		horizon = DiscoveryHorizonDefault
+	}
+	limit := params.Limit
+	if limit == 0 {
+		limit = DiscoveryBatchDefault
+	}
+	lookback := params.Lookback
+	if lookback == 0 {
+		lookback = LookbackDefault
+	}
+	// QueryExecModeExec: planned with the actual values on every pass. A
+	// cached prepared statement may get a generic plan after five runs,
+	// which cannot see that the deadline window is narrow and reads every
+	// event instead of a range of wasso_events_deadline_idx; this runs
+	// every second on the leader.
+	rows, err := tx.Query(ctx, discoverSQL, pgx.QueryExecModeExec, nullTime(params.Now), lookback.Microseconds(), horizon.Microseconds(), limit)
+	if err != nil {
+		return nil, translate("discover deadlines", err)
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowToStructByPos[DiscoveredEvent])
+	if err != nil {
+		return nil, translate("discover deadlines", err)
+	}
+	if len(found) == 0 {
+		return nil, nil
+	}
+	jobs := make([]river.InsertManyParams, len(found))
+	for i := range found {
+		found[i].Deadline = found[i].Deadline.UTC()
+		jobs[i] = NewSettleEventArgs(found[i].EventID, found[i].Deadline).insertParams()
+	}
+	if _, err := inserter.InsertManyTx(ctx, tx, jobs); err != nil {
+		return nil, fmt.Errorf("discover deadlines: insert %d %s jobs: %w", len(found), SettleEventKind, err)
+	}
+	return found, nil
+}
+
+// discoverSQL plans the events of the window that need a job and returns
+// them. The window is a range scan of wasso_events_deadline_idx (the
+// expression index on wasso_deadline), so a pass costs the events of the
+// lookback and the horizon, not the events table; the anti-joins go
+// through the primary keys of wasso_deadline_plan and wasso_settlement.
+// INSERT ... ON CONFLICT DO UPDATE ... WHERE returns only the rows this
+// statement changed: a row another pass planned for the same deadline
+// meanwhile (it waits for that pass's commit) is not returned twice.
+const discoverSQL = `
+WITH clock AS (SELECT coalesce($1::timestamptz, statement_timestamp()) AS now),
+candidates AS (
+    SELECT e.id, wasso_deadline(e.start_datetime, e.fail_minutes) AS deadline
+    FROM clock, events e
+    JOIN club_generation g ON g.id = e.generation_id AND NOT g.is_deleted
+    WHERE wasso_deadline(e.start_datetime, e.fail_minutes) > clock.now - make_interval(secs => $2::bigint / 1e6)
+      AND wasso_deadline(e.start_datetime, e.fail_minutes) <= clock.now + make_interval(secs => $3::bigint / 1e6)
+      AND NOT EXISTS (
+          SELECT 1 FROM wasso_deadline_plan p
+          WHERE p.event_id = e.id AND p.deadline = wasso_deadline(e.start_datetime, e.fail_minutes)
+      )
+      AND NOT EXISTS (
+          SELECT 1 FROM wasso_settlement s
+          WHERE s.event_id = e.id AND s.deadline = wasso_deadline(e.start_datetime, e.fail_minutes)
+      )
+    ORDER BY 2, 1
+    LIMIT $4
+)
+INSERT INTO wasso_deadline_plan AS p (event_id, deadline, planned_at, source)
+SELECT c.id, c.deadline, clock.now, 'discovery' FROM candidates c, clock
+ORDER BY c.id
+ON CONFLICT (event_id) DO UPDATE
+    SET deadline = EXCLUDED.deadline, planned_at = EXCLUDED.planned_at, source = EXCLUDED.source
+    WHERE p.deadline <> EXCLUDED.deadline
+RETURNING p.event_id, p.deadline`
+
+// DiscoverConfig configures a Discoverer.
+type DiscoverConfig struct {
+	// BatchSize is how many jobs one transaction inserts at most. Zero
+	// means DiscoveryBatchDefault.
+	BatchSize int
+	// Horizon: see DiscoveryHorizonDefault.
+	Horizon time.Duration
+	// Interval: see DiscoveryIntervalDefault.
+	Interval time.Duration
+	// Logger receives a line per pass that inserted jobs, and errors. Nil
+	// discards logs.
+	Logger *slog.Logger
+	// Lookback is how old a deadline may be and still get a job. Zero
+	// means LookbackDefault.
+	Lookback time.Duration
+}
+
+func (c *DiscoverConfig) validate() error {
+	if c.BatchSize < 0 {
+		return fmt.Errorf("%w: discovery batch size %d must not be negative", ErrInvalidParams, c.BatchSize)
+	}
+	if c.Horizon < 0 {
+		return fmt.Errorf("%w: discovery horizon %s must not be negative", ErrInvalidParams, c.Horizon)
+	}
+	if c.Interval < 0 {
+		return fmt.Errorf("%w: discovery interval %s must not be negative", ErrInvalidParams, c.Interval)
+	}
+	if c.Lookback < 0 {
+		return fmt.Errorf("%w: lookback %s must not be negative", ErrInvalidParams, c.Lookback)
+	}
+	return nil
+}
+
+// Discoverer runs DiscoverTx every interval on the River leader, so that
+// events written by the Django backend get their settle_event job too.
+//
+// It is a River hook (rivertype.HookPeriodicJobsStart): River calls Start
+// on the client that has just been elected leader, when its periodic job
+// enqueuer starts, with a context that River cancels when that enqueuer
+// stops (the client stops or loses leadership). The loop runs in that
+// context, so exactly one runner discovers at a time, fails over with
+// River's own leader election, and needs no election, service or lifecycle
+// of its own: wassoriver.NewClient adds it to the client's hooks and
+// nothing else has to start it.
+//
+// It is not a River periodic job on purpose: a job every second would
+// leave 86,400 completed jobs a day in river_job and River UI. Should two
+// loops ever run at once (a leadership handover), DiscoverTx keeps them
+// from inserting a job twice.
+type Discoverer struct {
+	river.HookDefaults
+
+	config   DiscoverConfig
+	db       Beginner
+	inserter atomic.Pointer[inserterBox]
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type inserterBox struct{ Inserter }
+
+// NewDiscoverer returns a Discoverer working on db. Call SetInserter
+// before the River client starts.
+func NewDiscoverer(db Beginner, config DiscoverConfig) (*Discoverer, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: database is nil", ErrInvalidParams)
+	}
+	if err := config.validate(); err != nil {
+		return nil, err
+	}
+	if config.Interval == 0 {
+		config.Interval = DiscoveryIntervalDefault
+	}
+	if config.Logger == nil {
+		config.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Discoverer{config: config, db: db}, nil
+}
+
+// SetInserter sets what inserts the jobs, usually the River client the
+// Discoverer is a hook of (which only exists once its config, holding the
+// hook, is built).
+func (d *Discoverer) SetInserter(inserter Inserter) {
+	d.inserter.Store(&inserterBox{inserter})
+}
+
+// Start starts the discovery loop in ctx and returns at once. River calls
+// it on the new leader (see Discoverer); a loop still running from an
+// earlier call is stopped first.
+func (d *Discoverer) Start(ctx context.Context, _ *rivertype.HookPeriodicJobsStartParams) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cancel != nil {
+		d.cancel()
+		<-d.done
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	d.cancel, d.done = cancel, done
+	go func() {
+		defer close(done)
+		d.Run(ctx)
+	}()
+	return nil
+}
+
+// Run discovers every interval until ctx is done. Errors are logged and
+// the next pass retries; a pass that filled a batch is followed at once by
+// another.
+func (d *Discoverer) Run(ctx context.Context) {
+	d.config.Logger.InfoContext(ctx, "deadline discovery started", slog.Duration("interval", d.config.Interval), slog.Duration("horizon", d.config.Horizon))
+	defer d.config.Logger.InfoContext(context.WithoutCancel(ctx), "deadline discovery stopped")
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		if _, err := d.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			d.config.Logger.ErrorContext(ctx, "deadline discovery failed", slog.String("error", err.Error()))
+		}
+		timer.Reset(d.config.Interval)
+	}
+}
+
+// RunOnce runs one pass: DiscoverTx batches, each in its own transaction,
+// until one comes back short. It returns the events it inserted jobs for.
+func (d *Discoverer) RunOnce(ctx context.Context) ([]DiscoveredEvent, error) {
+	box := d.inserter.Load()
+	if box == nil || box.Inserter == nil {
+		return nil, fmt.Errorf("discover deadlines: %w: no inserter set (call SetInserter)", ErrInvalidParams)
+	}
+	limit := d.config.BatchSize
+	if limit == 0 {
+		limit = DiscoveryBatchDefault
+	}
+	start := time.Now()
+	var all []DiscoveredEvent
+	for {
+		var batch []DiscoveredEvent
+		err := pgx.BeginFunc(ctx, d.db, func(tx pgx.Tx) error {
+			var err error
+			batch, err = DiscoverTx(ctx, tx, box.Inserter, DiscoverParams{Horizon: d.config.Horizon, Limit: limit, Lookback: d.config.Lookback})
+			return err
+		})
+		if err != nil {
+			return all, err
+		}
+		all = append(all, batch...)
+		if len(batch) < limit {
+			break
+		}
+	}
+	if len(all) > 0 {
+		d.config.Logger.InfoContext(ctx, "deadline discovery scheduled events",
+			slog.Int("events", len(all)), slog.Duration("duration", time.Since(start)))
+	}
+	return all, nil
+}

@@ -1,0 +1,450 @@
+// Command latencybench measures how late events are settled: the time from
+// each event's deadline to the commit of its settlement, with one runner
+// and with three, on the Postgres the tests use (WASSO_TEST_DATABASE_URL,
+// else 127.0.0.1:5432), in a fresh schema per run.
+//
+//	go run ./internal/latencybench                 # 500 events over 2 minutes, 1 and 3 runners
+//	go run ./internal/latencybench -runners 3 -events 100 -spread 30s
+//
+// Each run starts the runners (River clients built by wassoriver.NewClient
+// with production defaults, each on a pool of its own, in this process:
+// three processes would differ only in scheduling), waits until one is
+// leader, then writes the events while the runners work: each event is
+// written write-ahead before its deadline, alternately through the API (an
+// insert and attendance.ScheduleEventTx in one transaction, from an
+// insert-only River client, as the Go backend does) and with plain SQL (an
+// insert only, as the Django backend does, left to the leader's discovery
+// loop). Deadlines are spread at random over the spread, at microsecond
+// instants, and every club has members to mark absent, so each settlement
+// also enqueues its notice.
+//
+// "Committed" is measured from outside the runners: an observer polls
+// wasso_settlement every few milliseconds and records, for each event, the
+// database's now() of the first poll whose snapshot holds the settlement.
+// A snapshot only holds committed rows, so that instant is an upper bound
+// of the commit, at most one poll late. When the server runs with
+// track_commit_timestamp = on, the exact commit time
+// (pg_xact_commit_timestamp) is reported too. Deadlines and both clocks
+// are the database's; nothing is timed with the Go clock.
+//
+// A run fails (exit status 1) if any event is settled twice, any member
+// got two rows for one event, or an event is not settled within the grace
+// period after the last deadline.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/wasso/scheduler/attendance"
+	"github.com/wasso/scheduler/internal/seed"
+	"github.com/wasso/scheduler/internal/wassotest"
+	wassoriver "github.com/wasso/scheduler/river"
+)
+
+type options struct {
+	events     int
+	spread     time.Duration
+	lead       time.Duration
+	writeAhead time.Duration
+	runners    []int
+	clubs      int
+	members    int
+	poll       time.Duration
+	grace      time.Duration
+	seed       uint64
+	verbose    bool
+	exactPoll  time.Duration
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "latencybench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("latencybench", flag.ContinueOnError)
+	var o options
+	var runners string
+	fs.IntVar(&o.events, "events", 500, "events per run")
+	fs.DurationVar(&o.spread, "spread", 2*time.Minute, "deadlines are spread over this long")
+	fs.DurationVar(&o.lead, "lead", 10*time.Second, "time from the start of writing to the first possible deadline")
+	fs.DurationVar(&o.writeAhead, "write-ahead", 5*time.Second, "each event is written this long before its deadline")
+	fs.StringVar(&runners, "runners", "1,3", "comma-separated runner counts, one run each")
+	fs.IntVar(&o.clubs, "clubs", 50, "clubs (each one generation)")
+	fs.IntVar(&o.members, "members", 8, "members per club")
+	fs.DurationVar(&o.poll, "poll", 5*time.Millisecond, "observer poll interval")
+	fs.DurationVar(&o.grace, "grace", 30*time.Second, "how long after the last deadline every event must be settled")
+	fs.Uint64Var(&o.seed, "seed", 1, "random seed for the deadlines")
+	fs.BoolVar(&o.verbose, "v", false, "log the runners' warnings")
+	fs.DurationVar(&o.exactPoll, "exact-poll", 0, "wassoriver.Config.ExactPollInterval (0: its default)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for f := range strings.SplitSeq(runners, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-runners %q: want positive counts", runners)
+		}
+		o.runners = append(o.runners, n)
+	}
+	if o.writeAhead >= o.lead {
+		return fmt.Errorf("-write-ahead %s must be shorter than -lead %s", o.writeAhead, o.lead)
+	}
+
+	var results []*result
+	var failed error
+	for _, n := range o.runners {
+		fmt.Fprintf(os.Stderr, "run: %d runner(s), %d events over %s ...\n", n, o.events, o.spread)
+		res, err := runOnce(ctx, o, n)
+		if err != nil {
+			return fmt.Errorf("%d runner(s): %w", n, err)
+		}
+		if res.problem != nil {
+			failed = errors.Join(failed, fmt.Errorf("%d runner(s): %w", n, res.problem))
+		}
+		results = append(results, res)
+	}
+	printTable(out, o, results)
+	return failed
+}
+
+type result struct {
+	runners     int
+	api, sql    int
+	settled     int
+	twice       int
+	dupRows     int
+	jobSettles  int
+	commitExact bool
+	visible     []time.Duration // first poll holding the settlement - deadline
+	started     []time.Duration // settled_at (the claim statement's clock) - deadline
+	committed   []time.Duration // pg_xact_commit_timestamp - deadline, if tracked
+	problem     error
+}
+
+func runOnce(ctx context.Context, o options, runners int) (*result, error) {
+	db, cleanup := wassotest.ExampleDB()
+	defer cleanup()
+
+	logger := slog.New(slog.DiscardHandler)
+	if o.verbose {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	newPool := func(max int32) (*pgxpool.Pool, error) {
+		cfg, err := pgxpool.ParseConfig(db.URL)
+		if err != nil {
+			return nil, err
+		}
+		cfg.MaxConns = max
+		return pgxpool.NewWithConfig(ctx, cfg)
+	}
+
+	clubs := make([]*seed.Club, o.clubs)
+	for i := range clubs {
+		var err error
+		clubs[i], err = seed.CreateClub(ctx, db.Pool, fmt.Sprintf("Club %d", i), o.members, time.Now())
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	// The runners.
+	var clients []*river.Client[pgx.Tx]
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, c := range clients {
+			_ = c.Stop(stopCtx)
+		}
+	}()
+	for range runners {
+		pool, err := newPool(10)
+		if err != nil {
+			return nil, err
+		}
+		defer pool.Close()
+		client, err := wassoriver.NewClient(pool, wassoriver.Config{Schema: db.Schema, Logger: logger, ExactPollInterval: o.exactPoll})
+		if err != nil {
+			return nil, err
+		}
+		if err := client.Start(ctx); err != nil {
+			return nil, err
+		}
+		clients = append(clients, client)
+	}
+	// Wait until one runner is leader and has started discovery.
+	for {
+		var leaders int
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM river_leader`).Scan(&leaders); err != nil {
+			return nil, err
+		}
+		if leaders > 0 {
+			break
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	if err := sleep(ctx, 2*time.Second); err != nil { // discovery starts after River's up-to-1 s stagger
+		return nil, err
+	}
+
+	// The plan: deadlines at random microsecond instants over the spread.
+	rng := rand.New(rand.NewPCG(o.seed, uint64(runners)))
+	t0 := time.Now().Add(o.lead)
+	deadlines := make([]time.Time, o.events)
+	for i := range deadlines {
+		deadlines[i] = t0.Add(time.Duration(rng.Int64N(int64(o.spread)))).Truncate(time.Microsecond)
+	}
+	slices.SortFunc(deadlines, func(a, b time.Time) int { return a.Compare(b) })
+	last := deadlines[len(deadlines)-1]
+
+	var commitTracked bool
+	if err := db.Pool.QueryRow(ctx, `SELECT current_setting('track_commit_timestamp') = 'on'`).Scan(&commitTracked); err != nil {
+		return nil, err
+	}
+
+	// The observer.
+	obsPool, err := newPool(2)
+	if err != nil {
+		return nil, err
+	}
+	defer obsPool.Close()
+	obsCtx, stopObs := context.WithCancel(ctx)
+	type seen struct {
+		visible, started, committed time.Time
+		deadline                    time.Time
+	}
+	var (
+		obsMu   sync.Mutex
+		visible = map[int64]seen{}
+		obsErr  error
+		obsDone = make(chan struct{})
+	)
+	go func() {
+		defer close(obsDone)
+		commitExpr := "NULL::timestamptz"
+		if commitTracked {
+			commitExpr = "pg_xact_commit_timestamp(s.xmin)"
+		}
+		q := `SELECT s.event_id, s.deadline, s.settled_at, ` + commitExpr + `, now()
+		      FROM wasso_settlement s WHERE s.settled_at > $1`
+		since := time.Now().Add(-time.Hour)
+		for obsCtx.Err() == nil {
+			rows, err := obsPool.Query(obsCtx, q, since)
+			if err != nil {
+				if obsCtx.Err() == nil {
+					obsMu.Lock()
+					obsErr = err
+					obsMu.Unlock()
+				}
+				return
+			}
+			var id int64
+			var deadline, started, now time.Time
+			var committed *time.Time
+			maxStarted := since
+			_, err = pgx.ForEachRow(rows, []any{&id, &deadline, &started, &committed, &now}, func() error {
+				obsMu.Lock()
+				if _, ok := visible[id]; !ok {
+					s := seen{visible: now, started: started, deadline: deadline}
+					if committed != nil {
+						s.committed = *committed
+					}
+					visible[id] = s
+				}
+				obsMu.Unlock()
+				if started.After(maxStarted) {
+					maxStarted = started
+				}
+				return nil
+			})
+			if err != nil {
+				if obsCtx.Err() == nil {
+					obsMu.Lock()
+					obsErr = err
+					obsMu.Unlock()
+				}
+				return
+			}
+			// A settlement that started earlier may commit later; keep a
+			// margin far longer than any settlement transaction.
+			if maxStarted.Add(-5 * time.Second).After(since) {
+				since = maxStarted.Add(-5 * time.Second)
+			}
+			_ = sleep(obsCtx, o.poll)
+		}
+	}()
+
+	// The writer.
+	wPool, err := newPool(4)
+	if err != nil {
+		stopObs()
+		return nil, err
+	}
+	defer wPool.Close()
+	backend, err := river.NewClient(riverpgxv5.New(wPool), &river.Config{Schema: db.Schema})
+	if err != nil {
+		stopObs()
+		return nil, err
+	}
+	res := &result{runners: runners, commitExact: commitTracked}
+	ids := make([]int64, 0, len(deadlines))
+	for i, deadline := range deadlines {
+		if err := sleepUntil(ctx, deadline.Add(-o.writeAhead)); err != nil {
+			stopObs()
+			return nil, err
+		}
+		club := clubs[i%len(clubs)]
+		ev := seed.Event{GenerationID: club.GenerationID, Title: fmt.Sprintf("Event %d", i), Start: deadline.Add(-30 * time.Minute), StartMinutes: -10, LateMinutes: 10, FailMinutes: 30}
+		var id int64
+		if i%2 == 0 {
+			err = pgx.BeginFunc(ctx, wPool, func(tx pgx.Tx) error {
+				var err error
+				if id, err = seed.CreateEvent(ctx, tx, ev, time.Now()); err != nil {
+					return err
+				}
+				_, err = attendance.ScheduleEventTx(ctx, tx, backend, id)
+				return err
+			})
+			res.api++
+		} else {
+			id, err = seed.CreateEvent(ctx, wPool, ev, time.Now())
+			res.sql++
+		}
+		if err != nil {
+			stopObs()
+			return nil, fmt.Errorf("write event %d: %w", i, err)
+		}
+		ids = append(ids, id)
+	}
+
+	// Wait for every event, or the grace period.
+	giveUp := last.Add(o.grace)
+	for {
+		obsMu.Lock()
+		n, failed := len(visible), obsErr != nil
+		obsMu.Unlock()
+		if n >= len(ids) || time.Now().After(giveUp) || failed {
+			break
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			stopObs()
+			return nil, err
+		}
+	}
+	stopObs()
+	<-obsDone
+	if obsErr != nil {
+		return nil, fmt.Errorf("observer: %w", obsErr)
+	}
+	// Let the notices and completions settle before checking jobs.
+	if err := sleep(ctx, 2*time.Second); err != nil {
+		return nil, err
+	}
+
+	for _, id := range ids {
+		s, ok := visible[id]
+		if !ok {
+			continue
+		}
+		res.settled++
+		res.visible = append(res.visible, s.visible.Sub(s.deadline))
+		res.started = append(res.started, s.started.Sub(s.deadline))
+		if !s.committed.IsZero() {
+			res.committed = append(res.committed, s.committed.Sub(s.deadline))
+		}
+	}
+	err = db.Pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM wasso_settlement WHERE settle_count > 1),
+		(SELECT count(*) FROM (SELECT 1 FROM attendances GROUP BY event_id, generation_mapping_id HAVING count(*) > 1) d),
+		(SELECT count(*) FROM river_job WHERE kind = 'attendance.settle_event' AND (metadata -> 'output' ->> 'settled')::boolean)`).
+		Scan(&res.twice, &res.dupRows, &res.jobSettles)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case res.settled < len(ids):
+		res.problem = fmt.Errorf("%d of %d events not settled %s after the last deadline", len(ids)-res.settled, len(ids), o.grace)
+	case res.twice > 0 || res.dupRows > 0:
+		res.problem = fmt.Errorf("%d events settled twice, %d duplicate attendance rows", res.twice, res.dupRows)
+	}
+	return res, nil
+}
+
+func printTable(out io.Writer, o options, results []*result) {
+	fmt.Fprintf(out, "\n%d events per run, deadlines spread over %s, half via ScheduleEventTx, half plain SQL (discovered)\n", o.events, o.spread)
+	fmt.Fprintf(out, "latency from deadline to committed settlement (upper bound: first %s poll that sees it)\n\n", o.poll)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "runners\tevents\tapi\tsql\tsettled\tby job\tp50\tp99\tmax\tstart p50\tstart p99\tsettled twice\tdup rows\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t\n",
+			r.runners, r.api+r.sql, r.api, r.sql, r.settled, r.jobSettles,
+			ms(pct(r.visible, 50)), ms(pct(r.visible, 99)), ms(pct(r.visible, 100)),
+			ms(pct(r.started, 50)), ms(pct(r.started, 99)), r.twice, r.dupRows)
+	}
+	_ = tw.Flush()
+	for _, r := range results {
+		if len(r.committed) > 0 {
+			fmt.Fprintf(out, "exact commit time (track_commit_timestamp), %d runner(s): p50 %s p99 %s max %s\n",
+				r.runners, ms(pct(r.committed, 50)), ms(pct(r.committed, 99)), ms(pct(r.committed, 100)))
+		}
+	}
+	fmt.Fprintln(out, "\nby job = settle_event jobs that settled their event (the rest, if any, by the sweep).")
+	fmt.Fprintln(out, "start = settled_at, the clock of the settlement's claim statement inside its transaction.")
+	fmt.Fprintln(out, "The old Celery task ran every 5 minutes: up to 300 s late.")
+}
+
+// pct returns the p-th percentile (nearest rank).
+func pct(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	rank := int(p/100*float64(len(s))+0.999999) - 1
+	return s[max(0, min(rank, len(s)-1))]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func sleepUntil(ctx context.Context, at time.Time) error {
+	if d := time.Until(at); d > 0 {
+		return sleep(ctx, d)
+	}
+	return nil
+}

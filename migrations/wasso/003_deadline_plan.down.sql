@@ -1,0 +1,1 @@
+DROP TABLE wasso_deadline_plan;

@@ -1,0 +1,232 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"github.com/wasso/scheduler/attendance"
+	"github.com/wasso/scheduler/migrations"
+	wassoriver "github.com/wasso/scheduler/river"
+)
+
+// CancelGrace is how long running jobs get to return after their contexts
+// are cancelled (once the shutdown timeout has passed, or at a second
+// signal). A job still running then is left to River's rescuer, which makes
+// it available again; it is never lost. A process manager's stop timeout
+// (systemd TimeoutStopSec) should be at least run.shutdown_timeout plus
+// this plus a few seconds.
+const CancelGrace = 5 * time.Second
+
+func (a *app) runCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Work jobs, enqueue the periodic sweep when leader, serve River UI, health and metrics",
+		Long: `run works the scheduler's jobs until SIGINT or SIGTERM.
+
+Any number of runners may share a database: they all work jobs, and one of
+them, elected through Postgres, enqueues the periodic jobs (the attendance
+sweep every sweep.interval); when it stops, another takes over.
+
+On SIGINT or SIGTERM the runner stops fetching jobs and waits up to
+run.shutdown_timeout for running jobs to finish, then cancels them (River
+makes them available again, to be retried by any runner). A second signal
+cancels running jobs at once.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.cfg.checkHTTPExposure(); err != nil {
+				return err
+			}
+			pool, err := a.openPool(cmd.Context(), poolOptions{MaxConns: a.runPoolSize()})
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			return a.runWith(cmd.Context(), pool, runOptions{})
+		},
+	}
+	f := cmd.Flags()
+	f.Int("concurrency", wassoriver.ConcurrencyDefault, "jobs worked at once on the default queue (key run.concurrency)")
+	f.String("queues", "", `queues to work and their workers, e.g. "default=4,notify=2"; a name alone gets --concurrency workers (key run.queues)`)
+	f.Bool("no-periodic", false, "work jobs only: never enqueue the periodic sweep, even as leader (key run.periodic: false)")
+	f.Bool("no-http", false, "serve no HTTP: no River UI, health checks or metrics (key http.enabled: false)")
+	f.String("http-addr", HTTPAddrDefault, "HTTP listen address; a non-loopback one needs http.username and http.password (key http.addr)")
+	f.Bool("read-only", false, "River UI refuses every change: cancel, retry, delete, queue pause/resume/update (key http.read_only)")
+	f.Duration("shutdown-timeout", ShutdownTimeoutDefault, "how long running jobs get to finish on SIGTERM before they are cancelled (key run.shutdown_timeout)")
+	f.Duration("sweep-interval", attendance.SweepIntervalDefault, "how often the leader enqueues the attendance sweep, at least 1s (key sweep.interval)")
+	f.Bool("no-deadlines", false, "no exact-deadline settlement here: no per-event jobs, no discovery as leader; the sweep alone (key deadlines.enabled: false)")
+	return cmd
+}
+
+// runPoolSize sizes the pool for the workers of every queue the client
+// works (the exact-deadline queue included) plus River's own needs (its
+// LISTEN connection, leader election, maintenance, deadline discovery) and
+// the HTTP server. Connections are opened on demand, so an idle runner
+// holds only a few whatever the maximum.
+func (a *app) runPoolSize() int32 {
+	queues := a.cfg.RiverConfig().WithDefaults().Queues
+	workers := 0
+	for _, n := range queues {
+		workers += n
+	}
+	if _, ok := queues[attendance.QueueExact]; !ok && a.cfg.Deadlines.Enabled {
+		workers += a.cfg.Deadlines.Concurrency
+	}
+	return int32(min(workers+6, 1000))
+}
+
+// runOptions tune runWith for callers other than the run command (the
+// demo).
+type runOptions struct {
+	// OnStarted, if set, is called once the client is started and HTTP is
+	// served, with the HTTP address ("" without HTTP).
+	OnStarted func(httpAddr string)
+}
+
+// runWith runs the River client (and the HTTP server unless disabled) on
+// pool until ctx is done, then shuts down gracefully. It checks that the
+// database is migrated first.
+func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) error {
+	cfg := a.cfg
+	if err := migrations.CheckScheduler(ctx, pool, migrations.Options{Schema: cfg.Schema}); err != nil {
+		return &ConfigError{Err: fmt.Errorf("database not ready: %w", err)}
+	}
+	rc := cfg.RiverConfig()
+	rc.Logger = a.logger
+	client, err := wassoriver.NewClient(pool, rc)
+	if err != nil {
+		return &ConfigError{Err: err}
+	}
+	queues := rc.WithDefaults().Queues
+	if _, ok := queues[wassoriver.QueueDefault]; !ok {
+		a.logger.Warn("this runner does not work the default queue: attendance jobs are left to other runners", slog.Any("queues", slices.Sorted(maps.Keys(queues))))
+	}
+
+	m := newMetrics(a, pool, client.ID)
+	events, unsubscribe := client.Subscribe(subscribedEvents...)
+	defer unsubscribe()
+
+	var (
+		srv     *httpServer
+		httpErr <-chan error
+		addr    string
+	)
+	// The listener is bound before the client starts, so that a port in
+	// use is a configuration error with nothing started.
+	if cfg.HTTP.Enabled {
+		ln, err := a.listen()
+		if err != nil {
+			return err
+		}
+		srv, err = newHTTPServer(a, ln, pool, client, m)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		addr = ln.Addr().String()
+	}
+
+	// The client's context is not ctx: cancelling the context passed to
+	// Start is a hard stop, and the first signal must be a soft one.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	go m.consume(workCtx, events)
+	if err := client.Start(workCtx); err != nil {
+		if srv != nil {
+			srv.listener.Close()
+		}
+		return fmt.Errorf("start river client: %w", err)
+	}
+	if srv != nil {
+		httpErr, err = srv.start(workCtx)
+		if err != nil {
+			_ = client.StopAndCancel(context.Background())
+			return fmt.Errorf("start river ui: %w", err)
+		}
+		srv.ready.Store(true)
+	}
+	m.ready.Set(1)
+
+	attrs := []any{
+		slog.String("version", versionString()),
+		slog.String("client_id", client.ID()),
+		slog.Any("queues", queues),
+		slog.Bool("periodic", cfg.Run.Periodic),
+		slog.Bool("deadlines", cfg.Deadlines.Enabled),
+		slog.Duration("sweep_interval", rc.WithDefaults().SweepInterval),
+		slog.Duration("shutdown_timeout", cfg.Run.ShutdownTimeout),
+	}
+	if cfg.Schema != "" {
+		attrs = append(attrs, slog.String("schema", cfg.Schema))
+	}
+	if srv != nil {
+		attrs = append(attrs, slog.String("http_addr", addr), slog.String("river_ui", "http://"+addr+RiverUIPrefix+"/"), slog.Bool("read_only", cfg.HTTP.ReadOnly))
+	}
+	a.logger.Info("wasso-runner started", attrs...)
+	if opts.OnStarted != nil {
+		opts.OnStarted(addr)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		a.logger.Info("shutting down: waiting for running jobs", slog.Duration("timeout", cfg.Run.ShutdownTimeout))
+	case err, ok := <-httpErr:
+		if ok && err != nil {
+			runErr = fmt.Errorf("http server: %w", err)
+			a.logger.Error("http server failed; shutting down", slog.String("error", err.Error()))
+		}
+	case <-client.Stopped():
+		runErr = errors.New("river client stopped unexpectedly")
+	}
+
+	if srv != nil {
+		srv.ready.Store(false)
+	}
+	m.ready.Set(0)
+	a.stopClient(client.Stop, client.StopAndCancel)
+	if srv != nil {
+		httpCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		srv.shutdown(httpCtx)
+		cancel()
+	}
+	cancelWork()
+	a.logger.Info("wasso-runner stopped")
+	return runErr
+}
+
+// stopClient stops the client gracefully: no new jobs are fetched and
+// running ones get run.shutdown_timeout to finish; then (or at once on
+// a hard stop) their contexts are cancelled and they get CancelGrace to
+// return. Interrupted jobs are made available again by River.
+func (a *app) stopClient(stop, stopAndCancel func(context.Context) error) {
+	softCtx, cancelSoft := context.WithTimeout(context.Background(), a.cfg.Run.ShutdownTimeout)
+	defer cancelSoft()
+	go func() {
+		select {
+		case <-a.hardStop:
+			a.logger.Warn("second signal: cancelling running jobs now")
+			cancelSoft()
+		case <-softCtx.Done():
+		}
+	}()
+	err := stop(softCtx)
+	if err == nil {
+		return
+	}
+	if errors.Is(softCtx.Err(), context.DeadlineExceeded) {
+		a.logger.Warn("shutdown timeout reached: cancelling running jobs (River retries them)", slog.Duration("timeout", a.cfg.Run.ShutdownTimeout))
+	}
+	cancelCtx, cancel := context.WithTimeout(context.Background(), CancelGrace)
+	defer cancel()
+	if err := stopAndCancel(cancelCtx); err != nil {
+		a.logger.Error("jobs still running after cancellation; River's rescuer will make them available again", slog.Duration("grace", CancelGrace), slog.String("error", err.Error()))
+	}
+}

@@ -1,0 +1,362 @@
+package runner_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wasso/scheduler/internal/seed"
+	"github.com/wasso/scheduler/internal/wassotest"
+)
+
+// binPath is the wasso-runner binary built once for the test process. The
+// tests run it as a process, as an operator would, and read its output and
+// exit code.
+var binPath string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	// The tests mostly wait on child processes and Postgres, not on the
+	// CPU, so they run more at once than GOMAXPROCS (2 on CI) unless told
+	// otherwise with -parallel.
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		_ = flag.Set("test.parallel", "12")
+	}
+	dir, err := binDir()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "runner tests:", err)
+		os.Exit(1)
+	}
+	binPath = filepath.Join(dir, "wasso-runner")
+	build := exec.Command("go", "build", "-o", binPath, "./cmd/wasso-runner")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "runner tests: go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	wassotest.Main(m)
+}
+
+// binDir returns a directory for this process's binary. wassotest.Main
+// exits the process, so nothing runs after the tests to remove it; instead
+// each run removes the directories of test processes that no longer exist.
+func binDir() (string, error) {
+	base := filepath.Join(os.TempDir(), "wasso-runner-test")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return "", err
+	}
+	entries, _ := os.ReadDir(base)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, 0) == syscall.ESRCH {
+			_ = os.RemoveAll(filepath.Join(base, e.Name()))
+		}
+	}
+	dir := filepath.Join(base, strconv.Itoa(os.Getpid()))
+	return dir, os.MkdirAll(dir, 0o755)
+}
+
+// baseEnv is the test process's environment without anything that would
+// configure the runner behind a test's back.
+func baseEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "WASSO_") || name == "DATABASE_URL" || strings.HasPrefix(name, "PG") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+// cliOpts tune runCLI and startRunner.
+type cliOpts struct {
+	// env is added to baseEnv.
+	env []string
+	// dir is the working directory; empty means a new temporary one, so
+	// that no wasso-runner.yaml is picked up by accident.
+	dir string
+	// stdin is the process's standard input; nil means /dev/null.
+	stdin io.Reader
+}
+
+type result struct {
+	stdout string
+	stderr string
+	code   int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", r.code, r.stdout, r.stderr)
+}
+
+// runCLI runs the binary to completion.
+func runCLI(t *testing.T, opts cliOpts, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, args...)
+	cmd.Env = append(baseEnv(), opts.env...)
+	cmd.Dir = opts.dir
+	if cmd.Dir == "" {
+		cmd.Dir = t.TempDir()
+	}
+	cmd.Stdin = opts.stdin
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := result{stdout: stdout.String(), stderr: stderr.String()}
+	if exitErr, ok := err.(*exec.ExitError); ok {
+		res.code = exitErr.ExitCode()
+	} else {
+		require.NoError(t, err, "run %v", args)
+	}
+	return res
+}
+
+// dbArgs points the binary at a test's schema.
+func dbArgs(db *wassotest.DB) []string {
+	return []string{"--database-url", db.URL, "--schema", db.Schema}
+}
+
+func args(groups ...[]string) []string {
+	var out []string
+	for _, g := range groups {
+		out = append(out, g...)
+	}
+	return out
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer goroutine and readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// proc is a wasso-runner started in the background (run).
+type proc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stdout syncBuffer
+	stderr syncBuffer
+	done   chan struct{}
+	code   int
+	exited time.Time
+}
+
+// startRunner starts `wasso-runner run` on db with JSON logs and HTTP on a
+// free loopback port (unless the args say otherwise), and waits until it
+// has started.
+func startRunner(t *testing.T, db *wassotest.DB, opts cliOpts, extra ...string) *proc {
+	t.Helper()
+	p := startProc(t, opts, args([]string{"run", "--log-format", "json", "--http-addr", "127.0.0.1:0", "--concurrency", "2"}, dbArgs(db), extra)...)
+	p.waitLog(t, "wasso-runner started", 60*time.Second)
+	return p
+}
+
+func startProc(t *testing.T, opts cliOpts, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, done: make(chan struct{})}
+	p.cmd = exec.Command(binPath, args...)
+	p.cmd.Env = append(baseEnv(), opts.env...)
+	p.cmd.Dir = opts.dir
+	if p.cmd.Dir == "" {
+		p.cmd.Dir = t.TempDir()
+	}
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	require.NoError(t, p.cmd.Start())
+	go func() {
+		err := p.cmd.Wait()
+		p.exited = time.Now()
+		if exitErr, ok := err.(*exec.ExitError); ok {
+			p.code = exitErr.ExitCode()
+		} else if err != nil {
+			p.code = -1
+		}
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("wasso-runner %v (pid %d):\n--- stdout\n%s--- stderr\n%s", args, p.cmd.Process.Pid, p.stdout.String(), p.stderr.String())
+		}
+	})
+	return p
+}
+
+// logLines parses the JSON log lines written so far.
+func (p *proc) logLines() []map[string]any {
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(p.stderr.String()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// waitLog waits for a log line whose msg is msg and returns it. It fails
+// the test if the process exits first.
+func (p *proc) waitLog(t *testing.T, msg string, timeout time.Duration) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, line := range p.logLines() {
+			if line["msg"] == msg {
+				return line
+			}
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("wasso-runner exited (code %d) before logging %q:\n%s", p.code, msg, p.stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q log line after %s:\n%s", msg, timeout, p.stderr.String())
+		}
+	}
+}
+
+// baseURL is the runner's HTTP address, from its start log line.
+func (p *proc) baseURL(t *testing.T) string {
+	t.Helper()
+	addr, ok := p.waitLog(t, "wasso-runner started", time.Minute)["http_addr"].(string)
+	require.True(t, ok, "no http_addr in the start log line")
+	return "http://" + addr
+}
+
+func (p *proc) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Signal(sig))
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *proc) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.code
+	case <-time.After(timeout):
+		t.Fatalf("wasso-runner still running after %s", timeout)
+		return 0
+	}
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// get performs a request and returns the status and body.
+func doHTTP(t *testing.T, method, url string, body io.Reader, user, pass string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	require.NoError(t, err)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := httpClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+// controlClient is an insert-only River client on a test's schema.
+func controlClient(t *testing.T, db *wassotest.DB) *river.Client[pgx.Tx] {
+	t.Helper()
+	client, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{Schema: db.Schema})
+	require.NoError(t, err)
+	return client
+}
+
+// noopArgs is a job kind no runner works, for jobs and inspect tests: it
+// stays where the test puts it.
+type noopArgs struct {
+	N int `json:"n"`
+}
+
+func (noopArgs) Kind() string { return "test.noop" }
+
+func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, pool.QueryRow(context.Background(), sql, args...).Scan(&n))
+	return n
+}
+
+// dueClub creates a club of members and one event whose deadline passed
+// ten minutes ago (by the database clock, which settlement uses), with no
+// attendance rows: a sweep creates one ABSENT row per member.
+func dueClub(t *testing.T, db *wassotest.DB, members int) (*seed.Club, int64) {
+	t.Helper()
+	ctx := context.Background()
+	var now time.Time
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT now()`).Scan(&now))
+	club, err := seed.CreateClub(ctx, db.Pool, "Club "+t.Name(), members, now.Add(-48*time.Hour))
+	require.NoError(t, err)
+	eventID, err := seed.CreateEvent(ctx, db.Pool, seed.Event{
+		GenerationID: club.GenerationID,
+		Title:        "Weekly meeting",
+		Start:        now.Add(-40 * time.Minute),
+		StartMinutes: -10,
+		LateMinutes:  10,
+		FailMinutes:  30,
+	}, now.Add(-24*time.Hour))
+	require.NoError(t, err)
+	return club, eventID
+}
+
+// oneLine asserts a message is a single line and returns it.
+func oneLine(t *testing.T, s string) string {
+	t.Helper()
+	s = strings.TrimRight(s, "\n")
+	require.NotContains(t, s, "\n", "want one line, got:\n%s", s)
+	return s
+}

@@ -1,0 +1,166 @@
+package runner
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/riverqueue/river"
+	"riverqueue.com/riverui"
+)
+
+// RiverUIPrefix is where River UI is served.
+const RiverUIPrefix = "/riverui"
+
+// httpServer serves River UI, the health checks and the metrics.
+//
+//   - /healthz: 200 while the process runs (liveness). No auth.
+//   - /readyz: 200 when the River client is started and the database
+//     answers within two seconds, else 503 (readiness). No auth.
+//   - /metrics: Prometheus. Basic auth when credentials are configured.
+//   - /riverui/: River UI and its API. Basic auth when credentials are
+//     configured; in read-only mode every request but GET and HEAD is
+//     refused with 403, which covers each of River UI's mutating
+//     endpoints (job cancel, retry and delete; queue pause, resume and
+//     update).
+type httpServer struct {
+	a        *app
+	listener net.Listener
+	server   *http.Server
+	ui       *riverui.Handler
+	ready    atomic.Bool
+	pool     *pgxpool.Pool
+}
+
+// listen binds the configured address. A failure is a configuration error:
+// it happens before anything else is started.
+func (a *app) listen() (net.Listener, error) {
+	ln, err := net.Listen("tcp", a.cfg.HTTP.Addr)
+	if err != nil {
+		return nil, &ConfigError{Key: "http.addr", Source: a.cfg.Source("http.addr"), Err: err}
+	}
+	return ln, nil
+}
+
+func newHTTPServer(a *app, ln net.Listener, pool *pgxpool.Pool, client *river.Client[pgx.Tx], m *metrics) (*httpServer, error) {
+	ui, err := riverui.NewHandler(&riverui.HandlerOpts{
+		Endpoints: riverui.NewEndpoints(client, nil),
+		Logger:    a.logger.With(slog.String("component", "riverui")),
+		Prefix:    RiverUIPrefix,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &httpServer{a: a, listener: ln, ui: ui, pool: pool}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("/metrics", s.auth(promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      log.New(logWriter{logger: a.logger, msg: "metrics"}, "", 0),
+	})))
+	var uiHandler http.Handler = ui
+	if a.cfg.HTTP.ReadOnly {
+		uiHandler = readOnly(uiHandler)
+	}
+	mux.Handle(RiverUIPrefix+"/", s.auth(uiHandler))
+	mux.Handle(RiverUIPrefix, http.RedirectHandler(RiverUIPrefix+"/", http.StatusMovedPermanently))
+	mux.Handle("GET /{$}", http.RedirectHandler(RiverUIPrefix+"/", http.StatusFound))
+
+	s.server = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          log.New(logWriter{logger: a.logger, msg: "http server"}, "", 0),
+	}
+	return s, nil
+}
+
+// start starts River UI's background services and serves until shutdown.
+func (s *httpServer) start(ctx context.Context) (<-chan error, error) {
+	if err := s.ui.Start(ctx); err != nil {
+		return nil, err
+	}
+	errs := make(chan error, 1)
+	go func() {
+		if err := s.server.Serve(s.listener); err != nil && err != http.ErrServerClosed {
+			errs <- err
+		}
+		close(errs)
+	}()
+	return errs, nil
+}
+
+func (s *httpServer) shutdown(ctx context.Context) {
+	if err := s.server.Shutdown(ctx); err != nil {
+		_ = s.server.Close()
+	}
+}
+
+func (s *httpServer) readyz(w http.ResponseWriter, r *http.Request) {
+	if !s.ready.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "river client not started or stopping"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.pool.Ping(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "database: " + s.a.redact.redact(err.Error())})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// auth requires HTTP basic auth when credentials are configured. The
+// comparison is on hashes, in constant time, so that neither the length
+// nor the content of the credentials leaks through timing.
+func (s *httpServer) auth(next http.Handler) http.Handler {
+	user, pass := s.a.cfg.HTTP.Username, s.a.cfg.HTTP.Password
+	if user == "" {
+		return next
+	}
+	wantUser, wantPass := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(pass))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		gotUser, gotPass := sha256.Sum256([]byte(u)), sha256.Sum256([]byte(p))
+		if ok && subtle.ConstantTimeCompare(gotUser[:], wantUser[:])&subtle.ConstantTimeCompare(gotPass[:], wantPass[:]) == 1 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="wasso-runner", charset="UTF-8"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "unauthorized"})
+	})
+}
+
+// readOnly refuses every request that could change something. River UI
+// changes state only through POST, PUT, PATCH and DELETE requests to its
+// API, so allowing GET and HEAD alone is exhaustive, including for
+// endpoints later River UI versions add.
+func readOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			writeJSON(w, http.StatusForbidden, map[string]string{"message": "River UI is read-only on this runner (http.read_only)"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

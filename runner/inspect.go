@@ -1,0 +1,393 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+	"github.com/spf13/cobra"
+
+	"github.com/wasso/scheduler/attendance"
+	wassoriver "github.com/wasso/scheduler/river"
+)
+
+func (a *app) inspectCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "inspect",
+		Short: "Show running, registered and scheduled jobs, queues and statistics (celery inspect)",
+		Args:  cobra.ArbitraryArgs,
+		RunE:  subcommandRequired,
+	}
+	type sub struct {
+		name, short string
+		run         func(ctx context.Context, pool *pgxpool.Pool, client *river.Client[pgx.Tx], limit int, asJSON bool) error
+	}
+	for _, s := range []sub{
+		{"active", "Jobs running now, on any runner (celery inspect active)", a.inspectActive},
+		{"registered", "Job kinds a runner with this configuration works (celery inspect registered)", a.inspectRegistered},
+		{"scheduled", "Jobs waiting for a future time (scheduled, retryable) and the periodic jobs' next runs (celery inspect scheduled)", a.inspectScheduled},
+		{"queues", "Queues: paused or not, jobs by state (celery inspect active_queues)", a.inspectQueues},
+		{"stats", "Jobs by state, the leader, the last sweep (celery inspect stats)", a.inspectStats},
+	} {
+		var (
+			limit  int
+			asJSON bool
+		)
+		c := &cobra.Command{
+			Use:   s.name,
+			Short: s.short,
+			Args:  noArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				if limit < 1 || limit > 10_000 {
+					return usagef("--limit %d: must be between 1 and 10000", limit)
+				}
+				return a.withControl(cmd.Context(), func(pool *pgxpool.Pool, client *river.Client[pgx.Tx]) error {
+					return s.run(cmd.Context(), pool, client, limit, asJSON)
+				})
+			},
+		}
+		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+		c.Flags().IntVar(&limit, "limit", 100, "most jobs to show")
+		if s.name == "scheduled" || s.name == "registered" {
+			c.Flags().Duration("sweep-interval", attendance.SweepIntervalDefault, "sweep interval of the runners (key sweep.interval)")
+		}
+		cmd.AddCommand(c)
+	}
+	return cmd
+}
+
+func (a *app) inspectActive(ctx context.Context, _ *pgxpool.Pool, client *river.Client[pgx.Tx], limit int, asJSON bool) error {
+	res, err := client.JobList(ctx, river.NewJobListParams().States(rivertype.JobStateRunning).
+		OrderBy(river.JobListOrderByTime, river.SortOrderAsc).First(limit))
+	if err != nil {
+		return fmt.Errorf("list running jobs: %w", err)
+	}
+	if asJSON {
+		out := make([]jobJSON, 0, len(res.Jobs))
+		for _, j := range res.Jobs {
+			out = append(out, jobJSONOf(j))
+		}
+		return printJSON(a.stdout, out)
+	}
+	now := time.Now()
+	t := newTable(a.stdout, "ID", "KIND", "QUEUE", "ATTEMPT", "RUNNER", "STARTED", "RUNNING FOR")
+	for _, j := range res.Jobs {
+		runner := ""
+		if n := len(j.AttemptedBy); n > 0 {
+			runner = j.AttemptedBy[n-1]
+		}
+		running := "-"
+		if j.AttemptedAt != nil {
+			running = roundDuration(now.Sub(*j.AttemptedAt)).String()
+		}
+		t.row(j.ID, j.Kind, j.Queue, fmt.Sprintf("%d/%d", j.Attempt, j.MaxAttempts), runner, a.fmtTime(j.AttemptedAt), running)
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if len(res.Jobs) == 0 {
+		fmt.Fprintln(a.stdout, "(no running jobs)")
+	}
+	return nil
+}
+
+// registeredKinds lists the job kinds a runner with this configuration
+// works.
+func (a *app) registeredKinds(pool *pgxpool.Pool) ([]string, error) {
+	workers := river.NewWorkers()
+	if err := wassoriver.AddWorkers(workers, pool, a.cfg.RiverConfig()); err != nil {
+		return nil, err
+	}
+	kinds, err := workerKinds(workers)
+	if err != nil {
+		a.logger.Warn("cannot list registered kinds from River; showing the built-in ones", "error", err.Error())
+		return []string{attendance.SweepKind}, nil
+	}
+	return kinds, nil
+}
+
+// workerKinds reads the kinds registered on a River worker registry.
+// River keeps them in an unexported map and offers no accessor, so this
+// reads the map by reflection (read-only). TestInspectRegistered pins the
+// behaviour, so a River upgrade that renames the field fails a test rather
+// than silently printing the fallback list.
+func workerKinds(w *river.Workers) ([]string, error) {
+	v := reflect.ValueOf(w).Elem().FieldByName("workersMap")
+	if !v.IsValid() || v.Kind() != reflect.Map || v.Type().Key().Kind() != reflect.String {
+		return nil, errors.New("river.Workers has no workersMap field of string keys")
+	}
+	kinds := make([]string, 0, v.Len())
+	for _, k := range v.MapKeys() {
+		kinds = append(kinds, k.String())
+	}
+	slices.Sort(kinds)
+	return kinds, nil
+}
+
+type kindCountsJSON struct {
+	Kind   string           `json:"kind"`
+	Counts map[string]int64 `json:"jobs_by_state"`
+}
+
+func (a *app) inspectRegistered(ctx context.Context, pool *pgxpool.Pool, _ *river.Client[pgx.Tx], _ int, asJSON bool) error {
+	kinds, err := a.registeredKinds(pool)
+	if err != nil {
+		return err
+	}
+	// river_job_kind index.
+	rows, err := pool.Query(ctx, `SELECT kind, state::text, count(*) FROM `+a.qualify("river_job")+` WHERE kind = any($1) GROUP BY kind, state`, kinds)
+	if err != nil {
+		return fmt.Errorf("count jobs: %w", err)
+	}
+	counts := map[string]map[string]int64{}
+	for _, k := range kinds {
+		counts[k] = map[string]int64{}
+	}
+	var (
+		kind, state string
+		n           int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&kind, &state, &n}, func() error {
+		counts[kind][state] = n
+		return nil
+	}); err != nil {
+		return fmt.Errorf("count jobs: %w", err)
+	}
+	queues := slices.Sorted(maps.Keys(a.cfg.RiverConfig().WithDefaults().Queues))
+	if asJSON {
+		out := struct {
+			Kinds  []kindCountsJSON `json:"kinds"`
+			Queues []string         `json:"queues"`
+		}{Queues: queues}
+		for _, k := range kinds {
+			out.Kinds = append(out.Kinds, kindCountsJSON{Kind: k, Counts: counts[k]})
+		}
+		return printJSON(a.stdout, out)
+	}
+	t := newTable(a.stdout, "KIND", "AVAILABLE", "SCHEDULED", "RETRYABLE", "RUNNING", "COMPLETED", "DISCARDED", "CANCELLED")
+	for _, k := range kinds {
+		c := counts[k]
+		t.row(k, c["available"], c["scheduled"], c["retryable"], c["running"], c["completed"], c["discarded"], c["cancelled"])
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "queues worked: %v\n", queues)
+	return nil
+}
+
+func (a *app) inspectScheduled(ctx context.Context, pool *pgxpool.Pool, client *river.Client[pgx.Tx], limit int, asJSON bool) error {
+	res, err := client.JobList(ctx, river.NewJobListParams().
+		States(rivertype.JobStateScheduled, rivertype.JobStateRetryable).
+		OrderBy(river.JobListOrderByScheduledAt, river.SortOrderAsc).First(limit))
+	if err != nil {
+		return fmt.Errorf("list scheduled jobs: %w", err)
+	}
+	periodic, err := a.periodicJobs(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		out := struct {
+			Jobs     []jobJSON     `json:"jobs"`
+			Periodic []periodicJob `json:"periodic"`
+		}{Jobs: []jobJSON{}, Periodic: nonNil(periodic)}
+		for _, j := range res.Jobs {
+			out.Jobs = append(out.Jobs, jobJSONOf(j))
+		}
+		return printJSON(a.stdout, out)
+	}
+	now := time.Now()
+	t := newTable(a.stdout, "ID", "KIND", "QUEUE", "STATE", "ATTEMPT", "RUNS AT", "IN")
+	for _, j := range res.Jobs {
+		t.row(j.ID, j.Kind, j.Queue, j.State, fmt.Sprintf("%d/%d", j.Attempt, j.MaxAttempts), a.fmtTimeV(j.ScheduledAt), fmtAge(now, &j.ScheduledAt))
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if len(res.Jobs) == 0 {
+		fmt.Fprintln(a.stdout, "(no scheduled jobs)")
+	}
+	for _, p := range periodic {
+		next := "when a runner is elected leader"
+		if p.NextRun != nil {
+			next = a.fmtTime(p.NextRun)
+		}
+		fmt.Fprintf(a.stdout, "periodic %s: %s, next %s\n", p.ID, p.Schedule, next)
+	}
+	return nil
+}
+
+type queueJSON struct {
+	Name      string           `json:"name"`
+	Paused    bool             `json:"paused"`
+	PausedAt  *time.Time       `json:"paused_at"`
+	UpdatedAt *time.Time       `json:"updated_at"`
+	Counts    map[string]int64 `json:"jobs_by_state"`
+}
+
+func (a *app) inspectQueues(ctx context.Context, pool *pgxpool.Pool, client *river.Client[pgx.Tx], limit int, asJSON bool) error {
+	res, err := client.QueueList(ctx, river.NewQueueListParams().First(limit))
+	if err != nil {
+		return fmt.Errorf("list queues: %w", err)
+	}
+	byName := map[string]*queueJSON{}
+	for _, q := range res.Queues {
+		updated := q.UpdatedAt
+		byName[q.Name] = &queueJSON{Name: q.Name, Paused: q.PausedAt != nil, PausedAt: q.PausedAt, UpdatedAt: &updated, Counts: map[string]int64{}}
+	}
+	counts, err := a.jobCounts(ctx, pool)
+	if err != nil {
+		return err
+	}
+	for _, c := range counts {
+		q := byName[c.queue]
+		if q == nil {
+			// A queue with jobs that no runner works (yet).
+			q = &queueJSON{Name: c.queue, Counts: map[string]int64{}}
+			byName[c.queue] = q
+		}
+		q.Counts[c.state] = c.n
+	}
+	names := slices.Sorted(maps.Keys(byName))
+	if asJSON {
+		out := make([]queueJSON, 0, len(names))
+		for _, n := range names {
+			out = append(out, *byName[n])
+		}
+		return printJSON(a.stdout, out)
+	}
+	t := newTable(a.stdout, "QUEUE", "PAUSED", "AVAILABLE", "RUNNING", "SCHEDULED", "RETRYABLE", "WORKED BY A RUNNER")
+	for _, n := range names {
+		q := byName[n]
+		worked := "no"
+		if q.UpdatedAt != nil {
+			worked = "yes (seen " + fmtAge(time.Now(), q.UpdatedAt) + ")"
+		}
+		t.row(q.Name, yesNo(q.Paused), q.Counts["available"], q.Counts["running"], q.Counts["scheduled"], q.Counts["retryable"], worked)
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if len(names) == 0 {
+		fmt.Fprintln(a.stdout, "(no queues)")
+	}
+	return nil
+}
+
+type jobCount struct {
+	queue, state string
+	n            int64
+}
+
+func (a *app) jobCounts(ctx context.Context, pool *pgxpool.Pool) ([]jobCount, error) {
+	rows, err := pool.Query(ctx, `SELECT queue, state::text, count(*) FROM `+a.qualify("river_job")+` GROUP BY queue, state ORDER BY queue, state`)
+	if err != nil {
+		return nil, fmt.Errorf("count jobs: %w", err)
+	}
+	var (
+		out []jobCount
+		c   jobCount
+	)
+	_, err = pgx.ForEachRow(rows, []any{&c.queue, &c.state, &c.n}, func() error {
+		out = append(out, c)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count jobs: %w", err)
+	}
+	return out, nil
+}
+
+type sweepStatsJSON struct {
+	CompletedLast24h int64 `json:"completed_last_24h"`
+	// FailedLast24h counts sweeps that failed at least one attempt.
+	FailedLast24h   int64                   `json:"failed_last_24h"`
+	LastCompletedAt *time.Time              `json:"last_completed_at"`
+	LastOutput      *attendance.SweepOutput `json:"last_output"`
+}
+
+type statsJSON struct {
+	JobsByState map[string]int64 `json:"jobs_by_state"`
+	Leader      *leaderInfo      `json:"leader"`
+	Sweep       sweepStatsJSON   `json:"sweep"`
+}
+
+func (a *app) inspectStats(ctx context.Context, pool *pgxpool.Pool, _ *river.Client[pgx.Tx], _ int, asJSON bool) error {
+	out := statsJSON{JobsByState: map[string]int64{}}
+	for _, s := range stateNames() {
+		out.JobsByState[s] = 0
+	}
+	counts, err := a.jobCounts(ctx, pool)
+	if err != nil {
+		return err
+	}
+	for _, c := range counts {
+		out.JobsByState[c.state] += c.n
+	}
+	if out.Leader, err = a.leader(ctx, pool); err != nil {
+		return err
+	}
+	// river_job_kind index, then the few sweeps of a day.
+	err = pool.QueryRow(ctx, `
+		SELECT count(*) FILTER (WHERE state = 'completed'),
+		       count(*) FILTER (WHERE errors IS NOT NULL)
+		FROM `+a.qualify("river_job")+`
+		WHERE kind = $1 AND created_at > now() - interval '24 hours'`, attendance.SweepKind).
+		Scan(&out.Sweep.CompletedLast24h, &out.Sweep.FailedLast24h)
+	if err != nil {
+		return fmt.Errorf("sweep stats: %w", err)
+	}
+	var (
+		finalized *time.Time
+		metadata  []byte
+	)
+	err = pool.QueryRow(ctx, `
+		SELECT finalized_at, metadata FROM `+a.qualify("river_job")+`
+		WHERE kind = $1 AND state = 'completed' ORDER BY finalized_at DESC LIMIT 1`, attendance.SweepKind).Scan(&finalized, &metadata)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("last sweep: %w", err)
+	default:
+		out.Sweep.LastCompletedAt = finalized
+		j := rivertype.JobRow{Metadata: metadata}
+		var o attendance.SweepOutput
+		if raw := j.Output(); len(raw) > 0 && json.Unmarshal(raw, &o) == nil {
+			out.Sweep.LastOutput = &o
+		}
+	}
+	if asJSON {
+		return printJSON(a.stdout, out)
+	}
+	t := newTable(a.stdout, "STATE", "JOBS")
+	for _, s := range stateNames() {
+		t.row(s, out.JobsByState[s])
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if out.Leader != nil {
+		fmt.Fprintf(a.stdout, "leader: %s (elected %s)\n", out.Leader.ID, a.fmtTimeV(out.Leader.ElectedAt))
+	} else {
+		fmt.Fprintln(a.stdout, "leader: none")
+	}
+	fmt.Fprintf(a.stdout, "sweeps in the last 24h: %d completed, %d failed\n", out.Sweep.CompletedLast24h, out.Sweep.FailedLast24h)
+	if out.Sweep.LastCompletedAt != nil {
+		line := "last sweep: " + a.fmtTime(out.Sweep.LastCompletedAt)
+		if o := out.Sweep.LastOutput; o != nil {
+			line += fmt.Sprintf(": %d events, %d rows to ABSENT, %d ABSENT rows created", o.ProcessedEvents, o.UpdatedRows, o.CreatedRows)
+		}
+		fmt.Fprintln(a.stdout, line)
+	}
+	return nil
+}

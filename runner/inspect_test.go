@@ -1,0 +1,153 @@
+package runner_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wasso/scheduler/attendance"
+	"github.com/wasso/scheduler/internal/wassotest"
+)
+
+func inspectJSON(t *testing.T, db *wassotest.DB, what string, v any) {
+	t.Helper()
+	res := runCLI(t, cliOpts{}, args([]string{"inspect", what, "--json"}, dbArgs(db))...)
+	require.Equal(t, 0, res.code, res.String())
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), v), res.stdout)
+}
+
+func inspectTable(t *testing.T, db *wassotest.DB, what string) string {
+	t.Helper()
+	res := runCLI(t, cliOpts{}, args([]string{"inspect", what}, dbArgs(db))...)
+	require.Equal(t, 0, res.code, res.String())
+	return res.stdout
+}
+
+// TestInspect: the celery inspect equivalents, as tables and JSON, on
+// jobs the test puts in each state (no runner is running: the test is
+// the cluster).
+func TestInspect(t *testing.T) {
+	t.Parallel()
+	db := wassotest.NewDB(t, wassotest.Options{})
+	ctx := context.Background()
+	client := controlClient(t, db)
+	running, err := client.Insert(ctx, noopArgs{N: 1}, &river.InsertOpts{Queue: "mail"})
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, `UPDATE river_job SET state = 'running', attempt = 1, attempted_at = now() - interval '90 seconds', attempted_by = '{runner-a}' WHERE id = $1`, running.Job.ID)
+	require.NoError(t, err)
+	scheduled, err := client.Insert(ctx, noopArgs{N: 2}, &river.InsertOpts{ScheduledAt: time.Now().Add(2 * time.Hour)})
+	require.NoError(t, err)
+	sweep, err := client.Insert(ctx, attendance.SweepArgs{}, nil)
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, `UPDATE river_job SET state = 'completed', attempt = 1, finalized_at = now(),
+		metadata = '{"output": {"processed_events": 2, "updated_rows": 3, "created_rows": 4}}' WHERE id = $1`, sweep.Job.ID)
+	require.NoError(t, err)
+
+	t.Run("active", func(t *testing.T) {
+		t.Parallel()
+		var active []jobRow
+		inspectJSON(t, db, "active", &active)
+		require.Len(t, active, 1)
+		require.Equal(t, running.Job.ID, active[0].ID)
+		out := inspectTable(t, db, "active")
+		require.Contains(t, out, "RUNNING FOR")
+		require.Contains(t, out, "runner-a")
+		require.Contains(t, out, "mail")
+	})
+
+	t.Run("registered", func(t *testing.T) {
+		t.Parallel()
+		var reg struct {
+			Kinds []struct {
+				Kind   string           `json:"kind"`
+				Counts map[string]int64 `json:"jobs_by_state"`
+			} `json:"kinds"`
+			Queues []string `json:"queues"`
+		}
+		inspectJSON(t, db, "registered", &reg)
+		var kinds []string
+		for _, k := range reg.Kinds {
+			kinds = append(kinds, k.Kind)
+			if k.Kind == attendance.SweepKind {
+				require.Equal(t, int64(1), k.Counts["completed"])
+			}
+		}
+		require.Contains(t, kinds, attendance.SweepKind)
+		require.NotContains(t, kinds, "test.noop", "no runner works the test's kind")
+		require.Contains(t, reg.Queues, "default")
+		res := runCLI(t, cliOpts{}, args([]string{"inspect", "registered"}, dbArgs(db))...)
+		require.Equal(t, 0, res.code, res.String())
+		require.Contains(t, res.stdout, attendance.SweepKind)
+		require.NotContains(t, res.stderr, "cannot list registered kinds", "River's registry is readable")
+	})
+
+	t.Run("scheduled", func(t *testing.T) {
+		t.Parallel()
+		var sched struct {
+			Jobs     []jobRow `json:"jobs"`
+			Periodic []struct {
+				ID string `json:"id"`
+			} `json:"periodic"`
+		}
+		inspectJSON(t, db, "scheduled", &sched)
+		require.Len(t, sched.Jobs, 1)
+		require.Equal(t, scheduled.Job.ID, sched.Jobs[0].ID)
+		require.Equal(t, attendance.PeriodicSweepID, sched.Periodic[0].ID)
+		out := inspectTable(t, db, "scheduled")
+		require.Contains(t, out, "RUNS AT")
+		require.Regexp(t, `in (1h59m|2h0m)`, out)
+		require.Contains(t, out, "periodic attendance.sweep: every 5m0s")
+	})
+
+	t.Run("queues", func(t *testing.T) {
+		t.Parallel()
+		var queues []struct {
+			Name   string           `json:"name"`
+			Paused bool             `json:"paused"`
+			Counts map[string]int64 `json:"jobs_by_state"`
+		}
+		inspectJSON(t, db, "queues", &queues)
+		byName := map[string]map[string]int64{}
+		for _, q := range queues {
+			byName[q.Name] = q.Counts
+		}
+		require.Equal(t, int64(1), byName["mail"]["running"])
+		require.Equal(t, int64(1), byName["default"]["scheduled"])
+		out := inspectTable(t, db, "queues")
+		require.Contains(t, out, "PAUSED")
+		require.Contains(t, out, "mail")
+	})
+
+	t.Run("stats", func(t *testing.T) {
+		t.Parallel()
+		var stats struct {
+			JobsByState map[string]int64 `json:"jobs_by_state"`
+			Leader      any              `json:"leader"`
+			Sweep       struct {
+				CompletedLast24h int64 `json:"completed_last_24h"`
+				LastOutput       *struct {
+					ProcessedEvents int `json:"processed_events"`
+					CreatedRows     int `json:"created_rows"`
+				} `json:"last_output"`
+			} `json:"sweep"`
+		}
+		inspectJSON(t, db, "stats", &stats)
+		require.Equal(t, int64(1), stats.JobsByState["running"])
+		require.Equal(t, int64(1), stats.JobsByState["scheduled"])
+		require.Equal(t, int64(1), stats.JobsByState["completed"])
+		require.Zero(t, stats.JobsByState["discarded"])
+		require.Nil(t, stats.Leader)
+		require.Equal(t, int64(1), stats.Sweep.CompletedLast24h)
+		require.NotNil(t, stats.Sweep.LastOutput)
+		require.Equal(t, 2, stats.Sweep.LastOutput.ProcessedEvents)
+		require.Equal(t, 4, stats.Sweep.LastOutput.CreatedRows)
+		out := inspectTable(t, db, "stats")
+		require.Contains(t, out, "leader: none")
+		require.Contains(t, out, "last sweep:")
+		require.Contains(t, out, "2 events, 3 rows to ABSENT, 4 ABSENT rows created")
+	})
+}

@@ -1,0 +1,229 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/wasso/scheduler/attendance"
+)
+
+// metrics are the runner's Prometheus metrics, on a registry of its own
+// (never the global one, so that two runners in one process, as in the
+// demo, do not collide).
+//
+// Job counters come from River's event subscription, so they count the
+// jobs this process worked. Queue depth and leadership are read from the
+// database when scraped, so they describe the whole cluster and cost
+// nothing between scrapes.
+type metrics struct {
+	registry *prometheus.Registry
+
+	jobsCompleted *prometheus.CounterVec
+	jobsFailed    *prometheus.CounterVec
+	jobsRetried   *prometheus.CounterVec
+	jobsDiscarded *prometheus.CounterVec
+	jobsCancelled *prometheus.CounterVec
+	jobsSnoozed   *prometheus.CounterVec
+	jobDuration   *prometheus.HistogramVec
+
+	sweepRuns        *prometheus.CounterVec
+	sweepEvents      prometheus.Counter
+	sweepUpdated     prometheus.Counter
+	sweepCreated     prometheus.Counter
+	sweepLastSuccess prometheus.Gauge
+
+	ready prometheus.Gauge
+}
+
+func newMetrics(a *app, pool *pgxpool.Pool, clientID func() string) *metrics {
+	kind := []string{"kind"}
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		jobsCompleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasso_jobs_completed_total", Help: "Jobs this runner completed, by kind.",
+		}, kind),
+		jobsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasso_jobs_failed_total", Help: "Job attempts that failed on this runner, by kind (retried or discarded).",
+		}, kind),
+		jobsRetried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasso_jobs_retried_total", Help: "Failed job attempts that River will retry, by kind.",
+		}, kind),
+		jobsDiscarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasso_jobs_discarded_total", Help: "Jobs that failed for the last time on this runner, by kind.",
+		}, kind),
+		jobsCancelled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasso_jobs_cancelled_total", Help: "Jobs cancelled while this runner worked them, by kind.",
+		}, kind),
+		jobsSnoozed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasso_jobs_snoozed_total", Help: "Jobs snoozed on this runner, by kind.",
+		}, kind),
+		jobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "wasso_job_duration_seconds",
+			Help:    "How long job attempts ran on this runner, by kind.",
+			Buckets: []float64{0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300},
+		}, kind),
+		sweepRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasso_sweep_runs_total", Help: "Attendance sweeps this runner ran, by result (completed or failed).",
+		}, []string{"result"}),
+		sweepEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wasso_sweep_events_total", Help: "Events settled by this runner's sweeps.",
+		}),
+		sweepUpdated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wasso_sweep_rows_updated_total", Help: "Attendance rows turned ABSENT by this runner's sweeps.",
+		}),
+		sweepCreated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wasso_sweep_rows_created_total", Help: "ABSENT attendance rows created by this runner's sweeps.",
+		}),
+		sweepLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wasso_sweep_last_success_timestamp_seconds", Help: "Unix time of this runner's last successful sweep (0: none yet).",
+		}),
+		ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wasso_runner_ready", Help: "1 while the River client is started and the database answers /readyz.",
+		}),
+	}
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "wasso_runner_info", Help: "Build information; always 1.",
+		ConstLabels: prometheus.Labels{"version": versionString(), "river_version": moduleVersion("github.com/riverqueue/river")},
+	})
+	info.Set(1)
+	// Pre-create the sweep series so that dashboards see zeros, not gaps.
+	m.sweepRuns.WithLabelValues("completed")
+	m.sweepRuns.WithLabelValues("failed")
+	m.registry.MustRegister(
+		m.jobsCompleted, m.jobsFailed, m.jobsRetried, m.jobsDiscarded, m.jobsCancelled, m.jobsSnoozed, m.jobDuration,
+		m.sweepRuns, m.sweepEvents, m.sweepUpdated, m.sweepCreated, m.sweepLastSuccess, m.ready, info,
+		&dbCollector{a: a, pool: pool, clientID: clientID},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// subscribedEvents are the River events the counters follow.
+var subscribedEvents = []river.EventKind{
+	river.EventKindJobCancelled,
+	river.EventKindJobCompleted,
+	river.EventKindJobFailed,
+	river.EventKindJobSnoozed,
+}
+
+// consume counts events until the channel closes (the client stopped) or
+// ctx is done.
+func (m *metrics) consume(ctx context.Context, events <-chan *river.Event) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			m.observe(ev)
+		}
+	}
+}
+
+func (m *metrics) observe(ev *river.Event) {
+	if ev == nil || ev.Job == nil {
+		return
+	}
+	kind := ev.Job.Kind
+	if ev.JobStats != nil {
+		m.jobDuration.WithLabelValues(kind).Observe(ev.JobStats.RunDuration.Seconds())
+	}
+	switch ev.Kind {
+	case river.EventKindJobCompleted:
+		m.jobsCompleted.WithLabelValues(kind).Inc()
+	case river.EventKindJobFailed:
+		m.jobsFailed.WithLabelValues(kind).Inc()
+		if ev.Job.State == rivertype.JobStateDiscarded {
+			m.jobsDiscarded.WithLabelValues(kind).Inc()
+		} else {
+			m.jobsRetried.WithLabelValues(kind).Inc()
+		}
+	case river.EventKindJobCancelled:
+		m.jobsCancelled.WithLabelValues(kind).Inc()
+	case river.EventKindJobSnoozed:
+		m.jobsSnoozed.WithLabelValues(kind).Inc()
+	}
+	if kind != attendance.SweepKind {
+		return
+	}
+	switch ev.Kind {
+	case river.EventKindJobCompleted:
+		m.sweepRuns.WithLabelValues("completed").Inc()
+		m.sweepLastSuccess.Set(float64(time.Now().Unix()))
+		var out attendance.SweepOutput
+		if raw := ev.Job.Output(); len(raw) > 0 && json.Unmarshal(raw, &out) == nil {
+			m.sweepEvents.Add(float64(out.ProcessedEvents))
+			m.sweepUpdated.Add(float64(out.UpdatedRows))
+			m.sweepCreated.Add(float64(out.CreatedRows))
+		}
+	case river.EventKindJobFailed:
+		m.sweepRuns.WithLabelValues("failed").Inc()
+	}
+}
+
+// dbCollector reads queue depth and leadership at scrape time.
+type dbCollector struct {
+	a        *app
+	pool     *pgxpool.Pool
+	clientID func() string
+}
+
+var (
+	jobsDesc = prometheus.NewDesc("wasso_jobs", "Jobs in the database by queue and state (queue depth: available, scheduled, retryable, running).",
+		[]string{"queue", "state"}, nil)
+	leaderDesc = prometheus.NewDesc("wasso_leader", "1 when this runner is the elected leader (it enqueues the periodic jobs).", nil, nil)
+)
+
+func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- jobsDesc
+	ch <- leaderDesc
+}
+
+func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Uses river_job_prioritized_fetching_index (state, queue, ...) for
+	// the waiting states; finalized jobs are bounded by the retention
+	// periods.
+	rows, err := c.pool.Query(ctx, `SELECT queue, state::text, count(*) FROM `+c.a.qualify("river_job")+` GROUP BY queue, state`)
+	if err == nil {
+		var (
+			queue, state string
+			n            int64
+		)
+		_, err = pgx.ForEachRow(rows, []any{&queue, &state, &n}, func() error {
+			ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(n), queue, state)
+			return nil
+		})
+	}
+	if err != nil {
+		c.a.logger.Warn("metrics: count jobs", slog.String("error", err.Error()))
+		ch <- prometheus.NewInvalidMetric(jobsDesc, err)
+	}
+
+	var leaderID string
+	err = c.pool.QueryRow(ctx, `SELECT leader_id FROM `+c.a.qualify("river_leader")+` WHERE expires_at > now()`).Scan(&leaderID)
+	switch {
+	case err == nil || err == pgx.ErrNoRows:
+		v := 0.0
+		if leaderID != "" && leaderID == c.clientID() {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(leaderDesc, prometheus.GaugeValue, v)
+	default:
+		c.a.logger.Warn("metrics: read leader", slog.String("error", err.Error()))
+		ch <- prometheus.NewInvalidMetric(leaderDesc, err)
+	}
+}
