@@ -61,6 +61,7 @@ cancels running jobs at once.`,
 	f.Bool("read-only", false, "River UI refuses every change: cancel, retry, delete, queue pause/resume/update (key http.read_only)")
 	f.Duration("shutdown-timeout", ShutdownTimeoutDefault, "how long running jobs get to finish on SIGTERM before they are cancelled (key run.shutdown_timeout)")
 	f.Duration("sweep-interval", attendance.SweepIntervalDefault, "how often the leader enqueues the attendance sweep, at least 1s (key sweep.interval)")
+	f.Bool("no-notify", false, "enqueue no absent notices for the members a settlement marks absent (key notify.enabled: false)")
 	f.Bool("no-deadlines", false, "no exact-deadline settlement here: no per-event jobs, no discovery as leader; the sweep alone (key deadlines.enabled: false)")
 	return cmd
 }

@@ -107,6 +107,20 @@ type Config struct {
 		DiscoveryHorizon  time.Duration
 	}
 
+	Notify struct {
+		// Enabled is false to enqueue no absent notices.
+		Enabled bool
+		// Timeout bounds one delivery attempt; zero keeps River's default.
+		Timeout time.Duration
+		// WebhookURL, when set, delivers notices with a signed POST
+		// instead of logging them.
+		WebhookURL string
+		// WebhookSecret signs webhook bodies. It is never printed.
+		WebhookSecret string
+		// WebhookTimeout bounds one webhook request.
+		WebhookTimeout time.Duration
+	}
+
 	Retention struct {
 		Completed time.Duration
 		Cancelled time.Duration
@@ -126,6 +140,8 @@ func (c *Config) Source(key string) string { return c.sources[key] }
 // RiverConfig is the library configuration the runner's River client is
 // built from.
 func (c *Config) RiverConfig() wassoriver.Config {
+	// A webhook that does not build was refused when the config loaded.
+	notifier, _ := c.notifier()
 	return wassoriver.Config{
 		CancelledJobRetentionPeriod: c.Retention.Cancelled,
 		CompletedJobRetentionPeriod: c.Retention.Completed,
@@ -137,12 +153,33 @@ func (c *Config) RiverConfig() wassoriver.Config {
 		ExactPollInterval:           c.Deadlines.PollInterval,
 		Lookback:                    c.Sweep.Lookback,
 		NoDeadlines:                 !c.Deadlines.Enabled,
+		NoNotify:                    !c.Notify.Enabled,
+		Notifier:                    notifier,
+		NotifyTimeout:               c.Notify.Timeout,
 		NoPeriodic:                  !c.Run.Periodic,
 		Queues:                      maps.Clone(c.Run.Queues),
 		Schema:                      c.Schema,
 		SweepInterval:               c.Sweep.Interval,
 		SweepTimeout:                c.Sweep.Timeout,
 	}
+}
+
+// notifier is the Notifier the configuration asks for: a signed webhook
+// when notify.webhook.url is set, else nil (the library's LogNotifier on
+// the runner's logger).
+func (c *Config) notifier() (attendance.Notifier, error) {
+	if c.Notify.WebhookURL == "" {
+		return nil, nil
+	}
+	n, err := attendance.NewWebhookNotifier(attendance.WebhookConfig{
+		Secret:  attendance.Secret(c.Notify.WebhookSecret),
+		Timeout: c.Notify.WebhookTimeout,
+		URL:     c.Notify.WebhookURL,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 type keyKind int
@@ -193,6 +230,11 @@ var keySpecs = []keySpec{
 	{name: "deadlines.poll_interval", kind: kindDuration, def: wassoriver.ExactPollIntervalDefault.String()},
 	{name: "deadlines.discovery_interval", kind: kindDuration, def: attendance.DiscoveryIntervalDefault.String()},
 	{name: "deadlines.discovery_horizon", kind: kindDuration, def: attendance.DiscoveryHorizonDefault.String()},
+	{name: "notify.enabled", kind: kindBool, def: true, flag: "no-notify"},
+	{name: "notify.timeout", kind: kindDuration, def: "0s"},
+	{name: "notify.webhook.url", kind: kindString, def: ""},
+	{name: "notify.webhook.secret", kind: kindSecret, def: ""},
+	{name: "notify.webhook.timeout", kind: kindDuration, def: attendance.WebhookTimeoutDefault.String()},
 	{name: "retention.completed", kind: kindDuration, def: wassoriver.CompletedJobRetentionPeriodDefault.String()},
 	{name: "retention.cancelled", kind: kindDuration, def: wassoriver.CancelledJobRetentionPeriodDefault.String()},
 	{name: "retention.discarded", kind: kindDuration, def: wassoriver.DiscardedJobRetentionPeriodDefault.String()},
@@ -200,7 +242,7 @@ var keySpecs = []keySpec{
 
 // negatedFlags set a boolean key to the opposite of their value:
 // --no-http turns http.enabled off.
-var negatedFlags = map[string]bool{"no-http": true, "no-periodic": true, "no-deadlines": true}
+var negatedFlags = map[string]bool{"no-http": true, "no-notify": true, "no-periodic": true, "no-deadlines": true}
 
 func specOf(key string) (keySpec, bool) {
 	for _, s := range keySpecs {
@@ -449,6 +491,11 @@ func (l *loader) resolve() (*Config, error) {
 	cfg.Deadlines.PollInterval = duration("deadlines.poll_interval")
 	cfg.Deadlines.DiscoveryInterval = duration("deadlines.discovery_interval")
 	cfg.Deadlines.DiscoveryHorizon = duration("deadlines.discovery_horizon")
+	cfg.Notify.Enabled = boolean("notify.enabled")
+	cfg.Notify.Timeout = duration("notify.timeout")
+	cfg.Notify.WebhookURL = str("notify.webhook.url")
+	cfg.Notify.WebhookSecret = str("notify.webhook.secret")
+	cfg.Notify.WebhookTimeout = duration("notify.webhook.timeout")
 	cfg.Retention.Completed = duration("retention.completed")
 	cfg.Retention.Cancelled = duration("retention.cancelled")
 	cfg.Retention.Discarded = duration("retention.discarded")
@@ -508,6 +555,20 @@ func (l *loader) resolve() (*Config, error) {
 	}
 	if cfg.Sweep.Lookback <= 0 {
 		fail("sweep.lookback", fmt.Errorf("%s: must be positive", cfg.Sweep.Lookback))
+	}
+	if cfg.Notify.Timeout < 0 {
+		fail("notify.timeout", fmt.Errorf("%s: must be zero (River's default) or positive", cfg.Notify.Timeout))
+	}
+	if cfg.Notify.WebhookTimeout <= 0 {
+		fail("notify.webhook.timeout", fmt.Errorf("%s: must be positive", cfg.Notify.WebhookTimeout))
+	}
+	if (cfg.Notify.WebhookURL == "") != (cfg.Notify.WebhookSecret == "") {
+		fail("notify.webhook.secret", errors.New("notify.webhook.url and notify.webhook.secret must be set together"))
+	}
+	if cfg.Notify.WebhookURL != "" {
+		if _, err := cfg.notifier(); err != nil {
+			fail("notify.webhook.url", err)
+		}
 	}
 	for key, d := range map[string]time.Duration{
 		"retention.cancelled": cfg.Retention.Cancelled,

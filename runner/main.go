@@ -194,6 +194,7 @@ func (a *app) loadConfig(flags *pflag.FlagSet) error {
 	}
 	a.cfg = cfg
 	a.redact.add(cfg.HTTP.Password)
+	a.redact.add(cfg.Notify.WebhookSecret)
 	a.logger = newLogger(a.stderr, cfg.Log.Format, cfg.Log.Level, a.redact)
 	for _, name := range unknown {
 		a.logger.Warn("unknown environment variable ignored", slog.String("name", name))
