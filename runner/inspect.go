@@ -186,8 +186,12 @@ func (a *app) inspectRegistered(ctx context.Context, pool *pgxpool.Pool, _ *rive
 }
 
 func (a *app) inspectScheduled(ctx context.Context, pool *pgxpool.Pool, client *river.Client[pgx.Tx], limit int, asJSON bool) error {
+	// Exact-deadline settlements wait as available jobs whose scheduled_at
+	// is still ahead (see attendance.ExactTimeHook): they are listed with
+	// the scheduled and retryable ones.
 	res, err := client.JobList(ctx, river.NewJobListParams().
-		States(rivertype.JobStateScheduled, rivertype.JobStateRetryable).
+		States(rivertype.JobStateAvailable, rivertype.JobStateScheduled, rivertype.JobStateRetryable).
+		Where("(state <> 'available' OR scheduled_at > now())").
 		OrderBy(river.JobListOrderByScheduledAt, river.SortOrderAsc).First(limit))
 	if err != nil {
 		return fmt.Errorf("list scheduled jobs: %w", err)

@@ -151,3 +151,30 @@ func TestInspect(t *testing.T) {
 		require.Contains(t, out, "2 events, 3 rows to ABSENT, 4 ABSENT rows created")
 	})
 }
+
+// TestInspectScheduledExactDeadlines lists the per-event settlements still
+// ahead, which wait as available jobs with a future scheduled_at.
+func TestInspectScheduledExactDeadlines(t *testing.T) {
+	t.Parallel()
+	db := wassotest.NewDB(t, wassotest.Options{})
+	ctx := context.Background()
+	_, eventID := dueClub(t, db, 2)
+	_, err := db.Pool.Exec(ctx, `UPDATE events SET start_datetime = now() + interval '1 hour' WHERE id = $1`, eventID)
+	require.NoError(t, err)
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck // committed below
+	_, err = attendance.ScheduleEventTx(ctx, tx, controlClient(t, db), eventID)
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+	var state string
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT state FROM river_job WHERE kind = $1`, attendance.SettleEventKind).Scan(&state))
+	require.Equal(t, "available", state)
+
+	var sched struct {
+		Jobs []jobRow `json:"jobs"`
+	}
+	inspectJSON(t, db, "scheduled", &sched)
+	require.Len(t, sched.Jobs, 1)
+	require.Equal(t, attendance.SettleEventKind, sched.Jobs[0].Kind)
+}
