@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,7 +43,7 @@ func TestMain(m *testing.M) {
 	if !parallelSet {
 		_ = flag.Set("test.parallel", "12")
 	}
-	dir, err := binDir()
+	dir, err := os.MkdirTemp("", "wasso-runner-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "runner tests:", err)
 		os.Exit(1)
@@ -55,29 +54,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "runner tests: go build: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	wassotest.Main(m)
-}
-
-// binDir returns a directory for this process's binary. wassotest.Main
-// exits the process, so nothing runs after the tests to remove it; instead
-// each run removes the directories of test processes that no longer exist.
-func binDir() (string, error) {
-	base := filepath.Join(os.TempDir(), "wasso-runner-test")
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		return "", err
-	}
-	entries, _ := os.ReadDir(base)
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		if syscall.Kill(pid, 0) == syscall.ESRCH {
-			_ = os.RemoveAll(filepath.Join(base, e.Name()))
-		}
-	}
-	dir := filepath.Join(base, strconv.Itoa(os.Getpid()))
-	return dir, os.MkdirAll(dir, 0o755)
+	code := wassotest.Run(m)
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // baseEnv is the test process's environment without anything that would

@@ -40,9 +40,13 @@ var (
 	adminErr  error
 )
 
-// Main runs the tests and then stops the private cluster, if one was
-// started. Call it from TestMain.
-func Main(m *testing.M) {
+// Main runs the tests, stops the private cluster if one was started, and
+// exits with the tests' status. Call it from TestMain.
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main for a TestMain that has cleaning up of its own to do after
+// the tests: it returns the exit status instead of exiting.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if adminPool != nil {
 		adminPool.Close()
@@ -52,7 +56,7 @@ func Main(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "wassotest: stop cluster:", err)
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // ServerURL returns the URL of a database on which tests may create
