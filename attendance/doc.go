@@ -19,7 +19,7 @@
 //
 // Exact deadlines. Each event gets an attendance.settle_event job
 // (SettleEventArgs, SettleEventWorker) scheduled at its deadline in
-// QueueExact, which runners poll every 100 ms; ExactTimeHook makes such a
+// QueueExact, which runners poll every 500 ms; ExactTimeHook makes such a
 // job start at its instant instead of waiting for River's five-second
 // scheduler. The backend inserts it with ScheduleEventTx in the
 // transaction that creates or moves the event; for events the Django

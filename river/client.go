@@ -40,12 +40,14 @@ const (
 	// attendance.QueueExact jobs whose time has come. Settlement jobs are
 	// inserted available with scheduled_at at the deadline (see
 	// attendance.ExactTimeHook), so this interval, not River's five-second
-	// job scheduler, bounds how late a settlement starts: 100 ms keeps the
-	// p99 from deadline to committed settlement far under one second (see
-	// internal/latencybench: p99 about 120 ms) for ten cheap index probes
-	// a second per runner. River's own default, one second, measured a p99
-	// of 1.01 s: over the limit.
-	ExactPollIntervalDefault = 100 * time.Millisecond
+	// job scheduler, bounds how late a settlement starts. It trades
+	// latency against the cost of an idle runner, measured side by side
+	// (internal/latencybench, runner/measure-idle.sh): 100 ms gave a p99
+	// from deadline to committed settlement of 118 ms and 1.5% of a core
+	// idle; 500 ms gives a p99 of 491 ms (one runner) and under 1% of a
+	// core; River's own default, one second, measured a p99 of 1.01 s,
+	// over the one-second target.
+	ExactPollIntervalDefault = 500 * time.Millisecond
 	// ExactFetchCooldownDefault is the least time between two fetches of
 	// attendance.QueueExact. River's default (100 ms) would let a runner
 	// start at most ExactConcurrency settlements per 100 ms when many
@@ -320,7 +322,7 @@ func PeriodicJobs(config Config) ([]*river.PeriodicJob, error) {
 // fail early on a database that is not ready.
 //
 // Unless NoDeadlines, the client works attendance.QueueExact with its own
-// poll interval (ExactPollInterval, 100 ms) and fetch cooldown (10 ms); the
+// poll interval (ExactPollInterval, 500 ms) and fetch cooldown (10 ms); the
 // other queues keep River's defaults (1 s poll, 100 ms cooldown), since
 // nothing in them is due at an instant.
 func NewClient(pool *pgxpool.Pool, config Config) (*river.Client[pgx.Tx], error) {
