@@ -184,14 +184,21 @@ func (w *SettleEventWorker) Work(ctx context.Context, job *river.Job[SettleEvent
 	if job.Args.EventID <= 0 {
 		return river.JobCancel(fmt.Errorf("%w: event id %d must be positive", ErrInvalidParams, job.Args.EventID))
 	}
-	var res *SettleResult
-	err := pgx.BeginFunc(ctx, w.db, func(tx pgx.Tx) error {
+	var (
+		res  *SettleResult
+		wait time.Duration
+	)
+	err := pgx.BeginTxFunc(ctx, w.db, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		var err error
 		res, err = SettleDueTx(ctx, tx, SettleParams{EventIDs: []int64{job.Args.EventID}, Lookback: w.config.Lookback})
 		if err != nil {
 			return err
 		}
-		if res.ProcessedEvents > 0 && w.config.FollowUp != nil {
+		if res.ProcessedEvents == 0 {
+			wait, err = untilDeadline(ctx, tx, job.Args)
+			return err
+		}
+		if w.config.FollowUp != nil {
 			return w.config.FollowUp(ctx, tx, res)
 		}
 		return nil
@@ -219,6 +226,15 @@ func (w *SettleEventWorker) Work(ctx context.Context, job *river.Job[SettleEvent
 			slog.Int64("late_ms", out.LateMillis),
 		)
 	} else {
+		// A job retried by hand (River UI's retry makes it available now)
+		// runs before its deadline. If the event still has that deadline,
+		// wait for it rather than complete and leave the event to the
+		// sweep.
+		if wait > 0 {
+			w.config.Logger.InfoContext(ctx, "attendance event not due yet: snoozed until its deadline",
+				slog.Int64("job_id", job.ID), slog.Int64("event_id", job.Args.EventID), slog.Time("deadline", job.Args.Deadline))
+			return river.JobSnooze(wait)
+		}
 		w.config.Logger.DebugContext(ctx, "attendance event not due",
 			slog.Int64("job_id", job.ID), slog.Int64("event_id", job.Args.EventID), slog.Time("deadline", job.Args.Deadline))
 	}
@@ -325,3 +341,21 @@ planned AS (
 SELECT ev.deadline,
        EXISTS (SELECT 1 FROM wasso_settlement s WHERE s.event_id = ev.id AND s.deadline = ev.deadline)
 FROM ev`
+
+// untilDeadline is how long until the job's deadline, on the database
+// clock, when the event still has that deadline; zero otherwise (the
+// event moved, was deleted, or its deadline passed).
+func untilDeadline(ctx context.Context, db DB, args SettleEventArgs) (time.Duration, error) {
+	var micros *int64
+	err := db.QueryRow(ctx, `
+		SELECT (extract(epoch FROM wasso_deadline(start_datetime, fail_minutes) - statement_timestamp()) * 1e6)::bigint
+		FROM events
+		WHERE id = $1 AND wasso_deadline(start_datetime, fail_minutes) = $2`, args.EventID, args.Deadline).Scan(&micros)
+	if errors.Is(err, pgx.ErrNoRows) || micros == nil {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, translate(fmt.Sprintf("read deadline of event %d", args.EventID), err)
+	}
+	return time.Duration(*micros) * time.Microsecond, nil
+}

@@ -136,6 +136,13 @@ func DiscoverTx(ctx context.Context, tx pgx.Tx, inserter Inserter, params Discov
 // INSERT ... ON CONFLICT DO UPDATE ... WHERE returns only the rows this
 // statement changed: a row another pass planned for the same deadline
 // meanwhile (it waits for that pass's commit) is not returned twice.
+//
+// A planned event still unsettled ten seconds after its deadline is
+// planned again, at most every thirty seconds: its job may have been
+// deleted, cancelled or purged by an operator (River UI, wasso-runner
+// jobs). Inserting the job again is harmless when it still exists, since
+// settle_event jobs are unique by event and deadline; the sweep remains
+// the safety net behind both.
 const discoverSQL = `
 WITH clock AS (SELECT coalesce($1::timestamptz, statement_timestamp()) AS now),
 candidates AS (
@@ -147,6 +154,7 @@ candidates AS (
       AND NOT EXISTS (
           SELECT 1 FROM wasso_deadline_plan p
           WHERE p.event_id = e.id AND p.deadline = wasso_deadline(e.start_datetime, e.fail_minutes)
+            AND (p.deadline > clock.now - interval '10 seconds' OR p.planned_at > clock.now - interval '30 seconds')
       )
       AND NOT EXISTS (
           SELECT 1 FROM wasso_settlement s
@@ -160,7 +168,7 @@ SELECT c.id, c.deadline, clock.now, 'discovery' FROM candidates c, clock
 ORDER BY c.id
 ON CONFLICT (event_id) DO UPDATE
     SET deadline = EXCLUDED.deadline, planned_at = EXCLUDED.planned_at, source = EXCLUDED.source
-    WHERE p.deadline <> EXCLUDED.deadline
+    WHERE p.deadline <> EXCLUDED.deadline OR p.planned_at <= EXCLUDED.planned_at - interval '30 seconds'
 RETURNING p.event_id, p.deadline`
 
 // DiscoverConfig configures a Discoverer.

@@ -36,8 +36,11 @@ type DB interface {
 }
 
 // Beginner starts transactions; *pgxpool.Pool and *pgx.Conn are Beginners.
+// Settlements begin theirs with BeginTx, to ask for READ COMMITTED
+// whatever the server's default isolation level is.
 type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
+	BeginTx(ctx context.Context, txOptions pgx.TxOptions) (pgx.Tx, error)
 }
 
 // SettleParams selects the events a settlement works on.
@@ -165,7 +168,9 @@ func SettleDueFunc(ctx context.Context, db Beginner, params SettleParams, inTx f
 			batch *SettleResult
 			more  bool
 		)
-		err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		// READ COMMITTED whatever the server's default: a claim that
+		// waited for another settlement must see what that one wrote.
+		err := pgx.BeginTxFunc(ctx, db, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 			var err error
 			batch, err = settle(ctx, tx, params, limit)
 			if err != nil {

@@ -105,7 +105,12 @@ func NewWebhookNotifier(config WebhookConfig) (*WebhookNotifier, error) {
 	}
 	client := config.Client
 	if client == nil {
-		client = &http.Client{}
+		client = &http.Client{
+			// A redirect would turn the POST into a body-less GET whose
+			// 2xx would count as delivered: a 3xx is a failed delivery
+			// (the URL should be corrected), retried like any other.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 	}
 	return &WebhookNotifier{
 		client:   client,

@@ -112,6 +112,26 @@ func TestWebhookNotifier(t *testing.T) {
 		require.Equal(t, "2", got[0].Attempt)
 	})
 
+	t.Run("RedirectIsAFailedDelivery", func(t *testing.T) {
+		t.Parallel()
+
+		// Following a 302 would turn the POST into a GET without the
+		// notice, answered 200: a notice lost while counted delivered.
+		var methods []string
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			methods = append(methods, r.Method+" "+r.URL.Path)
+			if r.URL.Path == "/old" {
+				http.Redirect(w, r, "/landing", http.StatusFound)
+			}
+		}))
+		defer srv.Close()
+		n, err := attendance.NewWebhookNotifier(attendance.WebhookConfig{URL: srv.URL + "/old", Secret: testSecret})
+		require.NoError(t, err)
+		err = n.Notify(ctx, notice)
+		require.ErrorContains(t, err, "302")
+		require.Equal(t, []string{"POST /old"}, methods)
+	})
+
 	t.Run("WrongSecretIsRejected", func(t *testing.T) {
 		t.Parallel()
 

@@ -41,6 +41,8 @@ makes them available again, to be retried by any runner). A second signal
 cancels running jobs at once.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Checked before connecting too, so that nothing is started;
+			// runWith checks again for its other callers (the demo).
 			if err := a.cfg.checkHTTPExposure(); err != nil {
 				return err
 			}
@@ -96,6 +98,9 @@ type runOptions struct {
 // database is migrated first.
 func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) error {
 	cfg := a.cfg
+	if err := cfg.checkHTTPExposure(); err != nil {
+		return err
+	}
 	if err := migrations.CheckScheduler(ctx, pool, migrations.Options{Schema: cfg.Schema}); err != nil {
 		return &ConfigError{Err: fmt.Errorf("database not ready: %w", err)}
 	}

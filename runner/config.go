@@ -438,6 +438,10 @@ func (l *loader) resolve() (*Config, error) {
 	str := func(key string) string {
 		s, err := toString(l.v.Get(key))
 		if err != nil {
+			if spec, _ := specOf(key); spec.kind == kindSecret {
+				// The message of toString holds the value.
+				err = fmt.Errorf("must be a string (quote it)")
+			}
 			fail(key, err)
 		}
 		return s

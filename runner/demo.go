@@ -67,6 +67,9 @@ func (a *app) runDemo(ctx context.Context, opts demoOptions) error {
 		return usagef("--spacing %s: must be at least 1s", opts.spacing)
 	}
 
+	if err := a.cfg.checkHTTPExposure(); err != nil {
+		return err
+	}
 	if a.cfg.DatabaseURL == "" {
 		fmt.Fprintln(a.stdout, "No database configured: starting a private Postgres cluster (removed on exit)...")
 		cluster, err := pgtemp.Start(ctx, pgtemp.Options{InstallMissing: true, Logger: a.logger})

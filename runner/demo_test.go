@@ -81,6 +81,15 @@ func TestDemo(t *testing.T) {
 		require.Contains(t, res.stderr, "demo writes demo rows and needs a scratch database, but this one has 1 events")
 	})
 
+	t.Run("RefusesAnOpenUnauthenticatedUI", func(t *testing.T) {
+		t.Parallel()
+
+		db := wassotest.NewDB(t, wassotest.Options{Bare: true})
+		res := runCLI(t, cliOpts{}, args([]string{"demo", "--http-addr", "0.0.0.0:0"}, dbArgs(db))...)
+		require.Equal(t, 2, res.code, res.String())
+		require.Contains(t, res.stderr, "http.addr")
+	})
+
 	t.Run("BadFlags", func(t *testing.T) {
 		t.Parallel()
 

@@ -76,6 +76,10 @@ func newHTTPServer(a *app, ln net.Listener, pool *pgxpool.Pool, client *river.Cl
 	if a.cfg.HTTP.ReadOnly {
 		uiHandler = readOnly(uiHandler)
 	}
+	// River UI's API takes any POST body as JSON, so a page in the
+	// operator's browser could otherwise send it cross-site requests
+	// (cancel, delete) that need no preflight.
+	uiHandler = http.NewCrossOriginProtection().Handler(uiHandler)
 	mux.Handle(RiverUIPrefix+"/", s.auth(uiHandler))
 	mux.Handle(RiverUIPrefix, http.RedirectHandler(RiverUIPrefix+"/", http.StatusMovedPermanently))
 	mux.Handle("GET /{$}", http.RedirectHandler(RiverUIPrefix+"/", http.StatusFound))

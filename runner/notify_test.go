@@ -5,6 +5,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -71,4 +74,42 @@ func TestRunWebhookNotifier(t *testing.T) {
 	require.Equal(t, 0, res.code, res.String())
 	require.Contains(t, res.stdout, "notify.webhook.secret")
 	require.NotContains(t, res.stdout+res.stderr, secret)
+}
+
+// TestSecretOfTheWrongType names the key but not the value: an unquoted
+// all-digit password is read from YAML as a number.
+func TestSecretOfTheWrongType(t *testing.T) {
+	t.Parallel()
+
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "wasso-runner.yaml"), []byte("http:\n  username: admin\n  password: 98765432101\nnotify:\n  webhook:\n    url: https://push.example/hook\n    secret: 1234567890123\n"), 0o600))
+	res := runCLI(t, cliOpts{dir: dir}, "config")
+	require.Equal(t, 2, res.code, res.String())
+	require.Contains(t, res.stderr, "http.password")
+	require.Contains(t, res.stderr, "must be a string (quote it)")
+	require.NotContains(t, res.stdout+res.stderr, "98765432101")
+	require.NotContains(t, res.stdout+res.stderr, "1234567890123")
+}
+
+// TestRiverUICrossOriginRequestsRefused sends River UI's cancel endpoint a
+// request as a browser would from another site: it is refused, while the
+// same request from the UI's own origin goes through.
+func TestRiverUICrossOriginRequestsRefused(t *testing.T) {
+	t.Parallel()
+
+	db := wassotest.NewDB(t, wassotest.Options{})
+	p := startRunner(t, db, cliOpts{})
+	base := p.baseURL(t)
+	post := func(site string) int {
+		req, err := http.NewRequest(http.MethodPost, base+"/riverui/api/jobs/cancel", strings.NewReader(`{"ids":["1"]}`))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "text/plain")
+		req.Header.Set("Sec-Fetch-Site", site)
+		res, err := httpClient.Do(req)
+		require.NoError(t, err)
+		_ = res.Body.Close()
+		return res.StatusCode
+	}
+	require.Equal(t, http.StatusForbidden, post("cross-site"))
+	require.NotEqual(t, http.StatusForbidden, post("same-origin"))
 }
