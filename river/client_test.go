@@ -2,10 +2,12 @@ package wassoriver_test
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/attendance"
@@ -62,7 +64,8 @@ func TestPeriodicJobs(t *testing.T) {
 	require.Empty(t, jobs)
 }
 
-// TestAddWorkers shows a backend's own client working the sweep.
+// TestAddWorkers shows a backend's own client, with workers of its own,
+// working the sweep once the attendance workers are added to it.
 func TestAddWorkers(t *testing.T) {
 	t.Parallel()
 
@@ -73,9 +76,24 @@ func TestAddWorkers(t *testing.T) {
 	err := wassoriver.AddWorkers(workers, db.Pool, wassoriver.Config{})
 	require.ErrorContains(t, err, "register attendance.sweep worker")
 
-	client, err := wassoriver.NewClient(db.Pool, wassoriver.Config{Schema: db.Schema, NoPeriodic: true, Workers: river.NewWorkers()})
+	client, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{
+		Logger:  slog.New(slog.DiscardHandler),
+		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 1}},
+		Schema:  db.Schema,
+		Workers: workers,
+	})
 	require.NoError(t, err)
+	completed, stop := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed)
+	defer stop()
+	require.NoError(t, client.Start(ctx))
+	defer client.Stop(ctx) //nolint:errcheck
 	res, err := client.Insert(ctx, attendance.SweepArgs{}, nil)
 	require.NoError(t, err)
-	require.Equal(t, attendance.SweepKind, res.Job.Kind)
+	select {
+	case ev := <-completed:
+		require.Equal(t, res.Job.ID, ev.Job.ID)
+		require.Equal(t, river.EventKindJobCompleted, ev.Kind)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the sweep was not worked")
+	}
 }
