@@ -250,11 +250,7 @@ func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, config Config) error
 	if err := config.Validate(); err != nil {
 		return err
 	}
-	var notify attendance.FollowUpFunc
-	if !config.NoNotify {
-		notify = attendance.NotifyFollowUp(nil)
-	}
-	followUp := attendance.ChainFollowUps(notify, config.FollowUp)
+	followUp := SettlementFollowUp(config, nil)
 	sweep, err := attendance.NewSweepWorker(pool, attendance.SweepConfig{
 		FollowUp: followUp,
 		Logger:   config.Logger,
@@ -294,6 +290,19 @@ func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, config Config) error
 		}
 	}
 	return nil
+}
+
+// SettlementFollowUp is what runs inside every settlement transaction of
+// the workers AddWorkers registers: the absent notices (unless NoNotify),
+// inserted with inserter, then config.FollowUp. A nil inserter means the
+// River client working the job (river.ClientFromContext); code that
+// settles outside a job, such as wasso-runner sweep, passes a client.
+func SettlementFollowUp(config Config, inserter attendance.Inserter) attendance.FollowUpFunc {
+	var notify attendance.FollowUpFunc
+	if !config.NoNotify {
+		notify = attendance.NotifyFollowUp(inserter)
+	}
+	return attendance.ChainFollowUps(notify, config.FollowUp)
 }
 
 // PeriodicJobs returns the periodic jobs the scheduler runs: the sweep

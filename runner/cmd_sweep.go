@@ -13,6 +13,7 @@ import (
 
 	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/migrations"
+	wassoriver "github.com/wasso/scheduler/river"
 )
 
 type sweepEventJSON struct {
@@ -96,21 +97,16 @@ back, prints what would change, and changes nothing.
 }
 
 func (a *app) sweepNow(ctx context.Context, pool *pgxpool.Pool, params attendance.SettleParams) (*sweepJSON, error) {
-	// The same follow-ups as the sweep worker (wassoriver.AddWorkers): the
-	// absent notices, then any configured FollowUp, in each settlement's
-	// transaction. Outside a job there is no River client in the context,
-	// so the notices go through a control client.
+	// The same follow-ups as the sweep worker. Outside a job there is no
+	// River client in the context, so the notices go through a control
+	// client.
 	rc := a.cfg.RiverConfig()
-	var notify attendance.FollowUpFunc
-	if !rc.NoNotify {
-		client, err := a.controlClient(pool)
-		if err != nil {
-			return nil, err
-		}
-		notify = attendance.NotifyFollowUp(client)
+	client, err := a.controlClient(pool)
+	if err != nil {
+		return nil, err
 	}
 	start := time.Now()
-	res, err := attendance.SettleDueFunc(ctx, pool, params, attendance.ChainFollowUps(notify, rc.FollowUp))
+	res, err := attendance.SettleDueFunc(ctx, pool, params, wassoriver.SettlementFollowUp(rc, client))
 	if err != nil {
 		return nil, fmt.Errorf("sweep (%d events settled before the error): %w", res.ProcessedEvents, err)
 	}
