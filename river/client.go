@@ -292,6 +292,20 @@ func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, config Config) error
 	return nil
 }
 
+// Kinds lists, sorted, the job kinds AddWorkers registers for config: what
+// a runner with this configuration works (celery inspect registered).
+func Kinds(config Config) []string {
+	kinds := []string{attendance.SweepKind}
+	if !config.NoDeadlines {
+		kinds = append(kinds, attendance.SettleEventKind)
+	}
+	if !config.NoNotify {
+		kinds = append(kinds, attendance.NotifyAbsentKind)
+	}
+	slices.Sort(kinds)
+	return kinds
+}
+
 // SettlementFollowUp is what runs inside every settlement transaction of
 // the workers AddWorkers registers: the absent notices (unless NoNotify),
 // inserted with inserter, then config.FollowUp. A nil inserter means the

@@ -3,6 +3,7 @@ package wassoriver_test
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -95,5 +96,37 @@ func TestAddWorkers(t *testing.T) {
 		require.Equal(t, river.EventKindJobCompleted, ev.Kind)
 	case <-time.After(30 * time.Second):
 		t.Fatal("the sweep was not worked")
+	}
+}
+
+// TestKinds checks Kinds against what AddWorkers registers: River refuses
+// to insert a job of a kind its client has no worker for.
+func TestKinds(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	db := wassotest.NewDB(t, wassotest.Options{})
+	args := map[string]river.JobArgs{
+		attendance.SweepKind:        attendance.SweepArgs{},
+		attendance.SettleEventKind:  attendance.SettleEventArgs{EventID: 1, Deadline: time.Now().UTC()},
+		attendance.NotifyAbsentKind: attendance.NotifyAbsentArgs{EventID: 1},
+	}
+	for _, config := range []wassoriver.Config{{}, {NoDeadlines: true}, {NoNotify: true}, {NoDeadlines: true, NoNotify: true}} {
+		workers := river.NewWorkers()
+		require.NoError(t, wassoriver.AddWorkers(workers, db.Pool, config))
+		client, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{Schema: db.Schema, Workers: workers})
+		require.NoError(t, err)
+		kinds := wassoriver.Kinds(config)
+		for kind, a := range args {
+			tx, err := db.Pool.Begin(ctx)
+			require.NoError(t, err)
+			_, err = client.InsertTx(ctx, tx, a, nil)
+			require.NoError(t, tx.Rollback(ctx))
+			if slices.Contains(kinds, kind) {
+				require.NoError(t, err, "%+v: %s", config, kind)
+			} else {
+				require.Error(t, err, "%+v: %s is not registered", config, kind)
+			}
+		}
 	}
 }

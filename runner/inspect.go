@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"reflect"
 	"slices"
 	"time"
 
@@ -102,35 +101,8 @@ func (a *app) inspectActive(ctx context.Context, _ *pgxpool.Pool, client *river.
 
 // registeredKinds lists the job kinds a runner with this configuration
 // works.
-func (a *app) registeredKinds(pool *pgxpool.Pool) ([]string, error) {
-	workers := river.NewWorkers()
-	if err := wassoriver.AddWorkers(workers, pool, a.cfg.RiverConfig()); err != nil {
-		return nil, err
-	}
-	kinds, err := workerKinds(workers)
-	if err != nil {
-		a.logger.Warn("cannot list registered kinds from River; showing the built-in ones", "error", err.Error())
-		return []string{attendance.SweepKind}, nil
-	}
-	return kinds, nil
-}
-
-// workerKinds reads the kinds registered on a River worker registry.
-// River keeps them in an unexported map and offers no accessor, so this
-// reads the map by reflection (read-only). TestInspectRegistered pins the
-// behaviour, so a River upgrade that renames the field fails a test rather
-// than silently printing the fallback list.
-func workerKinds(w *river.Workers) ([]string, error) {
-	v := reflect.ValueOf(w).Elem().FieldByName("workersMap")
-	if !v.IsValid() || v.Kind() != reflect.Map || v.Type().Key().Kind() != reflect.String {
-		return nil, errors.New("river.Workers has no workersMap field of string keys")
-	}
-	kinds := make([]string, 0, v.Len())
-	for _, k := range v.MapKeys() {
-		kinds = append(kinds, k.String())
-	}
-	slices.Sort(kinds)
-	return kinds, nil
+func (a *app) registeredKinds(*pgxpool.Pool) ([]string, error) {
+	return wassoriver.Kinds(a.cfg.RiverConfig()), nil
 }
 
 type kindCountsJSON struct {

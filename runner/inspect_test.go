@@ -82,7 +82,6 @@ func TestInspect(t *testing.T) {
 		res := runCLI(t, cliOpts{}, args([]string{"inspect", "registered"}, dbArgs(db))...)
 		require.Equal(t, 0, res.code, res.String())
 		require.Contains(t, res.stdout, attendance.SweepKind)
-		require.NotContains(t, res.stderr, "cannot list registered kinds", "River's registry is readable")
 	})
 
 	t.Run("scheduled", func(t *testing.T) {
