@@ -5,6 +5,7 @@
 //
 //	go run ./internal/latencybench                 # 500 events over 2 minutes, 1 and 3 runners
 //	go run ./internal/latencybench -runners 3 -events 100 -spread 30s
+//	go build -o /tmp/wasso-runner ./runner/cmd/wasso-runner && go run ./internal/latencybench -processes /tmp/wasso-runner
 //
 // Each run starts the runners (River clients built by wassoriver.NewClient
 // with production defaults, each on a pool of its own, in this process:
@@ -41,11 +42,13 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -66,6 +69,7 @@ type options struct {
 	lead       time.Duration
 	writeAhead time.Duration
 	runners    []int
+	binary     string
 	clubs      int
 	members    int
 	poll       time.Duration
@@ -99,6 +103,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "how long after the last deadline every event must be settled")
 	fs.Uint64Var(&o.seed, "seed", 1, "random seed for the deadlines")
 	fs.BoolVar(&o.verbose, "v", false, "log the runners' warnings")
+	fs.StringVar(&o.binary, "processes", "", "a wasso-runner binary: run the runners as `run` processes of it instead of clients in this process")
 	fs.DurationVar(&o.exactPoll, "exact-poll", 0, "wassoriver.Config.ExactPollInterval (0: its default)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -180,7 +185,16 @@ func runOnce(ctx context.Context, o options, runners int) (*result, error) {
 			_ = c.Stop(stopCtx)
 		}
 	}()
-	for range runners {
+	inProcess := runners
+	if o.binary != "" {
+		stop, err := startProcesses(ctx, o, db, runners)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		inProcess = 0
+	}
+	for range inProcess {
 		pool, err := newPool(10)
 		if err != nil {
 			return nil, err
@@ -447,4 +461,35 @@ func sleepUntil(ctx context.Context, at time.Time) error {
 		return sleep(ctx, d)
 	}
 	return nil
+}
+
+// startProcesses starts n `wasso-runner run` processes on the run's
+// schema, and returns a func that stops them with SIGTERM and waits.
+func startProcesses(ctx context.Context, o options, db *wassotest.DB, n int) (func(), error) {
+	var cmds []*exec.Cmd
+	stop := func() {
+		for _, c := range cmds {
+			_ = c.Process.Signal(syscall.SIGTERM)
+		}
+		for _, c := range cmds {
+			_ = c.Wait()
+		}
+	}
+	for range n {
+		cmd := exec.CommandContext(ctx, o.binary, "run", "--no-http", "--log-level", "warn",
+			"--database-url", db.URL, "--schema", db.Schema)
+		cmd.Env = os.Environ()
+		if o.exactPoll > 0 {
+			cmd.Env = append(cmd.Env, "WASSO_DEADLINES_POLL_INTERVAL="+o.exactPoll.String())
+		}
+		if o.verbose {
+			cmd.Stderr = os.Stderr
+		}
+		if err := cmd.Start(); err != nil {
+			stop()
+			return nil, fmt.Errorf("start %s: %w", o.binary, err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	return stop, nil
 }
