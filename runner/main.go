@@ -202,22 +202,12 @@ func (a *app) loadConfig(flags *pflag.FlagSet) error {
 	return nil
 }
 
-// noArgs, exactArgs and minArgs are cobra argument checks whose errors
-// are usage errors (exit 2).
+// noArgs is a cobra argument check whose error is a usage error (exit 2).
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
 		return usagef("%s takes no arguments, got %q (see %s --help)", cmd.CommandPath(), args, cmd.CommandPath())
 	}
 	return nil
-}
-
-func exactArgs(n int) cobra.PositionalArgs {
-	return func(cmd *cobra.Command, args []string) error {
-		if len(args) != n {
-			return usagef("%s takes %d argument(s), got %d (see %s --help)", cmd.CommandPath(), n, len(args), cmd.CommandPath())
-		}
-		return nil
-	}
 }
 
 // subcommandRequired is the RunE of a command that only groups others.

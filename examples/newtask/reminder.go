@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -71,16 +70,6 @@ type Reminder struct {
 // Sender delivers reminders: the backend's push provider in production.
 type Sender interface {
 	SendReminder(ctx context.Context, r Reminder) error
-}
-
-// LogSender "sends" reminders as log lines.
-type LogSender struct{ Logger *slog.Logger }
-
-// SendReminder logs the reminder.
-func (s LogSender) SendReminder(ctx context.Context, r Reminder) error {
-	s.Logger.InfoContext(ctx, "check-in reminder", slog.Int64("event_id", r.EventID), slog.String("event_title", r.EventTitle),
-		slog.String("club_name", r.ClubName), slog.Any("user_ids", r.UserIDs))
-	return nil
 }
 
 // ReminderOutput is recorded as the job's output.

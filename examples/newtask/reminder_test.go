@@ -192,3 +192,36 @@ func TestDemo(t *testing.T) {
 	require.Contains(t, out.String(), "reminded 3 of 4 members")
 	require.Equal(t, 1, strings.Count(out.String(), "reminder sent:"))
 }
+
+// TestScheduleReminderTx schedules a reminder in the transaction that
+// writes the event: committed, the job waits for the opening; rolled
+// back, there is none.
+func TestScheduleReminderTx(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	db := wassotest.NewDB(t, wassotest.Options{})
+	client, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{Schema: db.Schema})
+	require.NoError(t, err)
+	opensAt := time.Now().Add(time.Hour).Truncate(time.Microsecond)
+
+	var event int64
+	require.NoError(t, pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		_, event = fixture(t, tx, opensAt)
+		return ScheduleReminderTx(ctx, tx, client, event)
+	}))
+	rivertest.RequireInserted[*riverpgxv5.Driver](ctx, t, riverpgxv5.New(db.Pool), ReminderArgs{EventID: event, OpensAt: opensAt.UTC()},
+		&rivertest.RequireInsertedOpts{Queue: attendance.QueueExact, ScheduledAt: opensAt, Schema: db.Schema})
+
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	_, rolledBack := fixture(t, tx, opensAt)
+	require.NoError(t, ScheduleReminderTx(ctx, tx, client, rolledBack))
+	require.NoError(t, tx.Rollback(ctx))
+	var n int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = $1`, ReminderKind).Scan(&n))
+	require.Equal(t, 1, n)
+
+	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error { return ScheduleReminderTx(ctx, tx, client, 999999) })
+	require.ErrorContains(t, err, "read opening of event 999999")
+}
