@@ -227,8 +227,12 @@ func (w *NotifyAbsentWorker) Timeout(*river.Job[NotifyAbsentArgs]) time.Duration
 // Work sends the notice. A notifier error fails the attempt, and River
 // retries it with its backoff until NotifyMaxAttemptsDefault. A notice
 // whose event was deleted since is cancelled: there is nothing left to
-// tell the members about.
+// tell the members about. So are args that can never be worked (no event
+// id, no members).
 func (w *NotifyAbsentWorker) Work(ctx context.Context, job *river.Job[NotifyAbsentArgs]) error {
+	if err := job.Args.validate(); err != nil {
+		return river.JobCancel(err)
+	}
 	notice, err := ResolveAbsentNotice(ctx, w.db, job.Args)
 	if errors.Is(err, ErrEventNotFound) {
 		w.config.Logger.WarnContext(ctx, "absent notice cancelled: event deleted",
@@ -239,6 +243,12 @@ func (w *NotifyAbsentWorker) Work(ctx context.Context, job *river.Job[NotifyAbse
 		return err
 	}
 	notice.Attempt = job.Attempt
+	if len(notice.Members) == 0 {
+		w.config.Logger.InfoContext(ctx, "absent notice skipped: no member still absent",
+			slog.Int64("job_id", job.ID), slog.Int64("event_id", job.Args.EventID),
+			slog.Int("marked_absent", len(job.Args.MappingIDs)))
+		return nil
+	}
 	if err := w.config.Notifier.Notify(ctx, *notice); err != nil {
 		w.config.Logger.WarnContext(ctx, "absent notice delivery failed",
 			slog.Int64("job_id", job.ID),
@@ -263,7 +273,8 @@ func (w *NotifyAbsentWorker) Work(ctx context.Context, job *river.Job[NotifyAbse
 // ResolveAbsentNotice builds the notice of args from the database: the
 // event's title, its club and the members' ids. It returns an error
 // wrapping ErrEventNotFound when the event no longer exists. Members whose
-// mapping was deleted since are left out.
+// mapping was deleted since, and members no longer ABSENT (their latest
+// row for the event has another status now), are left out.
 func ResolveAbsentNotice(ctx context.Context, db DB, args NotifyAbsentArgs) (*AbsentNotice, error) {
 	n := &AbsentNotice{
 		IdempotencyKey: args.IdempotencyKey,
@@ -279,7 +290,7 @@ func ResolveAbsentNotice(ctx context.Context, db DB, args NotifyAbsentArgs) (*Ab
 	if err != nil {
 		return nil, translate(fmt.Sprintf("resolve absent notice of event %d", args.EventID), err)
 	}
-	rows, err := db.Query(ctx, noticeMembersSQL, args.MappingIDs)
+	rows, err := db.Query(ctx, noticeMembersSQL, args.MappingIDs, args.EventID)
 	if err != nil {
 		return nil, translate(fmt.Sprintf("resolve absent members of event %d", args.EventID), err)
 	}
@@ -298,11 +309,20 @@ FROM events e
 JOIN club_generation g ON g.id = e.generation_id
 JOIN club_club c ON c.id = g.club_id
 WHERE e.id = $1`
+	// noticeMembersSQL keeps only the members still ABSENT for the event
+	// ($2) when the notice is sent: one whose check-in was repaired by
+	// Reconcile, or whom an organiser marked present meanwhile, is not told
+	// they were absent. The latest row goes through
+	// attendances_generation_mapping_id_idx.
 	noticeMembersSQL = `
 SELECT gm.id, gm.member_id, m.user_id
 FROM generation_mapping gm
 JOIN club_member m ON m.id = gm.member_id
 WHERE gm.id = ANY($1::bigint[])
+  AND (SELECT a.status FROM attendances a
+       WHERE a.generation_mapping_id = gm.id AND a.event_id = $2
+       ORDER BY a.created_at DESC, a.id DESC
+       LIMIT 1) = 3
 ORDER BY gm.id`
 )
 

@@ -118,6 +118,11 @@ func TestNotifyAbsentWorker(t *testing.T) {
 		require.NoError(t, err)
 		event := dueEvent(t, db.Pool, club.GenerationID, time.Minute)
 		deadline := testNow.Add(-time.Minute)
+		// The notice is sent to members still absent when it goes out, so
+		// settle the event first: every member is then ABSENT.
+		settled, err := attendance.SettleDue(ctx, db.Pool, attendance.SettleParams{Now: testNow})
+		require.NoError(t, err)
+		require.Equal(t, 3, settled.CreatedRows)
 		args := attendance.NotifyAbsentArgs{
 			EventID:        event,
 			Deadline:       deadline,
@@ -162,6 +167,34 @@ func TestNotifyAbsentWorker(t *testing.T) {
 		}, n.Members)
 	})
 
+	t.Run("MembersNoLongerAbsentAreLeftOut", func(t *testing.T) {
+		t.Parallel()
+
+		db, club, event, args := setup(t)
+		// An organiser marks the first member present after the
+		// settlement, by appending a row as the backend does.
+		_, err := db.Pool.Exec(ctx, `
+INSERT INTO attendances (status, "timestamp", created_at, modified_at, is_modified, event_id, generation_mapping_id)
+VALUES (1, $1, $1, $1, true, $2, $3)`, testNow.Add(time.Second), event, club.MappingIDs[0])
+		require.NoError(t, err)
+		notifier := &recordingNotifier{}
+		_, err = work(t, db, notifier, args)
+		require.NoError(t, err)
+		require.Len(t, notifier.notices, 1)
+		require.Equal(t, []attendance.AbsentMember{
+			{MappingID: club.MappingIDs[2], MemberID: club.MemberIDs[2], UserID: 1000003},
+		}, notifier.notices[0].Members)
+
+		// Once nobody of the notice is absent any more, nothing is sent.
+		_, err = db.Pool.Exec(ctx, `UPDATE attendances SET status = 2 WHERE event_id = $1 AND generation_mapping_id = $2`, event, club.MappingIDs[2])
+		require.NoError(t, err)
+		notifier = &recordingNotifier{}
+		res, err := work(t, db, notifier, args)
+		require.NoError(t, err)
+		require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+		require.Empty(t, notifier.notices)
+	})
+
 	t.Run("NotifierErrorFailsTheAttempt", func(t *testing.T) {
 		t.Parallel()
 
@@ -176,7 +209,9 @@ func TestNotifyAbsentWorker(t *testing.T) {
 		t.Parallel()
 
 		db, _, event, args := setup(t)
-		_, err := db.Pool.Exec(ctx, `DELETE FROM events WHERE id = $1`, event)
+		_, err := db.Pool.Exec(ctx, `DELETE FROM attendances WHERE event_id = $1`, event)
+		require.NoError(t, err)
+		_, err = db.Pool.Exec(ctx, `DELETE FROM events WHERE id = $1`, event)
 		require.NoError(t, err)
 		notifier := &recordingNotifier{}
 		res, err := work(t, db, notifier, args)

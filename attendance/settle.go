@@ -63,6 +63,14 @@ type SettleParams struct {
 	// by, so that a job scheduled at a deadline never finds its event not
 	// yet due.
 	Now time.Time
+
+	// WriterWait bounds how long a settlement of a deadline that passed
+	// less than WriterWaitWindow ago waits for the transactions in flight
+	// that have written to attendances (a check-in, an organiser's edit)
+	// to commit or roll back, so that it settles on top of what they wrote
+	// (see WriterWaitDefault). Zero means WriterWaitDefault; a negative
+	// value does not wait, leaving such writers to Reconcile.
+	WriterWait time.Duration
 }
 
 func (p *SettleParams) validate() error {
@@ -73,6 +81,16 @@ func (p *SettleParams) validate() error {
 		return fmt.Errorf("%w: lookback %s must not be negative", ErrInvalidParams, p.Lookback)
 	}
 	return nil
+}
+
+func (p *SettleParams) writerWait() time.Duration {
+	switch {
+	case p.WriterWait == 0:
+		return WriterWaitDefault
+	case p.WriterWait < 0:
+		return 0
+	}
+	return p.WriterWait
 }
 
 func (p *SettleParams) lookback() time.Duration {
@@ -110,6 +128,13 @@ type SettleResult struct {
 	// Now is the instant the deadlines were compared with, and the
 	// timestamp written to the rows. It is zero when nothing was settled.
 	Now time.Time `json:"-"`
+	// WaitedWriters counts the transactions in flight on attendances that
+	// the settlement waited for (see SettleParams.WriterWait).
+	WaitedWriters int `json:"waited_writers,omitempty"`
+	// WriterWaitTimeouts counts the settlements that stopped waiting for
+	// such a transaction after WriterWait; Reconcile repairs what those
+	// writers commit later.
+	WriterWaitTimeouts int `json:"writer_wait_timeouts,omitempty"`
 }
 
 func (r *SettleResult) add(other *SettleResult) {
@@ -117,6 +142,8 @@ func (r *SettleResult) add(other *SettleResult) {
 	r.UpdatedRows += other.UpdatedRows
 	r.CreatedRows += other.CreatedRows
 	r.Events = append(r.Events, other.Events...)
+	r.WaitedWriters += other.WaitedWriters
+	r.WriterWaitTimeouts += other.WriterWaitTimeouts
 	if r.Now.IsZero() {
 		r.Now = other.Now
 	}
@@ -326,7 +353,12 @@ updated AS (
     SET status = 3, is_modified = true, modified_at = $2
     FROM latest l
     JOIN roster r ON r.event_id = l.event_id AND r.mapping_id = l.generation_mapping_id
-    WHERE a.id = l.id AND l.status = 0
+    -- a.status is checked on the row itself, not only in the snapshot
+    -- the latest rows were read from: when an organiser's UPDATE of the
+    -- row commits while this statement waits for its row lock, Postgres
+    -- evaluates this condition again on the row as that UPDATE left it
+    -- (READ COMMITTED), and a status set meanwhile is kept.
+    WHERE a.id = l.id AND l.status = 0 AND a.status = 0
     RETURNING a.event_id, a.generation_mapping_id
 ),
 created AS (
@@ -391,6 +423,28 @@ func settle(ctx context.Context, tx pgx.Tx, params SettleParams, limit int) (*Se
 	// All claims of one statement share its clock.
 	now := claims[0].SettledAt
 	res.Now = now
+
+	// A deadline that has just passed may still have check-ins and edits
+	// in flight, written before it and committed after it. Wait for them
+	// before the apply statement takes its snapshot, so that it sees them.
+	newest := claims[0].Deadline
+	for _, c := range claims[1:] {
+		if c.Deadline.After(newest) {
+			newest = c.Deadline
+		}
+	}
+	wait := params.writerWait()
+	if now.Sub(newest) >= WriterWaitWindow {
+		wait = 0
+	}
+	waited, timedOut, err := waitForWriters(ctx, tx, wait)
+	if err != nil {
+		return nil, err
+	}
+	res.WaitedWriters = waited
+	if timedOut {
+		res.WriterWaitTimeouts = 1
+	}
 
 	rows, err = tx.Query(ctx, applySQL, customPlan, ids, now)
 	if err != nil {

@@ -34,6 +34,11 @@ type SweepOutput struct {
 	CreatedRows     int `json:"created_rows"`
 	ProcessedEvents int `json:"processed_events"`
 	UpdatedRows     int `json:"updated_rows"`
+	// RepairedRows counts the settlement rows Reconcile removed from above
+	// a check-in committed late.
+	RepairedRows int `json:"repaired_rows"`
+	// PrunedRows counts the bookkeeping rows Prune deleted.
+	PrunedRows int `json:"pruned_rows"`
 }
 
 // FollowUpFunc runs inside each settlement transaction, after a batch of
@@ -113,13 +118,46 @@ func (w *SweepWorker) Work(ctx context.Context, job *river.Job[SweepArgs]) error
 	}
 	start := time.Now()
 	res, err := SettleDueFunc(ctx, w.db, SettleParams{Limit: w.config.BatchSize, Lookback: lookback}, w.config.FollowUp)
-	out := SweepOutput{CreatedRows: res.CreatedRows, ProcessedEvents: res.ProcessedEvents, UpdatedRows: res.UpdatedRows}
+	var repaired, pruned int
+	if err == nil {
+		// Repair after settling, so that settlements this sweep made are
+		// checked too, then drop the bookkeeping no sweep needs any more.
+		var rec *ReconcileResult
+		rec, err = Reconcile(ctx, w.db, SettleParams{Lookback: lookback})
+		if rec != nil {
+			repaired = rec.RepairedRows
+			for _, r := range rec.Repairs {
+				w.config.Logger.WarnContext(ctx, "check-in restored above a settlement row",
+					slog.Int64("job_id", job.ID), slog.Int64("event_id", r.EventID),
+					slog.Int64("generation_mapping_id", r.MappingID), slog.Bool("still_absent", r.StillAbsent))
+			}
+		}
+	}
+	if err == nil {
+		var p *PruneResult
+		p, err = Prune(ctx, w.db, SettleParams{Lookback: lookback})
+		if p != nil {
+			pruned = p.Settlements + p.Plans
+		}
+	}
+	out := SweepOutput{
+		CreatedRows:     res.CreatedRows,
+		ProcessedEvents: res.ProcessedEvents,
+		UpdatedRows:     res.UpdatedRows,
+		RepairedRows:    repaired,
+		PrunedRows:      pruned,
+	}
 	attrs := []any{
 		slog.Int64("job_id", job.ID),
 		slog.Int("processed_events", out.ProcessedEvents),
 		slog.Int("updated_rows", out.UpdatedRows),
 		slog.Int("created_rows", out.CreatedRows),
+		slog.Int("repaired_rows", out.RepairedRows),
+		slog.Int("pruned_rows", out.PrunedRows),
 		slog.Duration("duration", time.Since(start)),
+	}
+	if res.WaitedWriters > 0 {
+		attrs = append(attrs, slog.Int("waited_writers", res.WaitedWriters), slog.Int("writer_wait_timeouts", res.WriterWaitTimeouts))
 	}
 	if err != nil {
 		w.config.Logger.ErrorContext(ctx, "attendance sweep failed", append(attrs, slog.String("error", err.Error()))...)
