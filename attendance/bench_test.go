@@ -182,3 +182,105 @@ func BenchmarkIdleSweep(b *testing.B) {
 	b.ReportMetric(bigTime.Seconds()/smallTime.Seconds(), "history/empty")
 	b.Logf("%s rows vs %s rows", fmt.Sprint(bigRows), fmt.Sprint(smallRows))
 }
+
+// BenchmarkReconcile measures what the sweep adds after settling: a
+// Reconcile and a Prune that find nothing to do, on the data sets of
+// BenchmarkIdleSweep (the big one has 50 events of 100 members settled
+// within the lookback, over 1,000,000 rows of history), side by side with
+// the idle SettleDue they follow.
+//
+//	go test ./attendance -run '^$' -bench BenchmarkReconcile -benchtime 200x
+func BenchmarkReconcile(b *testing.B) {
+	ctx := context.Background()
+	now := time.Now()
+	db := wassotest.NewDB(b, wassotest.Options{})
+	shape := seed.Shape{Generations: 10, Members: 100, DueEvents: 50, HistoryEvents: 10_000}
+	_, err := seed.Generate(ctx, db.Pool, shape, now)
+	require.NoError(b, err)
+	_, err = attendance.SettleDue(ctx, db.Pool, attendance.SettleParams{Now: now})
+	require.NoError(b, err)
+	_, err = db.Pool.Exec(ctx, `VACUUM ANALYZE`)
+	require.NoError(b, err)
+	timed := func(f func() error) time.Duration {
+		start := time.Now()
+		require.NoError(b, f())
+		return time.Since(start)
+	}
+	var settleTime, reconcileTime, pruneTime time.Duration
+	b.ResetTimer()
+	for range b.N {
+		settleTime += timed(func() error {
+			_, err := attendance.SettleDue(ctx, db.Pool, attendance.SettleParams{Now: now})
+			return err
+		})
+		reconcileTime += timed(func() error {
+			res, err := attendance.Reconcile(ctx, db.Pool, attendance.SettleParams{Now: now})
+			if err == nil && (res.CheckedEvents != shape.DueEvents || res.RepairedRows != 0) {
+				err = fmt.Errorf("reconcile checked %d events and repaired %d rows", res.CheckedEvents, res.RepairedRows)
+			}
+			return err
+		})
+		pruneTime += timed(func() error {
+			_, err := attendance.Prune(ctx, db.Pool, attendance.SettleParams{Now: now})
+			return err
+		})
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(settleTime.Microseconds())/n, "settle_us")
+	b.ReportMetric(float64(reconcileTime.Microseconds())/n, "reconcile_us")
+	b.ReportMetric(float64(pruneTime.Microseconds())/n, "prune_us")
+	b.ReportMetric(reconcileTime.Seconds()/settleTime.Seconds(), "reconcile/settle")
+}
+
+// BenchmarkWriterWait measures what waiting for writers in flight costs a
+// settlement when none is in flight (the pg_locks look-up), settling one
+// event of 30 members whose deadline has just passed with the default
+// WriterWait and without it, alternately, on the same data (restored off
+// the clock).
+//
+//	go test ./attendance -run '^$' -bench BenchmarkWriterWait -benchtime 300x
+func BenchmarkWriterWait(b *testing.B) {
+	ctx := context.Background()
+	db := wassotest.NewDB(b, wassotest.Options{})
+	club, err := seed.CreateClub(ctx, db.Pool, "Bench club", 30, time.Now().Add(-48*time.Hour))
+	require.NoError(b, err)
+	event, err := seed.CreateEvent(ctx, db.Pool, seed.Event{
+		GenerationID: club.GenerationID, Title: "Practice", FailMinutes: 30,
+		Start: time.Now().Add(-30*time.Minute - time.Second),
+	}, time.Now().Add(-time.Hour))
+	require.NoError(b, err)
+	reset := func() {
+		b.StopTimer()
+		_, err := db.Pool.Exec(ctx, `DELETE FROM attendances WHERE event_id = $1; `, event)
+		require.NoError(b, err)
+		_, err = db.Pool.Exec(ctx, `DELETE FROM wasso_settlement WHERE event_id = $1`, event)
+		require.NoError(b, err)
+		b.StartTimer()
+	}
+	settle := func(wait time.Duration) time.Duration {
+		reset()
+		start := time.Now()
+		res, err := attendance.SettleDue(ctx, db.Pool, attendance.SettleParams{EventIDs: []int64{event}, WriterWait: wait})
+		elapsed := time.Since(start)
+		require.NoError(b, err)
+		require.Equal(b, 30, res.CreatedRows)
+		return elapsed
+	}
+	settle(0)
+	settle(-1)
+	var with, without time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		if i%2 == 0 {
+			with += settle(0)
+			without += settle(-1)
+		} else {
+			without += settle(-1)
+			with += settle(0)
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(with.Microseconds())/n, "wait_us/settle")
+	b.ReportMetric(float64(without.Microseconds())/n, "nowait_us/settle")
+	b.ReportMetric(with.Seconds()/without.Seconds(), "wait/nowait")
+}

@@ -138,6 +138,11 @@ type SettleEventOutput struct {
 	// LateMillis is how long after the job's deadline the settlement's
 	// statement ran, when it settled something.
 	LateMillis int64 `json:"late_ms,omitempty"`
+	// WaitedWriters counts the backend's transactions in flight on
+	// attendances that the settlement waited for (SettleParams.WriterWait),
+	// and WriterWaitTimedOut says whether it gave up on one of them.
+	WaitedWriters      int  `json:"waited_writers,omitempty"`
+	WriterWaitTimedOut bool `json:"writer_wait_timed_out,omitempty"`
 }
 
 // SettleEventConfig configures a SettleEventWorker.
@@ -151,6 +156,8 @@ type SettleEventConfig struct {
 	// Lookback is how old a deadline may be and still be settled. Zero
 	// means LookbackDefault.
 	Lookback time.Duration
+	// Timeout bounds one settlement job. Zero keeps River's job timeout.
+	Timeout time.Duration
 }
 
 // SettleEventWorker works attendance.settle_event jobs: it settles the
@@ -171,10 +178,18 @@ func NewSettleEventWorker(db Beginner, config SettleEventConfig) (*SettleEventWo
 	if config.Lookback < 0 {
 		return nil, fmt.Errorf("%w: lookback %s must not be negative", ErrInvalidParams, config.Lookback)
 	}
+	if config.Timeout < 0 {
+		return nil, fmt.Errorf("%w: timeout %s must not be negative", ErrInvalidParams, config.Timeout)
+	}
 	if config.Logger == nil {
 		config.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &SettleEventWorker{config: config, db: db}, nil
+}
+
+// Timeout is the configured settlement timeout (zero: River's default).
+func (w *SettleEventWorker) Timeout(*river.Job[SettleEventArgs]) time.Duration {
+	return w.config.Timeout
 }
 
 // Work settles the job's event if it is due. A job whose event is not due
@@ -216,6 +231,9 @@ func (w *SettleEventWorker) Work(ctx context.Context, job *river.Job[SettleEvent
 			UpdatedRows: ev.UpdatedRows,
 			CreatedRows: ev.CreatedRows,
 			LateMillis:  res.Now.Sub(job.Args.Deadline).Milliseconds(),
+
+			WaitedWriters:      res.WaitedWriters,
+			WriterWaitTimedOut: res.WriterWaitTimeouts > 0,
 		}
 		w.config.Logger.InfoContext(ctx, "attendance event settled",
 			slog.Int64("job_id", job.ID),
@@ -224,6 +242,8 @@ func (w *SettleEventWorker) Work(ctx context.Context, job *river.Job[SettleEvent
 			slog.Int("updated_rows", ev.UpdatedRows),
 			slog.Int("created_rows", ev.CreatedRows),
 			slog.Int64("late_ms", out.LateMillis),
+			slog.Int("waited_writers", out.WaitedWriters),
+			slog.Bool("writer_wait_timed_out", out.WriterWaitTimedOut),
 		)
 	} else {
 		// A job retried by hand (River UI's retry makes it available now)

@@ -279,6 +279,25 @@ func (d *Discoverer) Start(ctx context.Context, _ *rivertype.HookPeriodicJobsSta
 	return nil
 }
 
+// Wait returns once the loop Start started last has stopped (at once when
+// none was started), or when ctx is done. River stops the loop by
+// cancelling the context it gave Start; Wait lets the client's Stop make
+// sure it has returned before the pool it uses is closed.
+func (d *Discoverer) Wait(ctx context.Context) error {
+	d.mu.Lock()
+	done := d.done
+	d.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for deadline discovery to stop: %w", ctx.Err())
+	}
+}
+
 // Run discovers every interval until ctx is done. Errors are logged and
 // the next pass retries; a pass that filled a batch is followed at once by
 // another.

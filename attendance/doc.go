@@ -33,7 +33,8 @@
 // transaction, an attendance.notify_absent job for the members just marked
 // absent; NotifyAbsentWorker resolves the names and hands an AbsentNotice
 // to a Notifier: the backend's push provider, LogNotifier or
-// WebhookNotifier (signed JSON POST). A notifier that fails is retried by
+// WebhookNotifier (JSON POST signed the Standard Webhooks way, checked by
+// receivers with VerifyWebhook). A notifier that fails is retried by
 // River and never touches the settlement.
 //
 // The rules the settlement follows (due, roster, update, insert, once,

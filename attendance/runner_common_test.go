@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
@@ -40,7 +39,7 @@ func (fastRetry) NextRetry(*rivertype.JobRow) time.Time {
 // startRunner starts a River client on db as a wasso-runner would, without
 // the periodic sweep (so that only the per-event jobs settle events), and
 // stops it when the test ends.
-func startRunner(t *testing.T, db *wassotest.DB, config wassoriver.Config) *river.Client[pgx.Tx] {
+func startRunner(t *testing.T, db *wassotest.DB, config wassoriver.Config) *wassoriver.Client {
 	t.Helper()
 	config.Schema = db.Schema
 	config.NoPeriodic = true

@@ -113,6 +113,9 @@ type SettledEvent struct {
 	// AbsentMappingIDs are the generation_mapping ids of the members just
 	// marked absent (updated or created), in ascending order.
 	AbsentMappingIDs []int64 `json:"absent_mapping_ids"`
+	// Anomalies lists what is unusual in the event's data (see Anomaly),
+	// found by the settlement statement itself at no extra query.
+	Anomalies []Anomaly `json:"anomalies,omitempty"`
 }
 
 // SettleResult sums up a settlement.
@@ -390,10 +393,24 @@ recorded AS (
     LEFT JOIN counts c ON c.event_id = cl.event_id
     WHERE s.event_id = cl.event_id
     RETURNING s.event_id, s.updated_rows, s.created_rows
+),
+roster_sizes AS (
+    SELECT event_id, count(*) AS n FROM roster GROUP BY event_id
+),
+odd AS (
+    SELECT l.event_id, count(*) AS n, array_agg(DISTINCT l.status ORDER BY l.status) AS statuses
+    FROM latest l
+    JOIN roster r ON r.event_id = l.event_id AND r.mapping_id = l.generation_mapping_id
+    WHERE l.status NOT IN (0, 1, 2, 3)
+    GROUP BY l.event_id
 )
-SELECT r.event_id, r.updated_rows, r.created_rows, coalesce(c.mapping_ids, '{}'::bigint[])
+SELECT r.event_id, r.updated_rows, r.created_rows, coalesce(c.mapping_ids, '{}'::bigint[]),
+       coalesce(rs.n, 0), e.fail_minutes, coalesce(o.n, 0), coalesce(o.statuses, '{}'::int[])
 FROM recorded r
+JOIN events e ON e.id = r.event_id
 LEFT JOIN counts c ON c.event_id = r.event_id
+LEFT JOIN roster_sizes rs ON rs.event_id = r.event_id
+LEFT JOIN odd o ON o.event_id = r.event_id
 ORDER BY r.event_id`
 
 func settle(ctx context.Context, tx pgx.Tx, params SettleParams, limit int) (*SettleResult, error) {
@@ -450,9 +467,14 @@ func settle(ctx context.Context, tx pgx.Tx, params SettleParams, limit int) (*Se
 	if err != nil {
 		return nil, translate(fmt.Sprintf("settle events %v", ids), err)
 	}
-	var ev SettledEvent
-	_, err = pgx.ForEachRow(rows, []any{&ev.EventID, &ev.UpdatedRows, &ev.CreatedRows, &ev.AbsentMappingIDs}, func() error {
+	var (
+		ev                              SettledEvent
+		roster, failMinutes, oddMembers int
+		oddStatuses                     []int
+	)
+	_, err = pgx.ForEachRow(rows, []any{&ev.EventID, &ev.UpdatedRows, &ev.CreatedRows, &ev.AbsentMappingIDs, &roster, &failMinutes, &oddMembers, &oddStatuses}, func() error {
 		ev.Deadline = deadlines[ev.EventID]
+		ev.Anomalies = anomalies(ev.EventID, roster, failMinutes, oddMembers, oddStatuses)
 		res.Events = append(res.Events, ev)
 		res.ProcessedEvents++
 		res.UpdatedRows += ev.UpdatedRows

@@ -464,6 +464,9 @@ func TestSettleDueCancelled(t *testing.T) {
 			_, err := attendance.SettleDue(cctx, db.Pool, attendance.SettleParams{Now: testNow, Limit: 5})
 			cancel()
 			check(t, db)
+			if delay > time.Minute {
+				t.Fatalf("no sweep completed, even given a minute: %v", err)
+			}
 			if err == nil {
 				break
 			}

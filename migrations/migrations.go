@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,6 +61,45 @@ func (e *MissingTableError) Error() string {
 
 // Is makes errors.Is(err, ErrMissingTable) true.
 func (e *MissingTableError) Is(target error) bool { return target == ErrMissingTable }
+
+// ErrMigrationsPending is returned (wrapped in a *PendingMigrationsError)
+// when migrations this build knows, River's or the scheduler's, are not
+// applied to a database whose tables otherwise exist. Up applies them.
+var ErrMigrationsPending = errors.New("migrations pending")
+
+// PendingMigrationsError lists the migrations this build knows that the
+// database lacks. Migrations the database has and this build does not
+// know (applied by a newer River or a newer build of the scheduler) are
+// never pending: see CheckScheduler.
+type PendingMigrationsError struct {
+	// River are the River migration versions (line main) not applied, in
+	// order.
+	River []int
+	// Wasso are the scheduler's migrations not applied, in order.
+	Wasso []Migration
+}
+
+func (e *PendingMigrationsError) Error() string {
+	var parts []string
+	if len(e.River) > 0 {
+		versions := make([]string, len(e.River))
+		for i, v := range e.River {
+			versions[i] = strconv.Itoa(v)
+		}
+		parts = append(parts, "River "+strings.Join(versions, ", "))
+	}
+	if len(e.Wasso) > 0 {
+		names := make([]string, len(e.Wasso))
+		for i, m := range e.Wasso {
+			names[i] = fmt.Sprintf("%03d_%s", m.Version, m.Name)
+		}
+		parts = append(parts, "scheduler "+strings.Join(names, ", "))
+	}
+	return "migrations not applied: " + strings.Join(parts, "; ")
+}
+
+// Is makes errors.Is(err, ErrMigrationsPending) true.
+func (e *PendingMigrationsError) Is(target error) bool { return target == ErrMigrationsPending }
 
 // Migration is one of the scheduler's own numbered migrations.
 type Migration struct {
@@ -293,27 +333,34 @@ func Down(ctx context.Context, pool *pgxpool.Pool, opts Options, down DownOption
 
 // State is what Status reports.
 type State struct {
-	// RiverApplied are the River migration versions in the database.
+	// RiverApplied are the River migration versions (line main) in the
+	// database, newer ones this build does not know included.
 	RiverApplied []int
 	// RiverLatest is the newest River migration this build knows.
 	RiverLatest int
+	// RiverPending are the River migration versions this build knows that
+	// the database lacks.
+	RiverPending []int
+	// RiverNewer are the River migration versions in the database that
+	// this build does not know: a newer River migrated it.
+	RiverNewer []int
 	// WassoApplied maps applied scheduler migration versions to when they
 	// were applied.
 	WassoApplied map[int]time.Time
 	// WassoPending are the scheduler migrations not applied yet.
 	WassoPending []Migration
+	// WassoNewer are the applied scheduler migration versions this build
+	// does not know: a newer build of the scheduler migrated the database.
+	WassoNewer []int
 	// MissingWassoTables lists the Wasso tables that do not exist.
 	MissingWassoTables []string
 }
 
-// UpToDate is true when River's and the scheduler's migrations are all
-// applied and the Wasso tables exist.
+// UpToDate is true when every River and scheduler migration this build
+// knows is applied and the Wasso tables exist. Migrations applied by a
+// newer build do not make it false.
 func (s *State) UpToDate() bool {
-	latest := 0
-	if n := len(s.RiverApplied); n > 0 {
-		latest = s.RiverApplied[n-1]
-	}
-	return latest == s.RiverLatest && len(s.WassoPending) == 0 && len(s.MissingWassoTables) == 0
+	return len(s.RiverPending) == 0 && len(s.WassoPending) == 0 && len(s.MissingWassoTables) == 0
 }
 
 // Status reports which migrations are applied, without changing anything.
@@ -323,14 +370,23 @@ func Status(ctx context.Context, pool *pgxpool.Pool, opts Options) (*State, erro
 		return nil, err
 	}
 	state := &State{WassoApplied: map[int]time.Time{}}
-	all := migrator.AllVersions()
-	state.RiverLatest = all[len(all)-1].Version
-	existing, err := migrator.ExistingVersions(ctx)
+	applied, err := riverVersions(ctx, pool, opts.Schema)
 	if err != nil {
-		return nil, fmt.Errorf("read river migrations: %w", err)
+		return nil, err
 	}
-	for _, v := range existing {
-		state.RiverApplied = append(state.RiverApplied, v.Version)
+	state.RiverApplied = applied
+	known := map[int]bool{}
+	for _, m := range migrator.AllVersions() {
+		known[m.Version] = true
+		state.RiverLatest = max(state.RiverLatest, m.Version)
+		if !slices.Contains(applied, m.Version) {
+			state.RiverPending = append(state.RiverPending, m.Version)
+		}
+	}
+	for _, v := range applied {
+		if !known[v] {
+			state.RiverNewer = append(state.RiverNewer, v)
+		}
 	}
 	missing, err := missingTables(ctx, pool, WassoTables)
 	if err != nil {
@@ -359,12 +415,58 @@ func Status(ctx context.Context, pool *pgxpool.Pool, opts Options) (*State, erro
 			return nil, fmt.Errorf("read wasso migrations: %w", err)
 		}
 	}
-	for _, m := range All() {
+	all := All()
+	for _, m := range all {
 		if _, ok := state.WassoApplied[m.Version]; !ok {
 			state.WassoPending = append(state.WassoPending, m)
 		}
 	}
+	for v := range state.WassoApplied {
+		if !slices.ContainsFunc(all, func(m Migration) bool { return m.Version == v }) {
+			state.WassoNewer = append(state.WassoNewer, v)
+		}
+	}
+	slices.Sort(state.WassoNewer)
 	return state, nil
+}
+
+// riverVersions reads the River migration versions of line main recorded
+// in river_migration, in order; none when the table does not exist. It
+// reads the table itself because rivermigrate's ExistingVersions fails on
+// a version its bundle does not know, which is what a database migrated
+// by a newer River holds. River's tables follow schema, not search_path.
+func riverVersions(ctx context.Context, db Querier, schema string) ([]int, error) {
+	table := pgx.Identifier{"river_migration"}
+	if schema != "" {
+		table = pgx.Identifier{schema, "river_migration"}
+	}
+	name := table.Sanitize()
+	var hasTable, hasLine bool
+	err := db.QueryRow(ctx, `
+		SELECT to_regclass($1) IS NOT NULL,
+		       EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'line' AND NOT attisdropped)`,
+		name).Scan(&hasTable, &hasLine)
+	if err != nil {
+		return nil, fmt.Errorf("read river migrations: %w", err)
+	}
+	if !hasTable {
+		return nil, nil
+	}
+	// Before River's migration 005 the table had no line column, and every
+	// row was of line main.
+	sql := `SELECT version FROM ` + name + ` ORDER BY version`
+	if hasLine {
+		sql = `SELECT version FROM ` + name + ` WHERE line = 'main' ORDER BY version`
+	}
+	rows, err := db.Query(ctx, sql)
+	if err != nil {
+		return nil, fmt.Errorf("read river migrations: %w", err)
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return nil, fmt.Errorf("read river migrations: %w", err)
+	}
+	return versions, nil
 }
 
 const versionTable = "wasso_migration"
@@ -489,24 +591,35 @@ func CheckWassoTables(ctx context.Context, db Querier) error {
 }
 
 // CheckScheduler returns an error naming what is missing when the database
-// lacks the Wasso tables, River's tables or the scheduler's wasso_ tables,
-// so that a runner refuses to start against a database it cannot work on.
+// lacks the Wasso tables (a *MissingTableError) or migrations this build
+// knows, River's or the scheduler's (a *PendingMigrationsError), so that a
+// runner refuses to start against a database it cannot work on.
+//
+// Migrations the database has and this build does not know are not an
+// error: a newer River, or a newer build of the scheduler, migrated the
+// database first (the backend deploys first, or a newer runner ran
+// migrate up). Both write their migrations so that the previous release
+// keeps working on the new schema, so this build runs; Check reports such
+// versions in State.RiverNewer and State.WassoNewer for a warning.
 func CheckScheduler(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
+	_, err := Check(ctx, pool, opts)
+	return err
+}
+
+// Check is CheckScheduler, also returning the State it read (nil when the
+// Wasso tables are missing or the state cannot be read).
+func Check(ctx context.Context, pool *pgxpool.Pool, opts Options) (*State, error) {
 	if err := CheckWassoTables(ctx, pool); err != nil {
-		return err
+		return nil, err
 	}
 	state, err := Status(ctx, pool, opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if n := len(state.RiverApplied); n == 0 || state.RiverApplied[n-1] != state.RiverLatest {
-		return &MissingTableError{Table: "river_job", Hint: "River's migrations are not (all) applied: run migrate up"}
+	if len(state.RiverPending) > 0 || len(state.WassoPending) > 0 {
+		return state, &PendingMigrationsError{River: state.RiverPending, Wasso: state.WassoPending}
 	}
-	if len(state.WassoPending) > 0 {
-		m := state.WassoPending[0]
-		return &MissingTableError{Table: "wasso_settlement", Hint: fmt.Sprintf("scheduler migration %03d_%s is not applied: run migrate up", m.Version, m.Name)}
-	}
-	return nil
+	return state, nil
 }
 
 // Querier is what the checks need: a pool, a connection or a transaction.

@@ -70,7 +70,14 @@ func TestUp(t *testing.T) {
 		_, err := migrations.ApplyWassoSchema(ctx, db.Pool)
 		require.NoError(t, err)
 		err = migrations.CheckScheduler(ctx, db.Pool, migrations.Options{Schema: db.Schema})
-		require.ErrorContains(t, err, "River's migrations are not (all) applied: run migrate up")
+		require.ErrorIs(t, err, migrations.ErrMigrationsPending)
+		require.NotErrorIs(t, err, migrations.ErrMissingTable)
+		var pending *migrations.PendingMigrationsError
+		require.ErrorAs(t, err, &pending)
+		require.Equal(t, 1, pending.River[0], "no River migration is applied")
+		require.Len(t, pending.Wasso, len(migrations.All()))
+		require.ErrorContains(t, err, "migrations not applied: River 1, 2, ")
+		require.ErrorContains(t, err, "; scheduler 001_settlement, ")
 	})
 
 	t.Run("ConcurrentMigratorsApplyOnce", func(t *testing.T) {
@@ -104,7 +111,14 @@ func TestDown(t *testing.T) {
 
 	res, err := migrations.Down(ctx, db.Pool, opts, migrations.DownOptions{TargetVersion: 1})
 	require.NoError(t, err)
-	require.Equal(t, []int{3, 2}, res.WassoVersions)
+	// Every migration above 1, newest first, however many there are.
+	var above1 []int
+	for _, m := range migrations.All() {
+		if m.Version > 1 {
+			above1 = append([]int{m.Version}, above1...)
+		}
+	}
+	require.Equal(t, above1, res.WassoVersions)
 	var plan *string
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT to_regclass('wasso_deadline_plan')::text`).Scan(&plan))
 	require.Nil(t, plan)

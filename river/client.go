@@ -2,6 +2,7 @@ package wassoriver
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,6 +55,18 @@ const (
 	// deadlines fall on the same instant (events at 19:00 in every club);
 	// 10 ms lets the next fetch follow the previous job's completion.
 	ExactFetchCooldownDefault = 10 * time.Millisecond
+	// JobTimeoutDefault bounds a job whose own timeout is not set: the
+	// per-event settlement always, the sweep and the absent notices when
+	// SweepTimeout and NotifyTimeout are zero. It is River's default.
+	JobTimeoutDefault = river.JobTimeoutDefault
+	// RescueStuckJobsMargin is what the derived RescueStuckJobsAfter adds
+	// to the longest job timeout. A job's context is cancelled at its
+	// timeout and pgx then gives up its query at once, so a live job
+	// returns within milliseconds of it; the margin is for a worker slow
+	// to notice, for River to record the result, and for clock skew: the
+	// rescuer compares the leader's clock with attempted_at, which
+	// Postgres wrote.
+	RescueStuckJobsMargin = time.Minute
 )
 
 // ErrInvalidConfig is returned, wrapped with the offending field named,
@@ -98,6 +111,14 @@ type Config struct {
 	// enqueued, for jobs that must commit with the settlement.
 	FollowUp attendance.FollowUpFunc
 
+	// JobTimeout bounds every job whose own timeout is not set:
+	// attendance.settle_event always, attendance.sweep and
+	// attendance.notify_absent when SweepTimeout and NotifyTimeout are
+	// zero, and the jobs of Workers that keep River's default. Zero means
+	// JobTimeoutDefault. River's -1 (no timeout) is refused: a job without
+	// a bound could outlive RescueStuckJobsAfter and run twice.
+	JobTimeout time.Duration
+
 	// Logger is used by River and by the attendance workers. Nil discards.
 	Logger *slog.Logger
 
@@ -119,16 +140,35 @@ type Config struct {
 	// never enqueues sweeps, even when it is the leader.
 	NoPeriodic bool
 
+	// NoSchedules leaves the schedules of wasso_schedule out: the client
+	// does not run the Scheduler when it is the leader.
+	NoSchedules bool
+
 	// Notifier delivers the absent notices. Nil means an
 	// attendance.LogNotifier on Logger.
 	Notifier attendance.Notifier
 
-	// NotifyTimeout bounds one notice delivery. Zero keeps River's job
-	// timeout (one minute); the webhook notifier has its own, shorter one.
+	// NotifyTimeout bounds one notice delivery. Zero means JobTimeout; the
+	// webhook notifier has its own, shorter one.
 	NotifyTimeout time.Duration
 
 	// PeriodicJobs are added to the client's periodic jobs, after the sweep.
 	PeriodicJobs []*river.PeriodicJob
+
+	// RescueStuckJobsAfter is how long a job may stay running before the
+	// leader's rescuer takes it for stuck and schedules it for a retry. A
+	// job whose client died (SIGKILL, out of memory, a lost host) stays
+	// running in river_job, since nothing is left to finish it, until
+	// then; River's own default is an hour. Zero derives it from the job
+	// timeouts: LongestJobTimeout plus RescueStuckJobsMargin, two minutes
+	// with the defaults. It must not be shorter than LongestJobTimeout, or
+	// River would retry jobs that are still running.
+	//
+	// The rescuer runs on the leader only, every 30 seconds, with the
+	// leader's value: clients that may be elected should agree on it. A
+	// backend whose own workers (Workers) run longer than the attendance
+	// jobs must set it above their timeouts.
+	RescueStuckJobsAfter time.Duration
 
 	// Queues maps queue names to how many jobs each works at once. Empty
 	// means the default queue with Concurrency workers. Unless NoDeadlines,
@@ -144,11 +184,22 @@ type Config struct {
 	// search_path.
 	Schema string
 
+	// Scheduler, if set, is the schedule loop the client runs when it is
+	// the leader, for a caller that wants to Wait for it or share its
+	// store; NewClient sets its store's inserter to the client. Nil means
+	// one built from Schedules, unless NoSchedules.
+	Scheduler *Scheduler
+
+	// Schedules configures the store of the Scheduler NewClient builds.
+	// Zero values mean their defaults; a nil Logger means Logger and an
+	// empty RiverSchema means Schema.
+	Schedules ScheduleStoreConfig
+
 	// SweepInterval is how often the periodic sweep runs. Zero means
 	// attendance.SweepIntervalDefault.
 	SweepInterval time.Duration
 
-	// SweepTimeout bounds one sweep job. Zero keeps River's job timeout.
+	// SweepTimeout bounds one sweep job. Zero means JobTimeout.
 	SweepTimeout time.Duration
 
 	// Workers, if set, is the registry the attendance workers are added to,
@@ -167,6 +218,8 @@ func (c Config) WithDefaults() Config {
 	c.DiscoveryInterval = cmp.Or(c.DiscoveryInterval, attendance.DiscoveryIntervalDefault)
 	c.ExactConcurrency = cmp.Or(c.ExactConcurrency, ExactConcurrencyDefault)
 	c.ExactPollInterval = cmp.Or(c.ExactPollInterval, ExactPollIntervalDefault)
+	c.JobTimeout = cmp.Or(c.JobTimeout, JobTimeoutDefault)
+	c.RescueStuckJobsAfter = cmp.Or(c.RescueStuckJobsAfter, c.LongestJobTimeout()+RescueStuckJobsMargin)
 	c.Lookback = cmp.Or(c.Lookback, attendance.LookbackDefault)
 	c.SweepInterval = cmp.Or(c.SweepInterval, attendance.SweepIntervalDefault)
 	if c.Logger == nil {
@@ -181,6 +234,16 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// LongestJobTimeout is the longest timeout an attendance job can run for:
+// the largest of SweepTimeout, NotifyTimeout and JobTimeout (a zero one
+// standing for JobTimeout, and a zero JobTimeout for JobTimeoutDefault).
+// Every kind counts, worked by this client or not (NoDeadlines,
+// NoNotify): the leader rescues the jobs of every client.
+func (c *Config) LongestJobTimeout() time.Duration {
+	job := cmp.Or(c.JobTimeout, JobTimeoutDefault)
+	return max(job, cmp.Or(c.SweepTimeout, job), cmp.Or(c.NotifyTimeout, job))
+}
+
 // Validate returns an error naming the first field out of range.
 func (c *Config) Validate() error {
 	durations := []struct {
@@ -193,8 +256,10 @@ func (c *Config) Validate() error {
 		{"DiscoveryHorizon", c.DiscoveryHorizon},
 		{"DiscoveryInterval", c.DiscoveryInterval},
 		{"ExactPollInterval", c.ExactPollInterval},
+		{"JobTimeout", c.JobTimeout},
 		{"Lookback", c.Lookback},
 		{"NotifyTimeout", c.NotifyTimeout},
+		{"RescueStuckJobsAfter", c.RescueStuckJobsAfter},
 		{"SweepInterval", c.SweepInterval},
 		{"SweepTimeout", c.SweepTimeout},
 	}
@@ -202,6 +267,9 @@ func (c *Config) Validate() error {
 		if d.value < 0 {
 			return fmt.Errorf("%w: %s %s must not be negative", ErrInvalidConfig, d.name, d.value)
 		}
+	}
+	if longest := c.LongestJobTimeout(); c.RescueStuckJobsAfter != 0 && c.RescueStuckJobsAfter < longest {
+		return fmt.Errorf("%w: RescueStuckJobsAfter %s is shorter than the longest job timeout (%s): River would retry jobs that are still running", ErrInvalidConfig, c.RescueStuckJobsAfter, longest)
 	}
 	if c.SweepInterval > 0 && c.SweepInterval < time.Second {
 		return fmt.Errorf("%w: SweepInterval %s is shorter than one second", ErrInvalidConfig, c.SweepInterval)
@@ -238,7 +306,10 @@ func (c *Config) Validate() error {
 // registers attendance.sweep, attendance.settle_event (unless NoDeadlines)
 // and attendance.notify_absent (unless NoNotify); every settlement then
 // enqueues its absent notices in its own transaction, through the River
-// client working the job, before config.FollowUp runs.
+// client working the job, before config.FollowUp runs. Each worker carries
+// its timeout (SweepTimeout, NotifyTimeout, else JobTimeout) rather than
+// inherit the client's, so that the jobs stay bounded, and
+// RescueStuckJobsAfter sound, on a client whose JobTimeout is River's -1.
 //
 // A backend's client that takes part in leader election must also carry
 // the deadline discovery hook and the periodic jobs (see NewClient), or,
@@ -255,7 +326,7 @@ func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, config Config) error
 		FollowUp: followUp,
 		Logger:   config.Logger,
 		Lookback: config.Lookback,
-		Timeout:  config.SweepTimeout,
+		Timeout:  cmp.Or(config.SweepTimeout, config.JobTimeout),
 	})
 	if err != nil {
 		return err
@@ -268,6 +339,7 @@ func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, config Config) error
 			FollowUp: followUp,
 			Logger:   config.Logger,
 			Lookback: config.Lookback,
+			Timeout:  config.JobTimeout,
 		})
 		if err != nil {
 			return err
@@ -280,7 +352,7 @@ func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, config Config) error
 		notifyWorker, err := attendance.NewNotifyAbsentWorker(pool, attendance.NotifyAbsentConfig{
 			Logger:   config.Logger,
 			Notifier: config.Notifier,
-			Timeout:  config.NotifyTimeout,
+			Timeout:  cmp.Or(config.NotifyTimeout, config.JobTimeout),
 		})
 		if err != nil {
 			return err
@@ -308,15 +380,17 @@ func Kinds(config Config) []string {
 
 // SettlementFollowUp is what runs inside every settlement transaction of
 // the workers AddWorkers registers: the absent notices (unless NoNotify),
-// inserted with inserter, then config.FollowUp. A nil inserter means the
-// River client working the job (river.ClientFromContext); code that
-// settles outside a job, such as wasso-runner sweep, passes a client.
+// inserted with inserter, then config.FollowUp, then a warning on
+// config.Logger for each settled event with unusual data
+// (attendance.ReportAnomalies). A nil inserter means the River client
+// working the job (river.ClientFromContext); code that settles outside a
+// job, such as wasso-runner sweep, passes a client.
 func SettlementFollowUp(config Config, inserter attendance.Inserter) attendance.FollowUpFunc {
 	var notify attendance.FollowUpFunc
 	if !config.NoNotify {
 		notify = attendance.NotifyFollowUp(inserter)
 	}
-	return attendance.ChainFollowUps(notify, config.FollowUp)
+	return attendance.ChainFollowUps(notify, config.FollowUp, attendance.ReportAnomalies(config.Logger))
 }
 
 // PeriodicJobs returns the periodic jobs the scheduler runs: the sweep
@@ -348,7 +422,11 @@ func PeriodicJobs(config Config) ([]*river.PeriodicJob, error) {
 // poll interval (ExactPollInterval, 500 ms) and fetch cooldown (10 ms); the
 // other queues keep River's defaults (1 s poll, 100 ms cooldown), since
 // nothing in them is due at an instant.
-func NewClient(pool *pgxpool.Pool, config Config) (*river.Client[pgx.Tx], error) {
+//
+// The Client it returns is River's client with a Stop and a StopAndCancel
+// that also wait for the leader loops the client runs (deadline discovery,
+// schedules), so that nothing of the client outlives them.
+func NewClient(pool *pgxpool.Pool, config Config) (*Client, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("%w: pool is nil", ErrInvalidConfig)
 	}
@@ -393,14 +471,23 @@ func NewClient(pool *pgxpool.Pool, config Config) (*river.Client[pgx.Tx], error)
 		}
 		hooks = append(hooks, discoverer)
 	}
+	scheduler, err := clientScheduler(pool, config)
+	if err != nil {
+		return nil, err
+	}
+	if scheduler != nil {
+		hooks = append(hooks, scheduler)
+	}
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		CancelledJobRetentionPeriod: config.CancelledJobRetentionPeriod,
 		CompletedJobRetentionPeriod: config.CompletedJobRetentionPeriod,
 		DiscardedJobRetentionPeriod: config.DiscardedJobRetentionPeriod,
 		Hooks:                       hooks,
+		JobTimeout:                  config.JobTimeout,
 		Logger:                      config.Logger,
 		PeriodicJobs:                periodic,
 		Queues:                      queues,
+		RescueStuckJobsAfter:        config.RescueStuckJobsAfter,
 		RetryPolicy:                 config.RetryPolicy,
 		Schema:                      config.Schema,
 		Workers:                     workers,
@@ -408,8 +495,63 @@ func NewClient(pool *pgxpool.Pool, config Config) (*river.Client[pgx.Tx], error)
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
+	wrapped := &Client{Client: client}
 	if discoverer != nil {
 		discoverer.SetInserter(client)
+		wrapped.loops = append(wrapped.loops, discoverer.Wait)
 	}
-	return client, nil
+	if scheduler != nil {
+		scheduler.Store().SetInserter(client)
+		wrapped.loops = append(wrapped.loops, func(ctx context.Context) error {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				scheduler.Wait()
+			}()
+			select {
+			case <-done:
+				return nil
+			case <-ctx.Done():
+				return fmt.Errorf("wait for the scheduler to stop: %w", ctx.Err())
+			}
+		})
+	}
+	return wrapped, nil
+}
+
+// Client is the River client NewClient builds. It is River's own client,
+// embedded, with every method River documents; only Stop and StopAndCancel
+// do more: River stops the leader loops this client runs as hooks by
+// cancelling their context, without waiting for them, so these wait until
+// each loop has returned (or ctx is done).
+//
+// Code that needs River's type itself, such as riverui.NewHandler or
+// river.ClientFromContext, uses the embedded *river.Client.
+type Client struct {
+	*river.Client[pgx.Tx]
+
+	// loops wait, each, until a leader loop the client runs has stopped.
+	loops []func(ctx context.Context) error
+}
+
+// Stop stops the client as River's Stop does (jobs in progress finish) and
+// then waits for its leader loops to return.
+func (c *Client) Stop(ctx context.Context) error {
+	return errors.Join(c.Client.Stop(ctx), c.waitLoops(ctx))
+}
+
+// StopAndCancel stops the client as River's StopAndCancel does (jobs in
+// progress are cancelled) and then waits for its leader loops to return.
+func (c *Client) StopAndCancel(ctx context.Context) error {
+	return errors.Join(c.Client.StopAndCancel(ctx), c.waitLoops(ctx))
+}
+
+func (c *Client) waitLoops(ctx context.Context) error {
+	var errs []error
+	for _, wait := range c.loops {
+		if err := wait(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -3,10 +3,13 @@ package runner
 import (
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/wasso/scheduler/attendance"
 )
 
 // configValues returns the resolved value of every key, as printed by the
@@ -32,6 +35,8 @@ func (c *Config) configValues() map[string]any {
 		"run.queues":                   queues,
 		"run.periodic":                 c.Run.Periodic,
 		"run.shutdown_timeout":         c.Run.ShutdownTimeout.String(),
+		"run.job_timeout":              c.Run.JobTimeout.String(),
+		"run.rescue_after":             c.RiverConfig().WithDefaults().RescueStuckJobsAfter.String(),
 		"http.enabled":                 c.HTTP.Enabled,
 		"http.addr":                    c.HTTP.Addr,
 		"http.username":                c.HTTP.Username,
@@ -47,7 +52,7 @@ func (c *Config) configValues() map[string]any {
 		"deadlines.discovery_horizon":  c.Deadlines.DiscoveryHorizon.String(),
 		"notify.enabled":               c.Notify.Enabled,
 		"notify.timeout":               c.Notify.Timeout.String(),
-		"notify.webhook.url":           redactURL(c.Notify.WebhookURL),
+		"notify.webhook.url":           redactWebhookURL(c.Notify.WebhookURL),
 		"notify.webhook.secret":        redactSecret(c.Notify.WebhookSecret),
 		"notify.webhook.timeout":       c.Notify.WebhookTimeout.String(),
 		"retention.completed":          c.Retention.Completed.String(),
@@ -68,6 +73,17 @@ func redactSecret(s string) string {
 func redactURL(s string) string {
 	r := &redactor{}
 	return r.redact(s)
+}
+
+// redactWebhookURL prints the webhook URL as the notifier's errors name
+// it, without user info, query or fragment, where tokens live; "?xxxxx"
+// says a query was there.
+func redactWebhookURL(s string) string {
+	r := attendance.RedactWebhookURL(s)
+	if u, err := url.Parse(s); err == nil && (u.RawQuery != "" || u.ForceQuery) {
+		r += "?xxxxx"
+	}
+	return r
 }
 
 func (a *app) configCmd() *cobra.Command {

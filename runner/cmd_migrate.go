@@ -1,7 +1,9 @@
 package runner
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -25,6 +27,28 @@ func (a *app) migrateCmd() *cobra.Command {
 
 func (a *app) migrationOptions() migrations.Options {
 	return migrations.Options{Logger: a.logger, Schema: a.cfg.Schema}
+}
+
+// notReady words an error of migrations.CheckScheduler for the commands
+// that refuse to work on a database that is not ready, with the command
+// that applies pending migrations.
+func notReady(err error) error {
+	if errors.Is(err, migrations.ErrMigrationsPending) {
+		return fmt.Errorf("database not ready: %w (run wasso-runner migrate up)", err)
+	}
+	return fmt.Errorf("database not ready: %w", err)
+}
+
+// warnNewerMigrations logs the migrations a newer River or a newer build
+// of the scheduler applied: this build runs on such a database (see
+// migrations.CheckScheduler), and the operator should know it is older.
+func (a *app) warnNewerMigrations(st *migrations.State) {
+	if st == nil || len(st.RiverNewer)+len(st.WassoNewer) == 0 {
+		return
+	}
+	a.logger.Warn("the database has migrations newer than this build; running anyway, as every migration this build needs is applied",
+		slog.Any("river_newer", st.RiverNewer), slog.Int("river_latest_known", st.RiverLatest),
+		slog.Any("wasso_newer", st.WassoNewer))
 }
 
 func (a *app) migrateUpCmd() *cobra.Command {
@@ -138,10 +162,15 @@ type migrationStatusJSON struct {
 	River    struct {
 		Applied []int `json:"applied"`
 		Latest  int   `json:"latest"`
+		Pending []int `json:"pending"`
+		// Newer are versions applied by a newer River.
+		Newer []int `json:"newer"`
 	} `json:"river"`
 	Wasso struct {
 		Applied []appliedMigrationJSON `json:"applied"`
 		Pending []pendingMigrationJSON `json:"pending"`
+		// Newer are versions applied by a newer build of the scheduler.
+		Newer []int `json:"newer"`
 	} `json:"wasso"`
 	MissingWassoTables []string `json:"missing_wasso_tables"`
 }
@@ -175,6 +204,9 @@ func (a *app) migrateStatusCmd() *cobra.Command {
 			out := migrationStatusJSON{UpToDate: st.UpToDate(), MissingWassoTables: st.MissingWassoTables}
 			out.River.Applied = st.RiverApplied
 			out.River.Latest = st.RiverLatest
+			out.River.Pending = nonNil(st.RiverPending)
+			out.River.Newer = nonNil(st.RiverNewer)
+			out.Wasso.Newer = nonNil(st.WassoNewer)
 			for _, v := range slices.Sorted(maps.Keys(st.WassoApplied)) {
 				out.Wasso.Applied = append(out.Wasso.Applied, appliedMigrationJSON{Version: v, AppliedAt: st.WassoApplied[v]})
 			}
@@ -189,13 +221,13 @@ func (a *app) migrateStatusCmd() *cobra.Command {
 				riverCurrent = st.RiverApplied[n-1]
 			}
 			t := newTable(a.stdout, "COMPONENT", "CURRENT", "LATEST", "STATE")
-			t.row("river", riverCurrent, st.RiverLatest, stateWord(riverCurrent == st.RiverLatest))
+			t.row("river", riverCurrent, st.RiverLatest, stateWord(len(st.RiverPending) == 0, len(st.RiverNewer) > 0))
 			latest := migrations.All()[len(migrations.All())-1].Version
 			wassoCurrent := 0
 			if len(out.Wasso.Applied) > 0 {
 				wassoCurrent = out.Wasso.Applied[len(out.Wasso.Applied)-1].Version
 			}
-			t.row("wasso", wassoCurrent, latest, stateWord(len(st.WassoPending) == 0))
+			t.row("wasso", wassoCurrent, latest, stateWord(len(st.WassoPending) == 0, len(st.WassoNewer) > 0))
 			tables := "present"
 			if len(st.MissingWassoTables) > 0 {
 				tables = "missing: " + strings.Join(st.MissingWassoTables, ",")
@@ -210,6 +242,12 @@ func (a *app) migrateStatusCmd() *cobra.Command {
 			for _, m := range st.WassoPending {
 				fmt.Fprintf(a.stdout, "  pending %03d_%s\n", m.Version, m.Name)
 			}
+			if len(st.RiverPending) > 0 {
+				fmt.Fprintf(a.stdout, "  pending river %s\n", joinInts(st.RiverPending))
+			}
+			if n := len(st.RiverNewer) + len(st.WassoNewer); n > 0 {
+				fmt.Fprintln(a.stdout, "newer migrations than this build knows are applied (a newer River or wasso-runner migrated the database); this build runs on it")
+			}
 			if !st.UpToDate() {
 				fmt.Fprintln(a.stdout, "not up to date: run wasso-runner migrate up")
 			}
@@ -220,9 +258,13 @@ func (a *app) migrateStatusCmd() *cobra.Command {
 	return cmd
 }
 
-func stateWord(ok bool) string {
-	if ok {
+func stateWord(ok, newer bool) string {
+	switch {
+	case !ok:
+		return "pending"
+	case newer:
+		return "newer than this build"
+	default:
 		return "up to date"
 	}
-	return "pending"
 }

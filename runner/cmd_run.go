@@ -101,11 +101,14 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 	if err := cfg.checkHTTPExposure(); err != nil {
 		return err
 	}
-	if err := migrations.CheckScheduler(ctx, pool, migrations.Options{Schema: cfg.Schema}); err != nil {
-		return &ConfigError{Err: fmt.Errorf("database not ready: %w", err)}
+	st, err := migrations.Check(ctx, pool, migrations.Options{Schema: cfg.Schema})
+	if err != nil {
+		return &ConfigError{Err: notReady(err)}
 	}
+	a.warnNewerMigrations(st)
 	rc := cfg.RiverConfig()
 	rc.Logger = a.logger
+	rc.Workers = testWorkers()
 	client, err := wassoriver.NewClient(pool, rc)
 	if err != nil {
 		return &ConfigError{Err: err}
@@ -114,6 +117,12 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 	if _, ok := queues[wassoriver.QueueDefault]; !ok {
 		a.logger.Warn("this runner does not work the default queue: attendance jobs are left to other runners", slog.Any("queues", slices.Sorted(maps.Keys(queues))))
 	}
+	// Registered before the client starts, so that every job it fetches
+	// names a runner that inspect active knows; see heartbeat.go.
+	if err := a.registerRunner(ctx, pool, client.ID()); err != nil {
+		return err
+	}
+	defer a.markRunnerStopped(pool, client.ID())
 
 	m := newMetrics(a, pool, client.ID)
 	events, unsubscribe := client.Subscribe(subscribedEvents...)
@@ -131,7 +140,7 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 		if err != nil {
 			return err
 		}
-		srv, err = newHTTPServer(a, ln, pool, client, m)
+		srv, err = newHTTPServer(a, ln, pool, client.Client, m)
 		if err != nil {
 			ln.Close()
 			return err
@@ -144,6 +153,7 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	go m.consume(workCtx, events)
+	go a.heartbeat(workCtx, pool, client.ID())
 	if err := client.Start(workCtx); err != nil {
 		if srv != nil {
 			srv.listener.Close()
@@ -168,6 +178,7 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 		slog.Bool("deadlines", cfg.Deadlines.Enabled),
 		slog.Duration("sweep_interval", rc.WithDefaults().SweepInterval),
 		slog.Duration("shutdown_timeout", cfg.Run.ShutdownTimeout),
+		slog.Duration("rescue_after", rc.WithDefaults().RescueStuckJobsAfter),
 	}
 	if cfg.Schema != "" {
 		attrs = append(attrs, slog.String("schema", cfg.Schema))

@@ -91,8 +91,8 @@ configuration enqueues while it is the leader, with the last and next run.`,
 			defer pool.Close()
 			if err := migrations.CheckScheduler(ctx, pool, a.migrationOptions()); err != nil {
 				var missing *migrations.MissingTableError
-				if errors.As(err, &missing) {
-					return fmt.Errorf("database not ready: %w", err)
+				if errors.As(err, &missing) || errors.Is(err, migrations.ErrMigrationsPending) {
+					return notReady(err)
 				}
 				return err
 			}

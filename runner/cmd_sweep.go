@@ -63,7 +63,7 @@ back, prints what would change, and changes nothing.
 			}
 			defer pool.Close()
 			if err := migrations.CheckScheduler(ctx, pool, a.migrationOptions()); err != nil {
-				return fmt.Errorf("database not ready: %w", err)
+				return notReady(err)
 			}
 			if enqueue {
 				var lookback time.Duration
@@ -101,6 +101,7 @@ func (a *app) sweepNow(ctx context.Context, pool *pgxpool.Pool, params attendanc
 	// River client in the context, so the notices go through a control
 	// client.
 	rc := a.cfg.RiverConfig()
+	rc.Logger = a.logger // for the warnings about unusual event data
 	client, err := a.controlClient(pool)
 	if err != nil {
 		return nil, err

@@ -82,6 +82,15 @@ type cliOpts struct {
 	dir string
 	// stdin is the process's standard input; nil means /dev/null.
 	stdin io.Reader
+	// bin is the binary to run; empty means binPath.
+	bin string
+}
+
+func (o cliOpts) binary() string {
+	if o.bin != "" {
+		return o.bin
+	}
+	return binPath
 }
 
 type result struct {
@@ -99,7 +108,7 @@ func runCLI(t *testing.T, opts cliOpts, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binPath, args...)
+	cmd := exec.CommandContext(ctx, opts.binary(), args...)
 	cmd.Env = append(baseEnv(), opts.env...)
 	cmd.Dir = opts.dir
 	if cmd.Dir == "" {
@@ -173,7 +182,7 @@ func startRunner(t *testing.T, db *wassotest.DB, opts cliOpts, extra ...string) 
 func startProc(t *testing.T, opts cliOpts, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, done: make(chan struct{})}
-	p.cmd = exec.Command(binPath, args...)
+	p.cmd = exec.Command(opts.binary(), args...)
 	p.cmd.Env = append(baseEnv(), opts.env...)
 	p.cmd.Dir = opts.dir
 	if p.cmd.Dir == "" {

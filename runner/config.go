@@ -81,6 +81,12 @@ type Config struct {
 		Queues          map[string]int
 		Periodic        bool
 		ShutdownTimeout time.Duration
+		// JobTimeout bounds every job that sets no timeout of its own.
+		JobTimeout time.Duration
+		// RescueAfter is how long a job may run before the leader takes
+		// it for stuck and retries it; zero derives it from the job
+		// timeouts (see wassoriver.Config.RescueStuckJobsAfter).
+		RescueAfter time.Duration
 	}
 
 	HTTP struct {
@@ -115,7 +121,9 @@ type Config struct {
 		// WebhookURL, when set, delivers notices with a signed POST
 		// instead of logging them.
 		WebhookURL string
-		// WebhookSecret signs webhook bodies. It is never printed.
+		// WebhookSecret signs each delivery: "whsec_" and base64, or a
+		// plain string (see attendance.Secret.WebhookKey). It is never
+		// printed.
 		WebhookSecret string
 		// WebhookTimeout bounds one webhook request.
 		WebhookTimeout time.Duration
@@ -151,6 +159,7 @@ func (c *Config) RiverConfig() wassoriver.Config {
 		DiscoveryInterval:           c.Deadlines.DiscoveryInterval,
 		ExactConcurrency:            c.Deadlines.Concurrency,
 		ExactPollInterval:           c.Deadlines.PollInterval,
+		JobTimeout:                  c.Run.JobTimeout,
 		Lookback:                    c.Sweep.Lookback,
 		NoDeadlines:                 !c.Deadlines.Enabled,
 		NoNotify:                    !c.Notify.Enabled,
@@ -158,6 +167,7 @@ func (c *Config) RiverConfig() wassoriver.Config {
 		NotifyTimeout:               c.Notify.Timeout,
 		NoPeriodic:                  !c.Run.Periodic,
 		Queues:                      maps.Clone(c.Run.Queues),
+		RescueStuckJobsAfter:        c.Run.RescueAfter,
 		Schema:                      c.Schema,
 		SweepInterval:               c.Sweep.Interval,
 		SweepTimeout:                c.Sweep.Timeout,
@@ -217,6 +227,8 @@ var keySpecs = []keySpec{
 	{name: "run.queues", kind: kindQueues, def: "", flag: "queues"},
 	{name: "run.periodic", kind: kindBool, def: true, flag: "no-periodic"},
 	{name: "run.shutdown_timeout", kind: kindDuration, def: ShutdownTimeoutDefault.String(), flag: "shutdown-timeout"},
+	{name: "run.job_timeout", kind: kindDuration, def: wassoriver.JobTimeoutDefault.String()},
+	{name: "run.rescue_after", kind: kindDuration, def: "0s"},
 	{name: "http.enabled", kind: kindBool, def: true, flag: "no-http"},
 	{name: "http.addr", kind: kindString, def: HTTPAddrDefault, flag: "http-addr"},
 	{name: "http.username", kind: kindString, def: ""},
@@ -482,6 +494,8 @@ func (l *loader) resolve() (*Config, error) {
 	}
 	cfg.Run.Periodic = boolean("run.periodic")
 	cfg.Run.ShutdownTimeout = duration("run.shutdown_timeout")
+	cfg.Run.JobTimeout = duration("run.job_timeout")
+	cfg.Run.RescueAfter = duration("run.rescue_after")
 	cfg.HTTP.Enabled = boolean("http.enabled")
 	cfg.HTTP.Addr = str("http.addr")
 	cfg.HTTP.Username = str("http.username")
@@ -542,6 +556,12 @@ func (l *loader) resolve() (*Config, error) {
 	if cfg.Run.ShutdownTimeout <= 0 {
 		fail("run.shutdown_timeout", fmt.Errorf("%s: must be positive", cfg.Run.ShutdownTimeout))
 	}
+	if cfg.Run.JobTimeout <= 0 {
+		fail("run.job_timeout", fmt.Errorf("%s: must be positive: every job needs a bound for stuck jobs to be rescued safely", cfg.Run.JobTimeout))
+	}
+	if cfg.Run.RescueAfter < 0 {
+		fail("run.rescue_after", fmt.Errorf("%s: must be zero (derived from the job timeouts) or positive", cfg.Run.RescueAfter))
+	}
 	if _, _, err := net.SplitHostPort(cfg.HTTP.Addr); err != nil {
 		fail("http.addr", fmt.Errorf("%q is not host:port: %v", cfg.HTTP.Addr, err))
 	}
@@ -568,6 +588,13 @@ func (l *loader) resolve() (*Config, error) {
 	}
 	if (cfg.Notify.WebhookURL == "") != (cfg.Notify.WebhookSecret == "") {
 		fail("notify.webhook.secret", errors.New("notify.webhook.url and notify.webhook.secret must be set together"))
+	}
+	if cfg.Notify.WebhookSecret != "" {
+		// A "whsec_" secret must be base64 (Standard Webhooks form); named
+		// here, not as the URL that the notifier's error would blame.
+		if _, err := attendance.Secret(cfg.Notify.WebhookSecret).WebhookKey(); err != nil {
+			fail("notify.webhook.secret", err)
+		}
 	}
 	if cfg.Notify.WebhookURL != "" {
 		if _, err := cfg.notifier(); err != nil {
@@ -622,6 +649,8 @@ func (l *loader) resolve() (*Config, error) {
 // them, for the library's validation errors. Longer names come first where
 // one contains another.
 var libraryFieldKeys = [][2]string{
+	{"RescueStuckJobsAfter", "run.rescue_after"},
+	{"JobTimeout", "run.job_timeout"},
 	{"CancelledJobRetentionPeriod", "retention.cancelled"},
 	{"CompletedJobRetentionPeriod", "retention.completed"},
 	{"DiscardedJobRetentionPeriod", "retention.discarded"},

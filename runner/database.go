@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -62,10 +64,30 @@ func (a *app) openPool(ctx context.Context, opts poolOptions) (*pgxpool.Pool, er
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, &ConfigError{Err: fmt.Errorf("database unreachable (%s): %s", describeDB(poolCfg.ConnConfig), a.redact.redact(oneLine(err.Error())))}
+		return nil, &ConfigError{Err: a.connectError(poolCfg.ConnConfig, err)}
 	}
 	a.logger.DebugContext(ctx, "connected to database", slog.String("database", describeDB(poolCfg.ConnConfig)), slog.Int("max_conns", int(poolCfg.MaxConns)))
 	return pool, nil
+}
+
+// connectError says why the first connection failed, in the terms an
+// operator acts on: a login the server refused (wrong user or password), a
+// database that does not exist, or a server that did not answer (down,
+// firewalled, or silent past database.connect_timeout).
+func (a *app) connectError(c *pgx.ConnConfig, err error) error {
+	what, hint := "database unreachable", ""
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "28"):
+		// Class 28, invalid authorization specification: no such role,
+		// wrong password, no pg_hba.conf entry.
+		what, hint = "database refused the login", " (check the user and password of database_url)"
+	case errors.As(err, &pgErr) && pgErr.Code == "3D000": // invalid_catalog_name
+		what, hint = "database does not exist", " (check the database name of database_url)"
+	case errors.Is(err, context.DeadlineExceeded):
+		hint = fmt.Sprintf(" (no answer within the connect timeout, %s: database.connect_timeout, or connect_timeout in database_url if shorter)", c.ConnectTimeout)
+	}
+	return fmt.Errorf("%s (%s): %s%s", what, describeDB(c), a.redact.redact(oneLine(err.Error())), hint)
 }
 
 // describeDB names a database without its password: user@host:port/db.

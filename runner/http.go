@@ -25,8 +25,11 @@ const RiverUIPrefix = "/riverui"
 // httpServer serves River UI, the health checks and the metrics.
 //
 //   - /healthz: 200 while the process runs (liveness). No auth.
-//   - /readyz: 200 when the River client is started and the database
-//     answers within two seconds, else 503 (readiness). No auth.
+//   - /readyz: 200 when the River client is started (and has not
+//     stopped) and the database answers a ping within readyzTimeout,
+//     else 503 with the reason (readiness). It follows the database: 503
+//     while the database is away, 200 again as soon as it answers, with
+//     no restart of the runner. No auth.
 //   - /metrics: Prometheus. Basic auth when credentials are configured.
 //   - /riverui/: River UI and its API. Basic auth when credentials are
 //     configured; in read-only mode every request but GET and HEAD is
@@ -40,7 +43,15 @@ type httpServer struct {
 	ui       *riverui.Handler
 	ready    atomic.Bool
 	pool     *pgxpool.Pool
+	client   *river.Client[pgx.Tx]
 }
+
+// readyzTimeout bounds the database ping of /readyz, so that a database
+// that hangs instead of refusing connections (a lost host, a full pool)
+// gets a 503 with its reason rather than a hung probe. Probes should allow
+// a little more (Kubernetes: timeoutSeconds: 3); one that gives up first
+// fails too, only without the reason.
+const readyzTimeout = 2 * time.Second
 
 // listen binds the configured address. A failure is a configuration error:
 // it happens before anything else is started.
@@ -61,7 +72,7 @@ func newHTTPServer(a *app, ln net.Listener, pool *pgxpool.Pool, client *river.Cl
 	if err != nil {
 		return nil, err
 	}
-	s := &httpServer{a: a, listener: ln, ui: ui, pool: pool}
+	s := &httpServer{a: a, listener: ln, ui: ui, pool: pool, client: client}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -119,7 +130,16 @@ func (s *httpServer) readyz(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "river client not started or stopping"})
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	// River's client does not stop when the database goes away (its
+	// services retry), but runWith exits once it has stopped; until then
+	// the runner works no job.
+	select {
+	case <-s.client.Stopped():
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "river client stopped"})
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), readyzTimeout)
 	defer cancel()
 	if err := s.pool.Ping(ctx); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "database: " + s.a.redact.redact(err.Error())})

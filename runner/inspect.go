@@ -64,37 +64,69 @@ func (a *app) inspectCmd() *cobra.Command {
 	return cmd
 }
 
-func (a *app) inspectActive(ctx context.Context, _ *pgxpool.Pool, client *river.Client[pgx.Tx], limit int, asJSON bool) error {
+// activeJobJSON is a running job and the runner holding it.
+type activeJobJSON struct {
+	jobJSON
+	Runner runnerJSON `json:"runner"`
+}
+
+// inspectActive lists the running jobs with the runner holding each and
+// whether that runner is alive (see heartbeat.go): a job whose runner is
+// lost stays running until River's rescuer retries it, after
+// run.rescue_after.
+func (a *app) inspectActive(ctx context.Context, pool *pgxpool.Pool, client *river.Client[pgx.Tx], limit int, asJSON bool) error {
 	res, err := client.JobList(ctx, river.NewJobListParams().States(rivertype.JobStateRunning).
 		OrderBy(river.JobListOrderByTime, river.SortOrderAsc).First(limit))
 	if err != nil {
 		return fmt.Errorf("list running jobs: %w", err)
 	}
+	holder := func(j *rivertype.JobRow) string {
+		if n := len(j.AttemptedBy); n > 0 {
+			return j.AttemptedBy[n-1]
+		}
+		return ""
+	}
+	var ids []string
+	for _, j := range res.Jobs {
+		if id := holder(j); id != "" && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	runners, err := a.runnerStates(ctx, pool, ids)
+	if err != nil {
+		return err
+	}
+	runners[""] = runnerJSON{State: runnerUnknown}
 	if asJSON {
-		out := make([]jobJSON, 0, len(res.Jobs))
+		out := make([]activeJobJSON, 0, len(res.Jobs))
 		for _, j := range res.Jobs {
-			out = append(out, jobJSONOf(j))
+			out = append(out, activeJobJSON{jobJSON: jobJSONOf(j), Runner: runners[holder(j)]})
 		}
 		return printJSON(a.stdout, out)
 	}
 	now := time.Now()
-	t := newTable(a.stdout, "ID", "KIND", "QUEUE", "ATTEMPT", "RUNNER", "STARTED", "RUNNING FOR")
+	lost := 0
+	t := newTable(a.stdout, "ID", "KIND", "QUEUE", "ATTEMPT", "RUNNER", "RUNNER STATE", "STARTED", "RUNNING FOR")
 	for _, j := range res.Jobs {
-		runner := ""
-		if n := len(j.AttemptedBy); n > 0 {
-			runner = j.AttemptedBy[n-1]
+		r := runners[holder(j)]
+		if r.State == runnerLost || r.State == runnerStopped {
+			lost++
 		}
 		running := "-"
 		if j.AttemptedAt != nil {
 			running = roundDuration(now.Sub(*j.AttemptedAt)).String()
 		}
-		t.row(j.ID, j.Kind, j.Queue, fmt.Sprintf("%d/%d", j.Attempt, j.MaxAttempts), runner, a.fmtTime(j.AttemptedAt), running)
+		t.row(j.ID, j.Kind, j.Queue, fmt.Sprintf("%d/%d", j.Attempt, j.MaxAttempts), r.ID, r.describe(), a.fmtTime(j.AttemptedAt), running)
 	}
 	if err := t.flush(); err != nil {
 		return err
 	}
 	if len(res.Jobs) == 0 {
 		fmt.Fprintln(a.stdout, "(no running jobs)")
+	}
+	if lost > 0 {
+		fmt.Fprintf(a.stdout, "%d job(s) held by a runner that is gone: the leader retries them once they have run for run.rescue_after (%s here)\n",
+			lost, a.cfg.RiverConfig().WithDefaults().RescueStuckJobsAfter)
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
+
+	"github.com/wasso/scheduler/attendance"
 )
 
 // Exit codes of Main.
@@ -195,6 +197,11 @@ func (a *app) loadConfig(flags *pflag.FlagSet) error {
 	a.cfg = cfg
 	a.redact.add(cfg.HTTP.Password)
 	a.redact.add(cfg.Notify.WebhookSecret)
+	// A token in the webhook URL's query or user info: the notifier never
+	// prints them, and the logger scrubs them should anything else.
+	for _, s := range attendance.URLSecrets(cfg.Notify.WebhookURL) {
+		a.redact.add(s)
+	}
 	a.logger = newLogger(a.stderr, cfg.Log.Format, cfg.Log.Level, a.redact)
 	for _, name := range unknown {
 		a.logger.Warn("unknown environment variable ignored", slog.String("name", name))

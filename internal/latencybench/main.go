@@ -177,7 +177,7 @@ func runOnce(ctx context.Context, o options, runners int) (*result, error) {
 	}
 
 	// The runners.
-	var clients []*river.Client[pgx.Tx]
+	var clients []*wassoriver.Client
 	defer func() {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

@@ -333,23 +333,13 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 // startServer picks a free port and runs pg_ctl start, retrying with another
 // port when the server could not bind the chosen one.
 func (c *Cluster) startServer(ctx context.Context) error {
-	// A Unix socket path is limited to about 107 bytes; when the temporary
-	// directory is too deep for it, disable the socket (TCP is all we use).
-	socketDir := c.dir
-	if len(filepath.Join(c.dir, ".s.PGSQL.65535.lock")) > 100 {
-		socketDir = ""
-	}
-
 	var lastErr error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
 		port, err := freePort()
 		if err != nil {
 			return fmt.Errorf("pgtemp: pick a free port: %w", err)
 		}
-		// pg_ctl passes -o through /bin/sh, hence the quoting.
-		serverOpts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off "+
-			"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-			port, shellQuote(socketDir))
+		serverOpts := c.serverOptions(port)
 		_ = os.Remove(c.logFile) // so that the tail we report is this attempt's
 		c.log.Debug("pgtemp: starting server", slog.Int("port", port), slog.Int("attempt", attempt))
 		cmd := c.command(ctx, "pg_ctl", "-w", "-D", c.dataDir, "-o", serverOpts, "-l", c.logFile, "start")
@@ -369,6 +359,51 @@ func (c *Cluster) startServer(ctx context.Context) error {
 		_, _ = c.command(context.Background(), "pg_ctl", "-D", c.dataDir, "-m", "immediate", "-w", "stop").CombinedOutput()
 	}
 	return lastErr
+}
+
+// serverOptions are the server's settings for pg_ctl -o, which passes them
+// through /bin/sh, hence the quoting.
+func (c *Cluster) serverOptions(port int) string {
+	// A Unix socket path is limited to about 107 bytes; when the temporary
+	// directory is too deep for it, disable the socket (TCP is all we use).
+	socketDir := c.dir
+	if len(filepath.Join(c.dir, ".s.PGSQL.65535.lock")) > 100 {
+		socketDir = ""
+	}
+	return fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off "+
+		"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+		port, shellQuote(socketDir))
+}
+
+// StopServer stops the server the way an orderly restart of Postgres does
+// (pg_ctl -m fast: every client is disconnected and a checkpoint is
+// written, so no committed transaction is lost despite synchronous_commit
+// being off) and keeps the data directory, so that [Cluster.StartServer]
+// brings the same cluster back on the same port. It is for tests of how
+// clients live through a database restart. [Cluster.Stop] still ends the
+// cluster, running or not.
+func (c *Cluster) StopServer(ctx context.Context) error {
+	out, err := c.command(ctx, "pg_ctl", "-D", c.dataDir, "-m", "fast", "-w", "stop").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pgtemp: pg_ctl stop: %w\n%s", err, tail(out, 10))
+	}
+	c.log.Info("pgtemp: server stopped", slog.Int("port", c.port))
+	return nil
+}
+
+// StartServer starts the server again after [Cluster.StopServer], on the
+// same port and data directory, and returns once it accepts connections.
+// Unlike Start it cannot move to another port, since clients keep the
+// address they were given: it fails if another process took the port
+// meanwhile.
+func (c *Cluster) StartServer(ctx context.Context) error {
+	out, err := c.command(ctx, "pg_ctl", "-w", "-D", c.dataDir, "-o", c.serverOptions(c.port), "-l", c.logFile, "start").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pgtemp: pg_ctl start on port %d: %w\n%s\nserver log (%s), last lines:\n%s",
+			c.port, err, tail(out, 10), c.logFile, c.logTail(30))
+	}
+	c.log.Info("pgtemp: server started again", slog.Int("port", c.port))
+	return nil
 }
 
 // createDatabase creates database name, connecting to the "postgres" one.

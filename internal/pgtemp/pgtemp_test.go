@@ -180,3 +180,44 @@ func TestCompareVersions(t *testing.T) {
 	require.Equal(t, 0, compareVersions("15", "15"))
 	require.Equal(t, -1, compareVersions("beta", "9"))
 }
+
+// TestStopServerStartServer: a restart keeps the port, the data directory
+// and every committed row, and a connection made before it is gone.
+func TestStopServerStartServer(t *testing.T) {
+	t.Parallel()
+	requireBinaries(t)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+
+	c, err := Start(ctx, Options{Logger: testLogger(t)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Stop() })
+
+	conn, err := pgx.Connect(ctx, c.URL(Database))
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY)")
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, "INSERT INTO t SELECT generate_series(1, 1000)")
+	require.NoError(t, err)
+
+	dir, port := c.Dir(), c.Port()
+	require.NoError(t, c.StopServer(ctx))
+	requirePortClosed(t, port)
+	require.DirExists(t, dir)
+	require.Error(t, conn.Ping(ctx), "a connection from before the stop")
+
+	require.NoError(t, c.StartServer(ctx))
+	require.Equal(t, port, c.Port())
+	conn, err = pgx.Connect(ctx, c.URL(Database))
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n))
+	require.Equal(t, 1000, n, "rows committed before the restart")
+	require.NoError(t, conn.Close(ctx))
+
+	require.NoError(t, c.Stop())
+	_, err = os.Stat(dir)
+	require.ErrorIs(t, err, fs.ErrNotExist)
+	requirePortClosed(t, port)
+}

@@ -1,0 +1,826 @@
+package wassoriver
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+	"github.com/robfig/cron/v3"
+
+	"github.com/wasso/scheduler/attendance"
+)
+
+// Schedules are what django-celery-beat kept in its PeriodicTask tables:
+// a job kind and its args, run every interval or on a cron expression,
+// kept in Postgres (the wasso_schedule table) and turned into River jobs
+// by the Scheduler, which runs on the River leader. See ScheduleStore for
+// writing them and Scheduler for how their slots become jobs.
+
+// Defaults and bounds of schedules.
+const (
+	// ScheduleTimeZoneDefault is the time zone of a schedule that names
+	// none, unless ScheduleStoreConfig.DefaultTimeZone says otherwise.
+	ScheduleTimeZoneDefault = "UTC"
+	// ScheduleEveryMin is the shortest interval of an interval schedule:
+	// shorter ones belong in a worker's own loop, not in one River job
+	// each.
+	ScheduleEveryMin = time.Second
+	// ScheduleEveryMax is the longest interval of an interval schedule;
+	// longer periods are what cron expressions are for.
+	ScheduleEveryMax = 31 * 24 * time.Hour
+	// ScheduleMissedGrace is how late a slot may still be run as on time:
+	// a slot is missed once now reaches slot + min(the gap to the
+	// following slot, ScheduleMissedGrace). A pass that comes a few
+	// seconds late (a leader election, a slow database) so runs the slot
+	// under every missed policy; one that comes after a longer outage
+	// applies the schedule's policy.
+	ScheduleMissedGrace = time.Minute
+	// ScheduleNameMaxLen bounds a schedule's name.
+	ScheduleNameMaxLen = 100
+)
+
+// MissedPolicy says what happens to the slots of a schedule that passed
+// while no scheduler ran (no leader, the database down, the schedule's row
+// locked), once one runs again.
+type MissedPolicy string
+
+const (
+	// MissedOnce enqueues one job, for the latest slot that passed, and
+	// counts the others as missed: what celery beat did after a restart.
+	// It is the default.
+	MissedOnce MissedPolicy = "once"
+	// MissedSkip enqueues no job for missed slots: the schedule resumes at
+	// its next slot. A slot still within ScheduleMissedGrace runs.
+	MissedSkip MissedPolicy = "skip"
+	// MissedAll enqueues one job per missed slot, the latest
+	// ScheduleStoreConfig.MaxCatchUp of them, and counts older ones as
+	// missed.
+	MissedAll MissedPolicy = "all"
+)
+
+// OverlapPolicy says whether a slot's job is enqueued while the job of the
+// schedule's previous run has not finished.
+type OverlapPolicy string
+
+const (
+	// OverlapSkip enqueues no job while the schedule's last job is still
+	// available, pending, scheduled, running or retryable: the slot is
+	// counted in SkippedCount and logged. It is the default, since most
+	// periodic work (the sweep) gains nothing from two runs at once.
+	OverlapSkip OverlapPolicy = "skip"
+	// OverlapAllow enqueues every slot's job whatever the previous one is
+	// doing.
+	OverlapAllow OverlapPolicy = "allow"
+)
+
+// Errors of schedules. ScheduleStore wraps them with the schedule named;
+// errors.Is tells them apart.
+var (
+	// ErrInvalidSchedule is what every *ScheduleFieldError is: a field of
+	// a schedule (or of a backfill's range) is out of range. Nothing was
+	// written.
+	ErrInvalidSchedule = errors.New("invalid schedule")
+	// ErrScheduleNotFound is returned when no schedule has the name given.
+	ErrScheduleNotFound = errors.New("schedule not found")
+	// ErrScheduleExists is returned by Create when the name is taken.
+	ErrScheduleExists = errors.New("schedule already exists")
+	// ErrUnknownKind is returned, inside a *ScheduleFieldError for field
+	// "kind", when a schedule names a job kind the store was not given
+	// (ScheduleStoreConfig.Kinds): no worker of this build would run it.
+	ErrUnknownKind = errors.New("unknown job kind")
+)
+
+// ScheduleFieldError names the field of a schedule that is out of range.
+// errors.Is(err, ErrInvalidSchedule) is true for it, and so is
+// errors.Is(err, Err)'s chain (ErrUnknownKind for an unknown kind).
+type ScheduleFieldError struct {
+	// Field is the field's JSON name: "name", "kind", "args", "every",
+	// "cron", "time_zone", "queue", "priority", "max_attempts",
+	// "start_at", "expires_at", "missed", "overlap", or, for Backfill,
+	// "from" and "to".
+	Field string
+	// Err says what is wrong with it.
+	Err error
+}
+
+func (e *ScheduleFieldError) Error() string {
+	return fmt.Sprintf("%s: %s: %v", ErrInvalidSchedule, e.Field, e.Err)
+}
+
+// Unwrap returns Err.
+func (e *ScheduleFieldError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrInvalidSchedule) true.
+func (e *ScheduleFieldError) Is(target error) bool { return target == ErrInvalidSchedule }
+
+func fieldError(field, format string, args ...any) *ScheduleFieldError {
+	return &ScheduleFieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// Schedule is one row of wasso_schedule: a job of Kind with Args,
+// enqueued at every slot of either Every or Cron (exactly one is set).
+//
+// The zero values of the optional fields mean their defaults when the
+// schedule is created: Args {} , TimeZone the store's default, Queue the
+// kind's own queue (its InsertOpts) or River's default queue, Priority
+// the kind's or 1, MaxAttempts the kind's or River's 25, Missed
+// MissedOnce, Overlap OverlapSkip. Enabled has no default: a schedule
+// created with Enabled false exists but never runs until enabled.
+//
+// Fields from LastRunAt on are kept by the store and the scheduler and
+// ignored when creating or updating. Zero times mean unset.
+type Schedule struct {
+	// Name identifies the schedule: 1 to 100 characters of A-Z a-z 0-9
+	// . _ : -. It is the primary key and cannot be changed.
+	Name string `json:"name"`
+	// Kind is the River job kind enqueued.
+	Kind string `json:"kind"`
+	// Args are the job's args, a JSON object that must decode into the
+	// kind's args type without unknown fields.
+	Args json.RawMessage `json:"args,omitempty"`
+	// Every is the interval between slots of an interval schedule, 1 s to
+	// 31 days, a whole number of microseconds. Its slots are StartAt +
+	// k*Every when StartAt is set, else the multiples of Every since the
+	// Unix epoch (a 5-minute schedule runs at :00, :05, ... UTC), so that
+	// they do not depend on when the schedule was written. JSON: a Go
+	// duration string such as "5m0s", omitted for a cron schedule.
+	Every time.Duration `json:"-"`
+	// Cron is the five-field cron expression of a cron schedule (minute
+	// hour day-of-month month day-of-week), or one of @yearly, @monthly,
+	// @weekly, @daily, @midnight, @hourly, evaluated in TimeZone with
+	// cron's daylight saving time rules: a local time skipped by a
+	// spring-forward transition fires once at the end of the gap (02:30
+	// in New York on that day fires at 03:00 EDT), and one repeated by a
+	// fall-back transition fires once, at its first occurrence (01:30
+	// EDT), unless the hour field matches every hour ("0 * * * *" fires
+	// at 01:00 EDT and 01:00 EST). robfig/cron alone would skip the first
+	// and fire the second twice.
+	Cron string `json:"cron,omitempty"`
+	// TimeZone is the IANA name of the zone Cron is evaluated in
+	// ("Asia/Seoul"). It does not matter to interval schedules.
+	TimeZone string `json:"time_zone,omitempty"`
+	// Enabled schedules run; disabled ones keep their row and counters.
+	Enabled bool `json:"enabled"`
+	// Queue is the River queue of the jobs.
+	Queue string `json:"queue,omitempty"`
+	// Priority is the River priority of the jobs, 1 (first) to 4.
+	Priority int `json:"priority,omitempty"`
+	// MaxAttempts is the jobs' max_attempts, at least 1.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// StartAt, if set, is the first instant a slot may fall on; for an
+	// interval schedule it also anchors the slots.
+	StartAt time.Time `json:"start_at,omitzero"`
+	// ExpiresAt, if set, is the last instant a slot may fall on: the
+	// first slot after it disables the schedule.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// OneOff schedules are disabled after their first job is enqueued.
+	OneOff bool `json:"one_off"`
+	// Description is free text for people.
+	Description string `json:"description,omitempty"`
+	// Missed is the missed-slot policy; see MissedPolicy.
+	Missed MissedPolicy `json:"missed,omitempty"`
+	// Overlap is the overlap policy; see OverlapPolicy.
+	Overlap OverlapPolicy `json:"overlap,omitempty"`
+
+	// LastRunAt is the latest slot a job was enqueued for.
+	LastRunAt time.Time `json:"last_run_at,omitzero"`
+	// LastJobID is the id of that job.
+	LastJobID int64 `json:"last_job_id,omitzero"`
+	// NextRunAt is the next slot, zero when the schedule is disabled,
+	// expired, or a one-off that has run.
+	NextRunAt time.Time `json:"next_run_at,omitzero"`
+	// TotalRunCount counts the jobs enqueued, by the scheduler, RunNow
+	// and Backfill.
+	TotalRunCount int64 `json:"total_run_count"`
+	// SkippedCount counts the slots not run because the previous job had
+	// not finished (OverlapSkip).
+	SkippedCount int64 `json:"skipped_count"`
+	// MissedCount counts the slots not run because they were missed (see
+	// MissedPolicy).
+	MissedCount int64 `json:"missed_count"`
+	// CreatedAt is when the schedule was created.
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	// UpdatedAt is when the row last changed, by the store or the
+	// scheduler.
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+}
+
+// MarshalJSON writes the schedule with Every as a Go duration string.
+func (s Schedule) MarshalJSON() ([]byte, error) {
+	type plain Schedule
+	var every string
+	if s.Every != 0 {
+		every = s.Every.String()
+	}
+	return json.Marshal(struct {
+		plain
+		Every string `json:"every,omitempty"`
+	}{plain(s), every})
+}
+
+// UnmarshalJSON reads a schedule written by MarshalJSON; "every" is a Go
+// duration string.
+func (s *Schedule) UnmarshalJSON(data []byte) error {
+	type plain Schedule
+	aux := struct {
+		*plain
+		Every *string `json:"every"`
+	}{plain: (*plain)(s)}
+	if err := json.Unmarshal(data, &aux); err != nil {
+		return err
+	}
+	if aux.Every != nil {
+		every, err := parseEvery(*aux.Every)
+		if err != nil {
+			return err
+		}
+		s.Every = every
+	}
+	return nil
+}
+
+func parseEvery(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, &ScheduleFieldError{Field: "every", Err: err}
+	}
+	return d, nil
+}
+
+// ScheduleUpdate is a partial update of a schedule: nil fields are left as
+// they are. Setting Every to a non-zero value clears Cron and setting Cron
+// to a non-empty one clears Every, since a schedule has exactly one of
+// them. A pointer to a zero time clears StartAt or ExpiresAt. Changing
+// Every, Cron, TimeZone or StartAt recomputes NextRunAt from now (slots of
+// the old timetable that are due and not yet run are dropped, not
+// missed), and so does enabling a disabled schedule. Each field stands
+// for the Schedule field of the same name and JSON name; Every is a Go
+// duration string in JSON.
+type ScheduleUpdate struct {
+	Kind        *string          `json:"kind,omitempty"`
+	Args        *json.RawMessage `json:"args,omitempty"`
+	Every       *time.Duration   `json:"-"`
+	Cron        *string          `json:"cron,omitempty"`
+	TimeZone    *string          `json:"time_zone,omitempty"`
+	Enabled     *bool            `json:"enabled,omitempty"`
+	Queue       *string          `json:"queue,omitempty"`
+	Priority    *int             `json:"priority,omitempty"`
+	MaxAttempts *int             `json:"max_attempts,omitempty"`
+	StartAt     *time.Time       `json:"start_at,omitempty"`
+	ExpiresAt   *time.Time       `json:"expires_at,omitempty"`
+	OneOff      *bool            `json:"one_off,omitempty"`
+	Description *string          `json:"description,omitempty"`
+	Missed      *MissedPolicy    `json:"missed,omitempty"`
+	Overlap     *OverlapPolicy   `json:"overlap,omitempty"`
+}
+
+// MarshalJSON writes the update with Every as a Go duration string.
+func (u ScheduleUpdate) MarshalJSON() ([]byte, error) {
+	type plain ScheduleUpdate
+	var every *string
+	if u.Every != nil {
+		every = ptrTo(u.Every.String())
+	}
+	return json.Marshal(struct {
+		plain
+		Every *string `json:"every,omitempty"`
+	}{plain(u), every})
+}
+
+// UnmarshalJSON reads an update whose "every" is a Go duration string.
+func (u *ScheduleUpdate) UnmarshalJSON(data []byte) error {
+	type plain ScheduleUpdate
+	aux := struct {
+		*plain
+		Every *string `json:"every"`
+	}{plain: (*plain)(u)}
+	if err := json.Unmarshal(data, &aux); err != nil {
+		return err
+	}
+	if aux.Every != nil {
+		every, err := parseEvery(*aux.Every)
+		if err != nil {
+			return err
+		}
+		u.Every = &every
+	}
+	return nil
+}
+
+// apply returns s with the update's fields set.
+func (u *ScheduleUpdate) apply(s Schedule) Schedule {
+	set := func(dst *string, src *string) {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	set(&s.Kind, u.Kind)
+	set(&s.Cron, u.Cron)
+	set(&s.TimeZone, u.TimeZone)
+	set(&s.Queue, u.Queue)
+	set(&s.Description, u.Description)
+	if u.Args != nil {
+		s.Args = *u.Args
+	}
+	if u.Every != nil {
+		s.Every = *u.Every
+		if s.Every != 0 && u.Cron == nil {
+			s.Cron = ""
+		}
+	}
+	if u.Cron != nil && s.Cron != "" && u.Every == nil {
+		s.Every = 0
+	}
+	if u.Enabled != nil {
+		s.Enabled = *u.Enabled
+	}
+	if u.Priority != nil {
+		s.Priority = *u.Priority
+	}
+	if u.MaxAttempts != nil {
+		s.MaxAttempts = *u.MaxAttempts
+	}
+	if u.StartAt != nil {
+		s.StartAt = *u.StartAt
+	}
+	if u.ExpiresAt != nil {
+		s.ExpiresAt = *u.ExpiresAt
+	}
+	if u.OneOff != nil {
+		s.OneOff = *u.OneOff
+	}
+	if u.Missed != nil {
+		s.Missed = *u.Missed
+	}
+	if u.Overlap != nil {
+		s.Overlap = *u.Overlap
+	}
+	return s
+}
+
+// retimes says whether the update changes the timetable, so that
+// NextRunAt must be computed anew.
+func (u *ScheduleUpdate) retimes() bool {
+	return u.Every != nil || u.Cron != nil || u.TimeZone != nil || u.StartAt != nil
+}
+
+var (
+	scheduleNameRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,100}$`)
+	// queueNameRE is River's rule for queue names (validateQueueName),
+	// checked when the schedule is written rather than when its first job
+	// fails to insert.
+	queueNameRE = regexp.MustCompile(`^(?:[a-z0-9])+(?:[_|\-]?[a-z0-9]+)*$`)
+)
+
+// withDefaults fills the optional fields of a schedule about to be
+// created; kind may be nil (unknown kind, refused later).
+func (s Schedule) withDefaults(defaultTZ string, kind *ScheduleKind) Schedule {
+	if len(bytes.TrimSpace(s.Args)) == 0 {
+		s.Args = json.RawMessage(`{}`)
+	}
+	if s.TimeZone == "" {
+		s.TimeZone = defaultTZ
+	}
+	var opts river.InsertOpts
+	if kind != nil {
+		opts = kind.opts
+	}
+	if s.Queue == "" {
+		s.Queue = opts.Queue
+		if s.Queue == "" {
+			s.Queue = river.QueueDefault
+		}
+	}
+	if s.Priority == 0 {
+		s.Priority = max(opts.Priority, 1)
+	}
+	if s.MaxAttempts == 0 {
+		s.MaxAttempts = opts.MaxAttempts
+		if s.MaxAttempts == 0 {
+			s.MaxAttempts = river.MaxAttemptsDefault
+		}
+	}
+	if s.Missed == "" {
+		s.Missed = MissedOnce
+	}
+	if s.Overlap == "" {
+		s.Overlap = OverlapSkip
+	}
+	s.StartAt = truncMicro(s.StartAt)
+	s.ExpiresAt = truncMicro(s.ExpiresAt)
+	return s
+}
+
+// validate checks everything about the schedule but its kind and args,
+// which need the store's kinds, and returns its timetable.
+func (s *Schedule) validate() (*timetable, error) {
+	if !scheduleNameRE.MatchString(s.Name) {
+		return nil, fieldError("name", "%q must be 1 to %d characters of A-Z a-z 0-9 . _ : -", s.Name, ScheduleNameMaxLen)
+	}
+	if s.Kind == "" {
+		return nil, fieldError("kind", "must not be empty")
+	}
+	trimmed := bytes.TrimSpace(s.Args)
+	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(trimmed) {
+		return nil, fieldError("args", "must be a JSON object, not %s", quoteJSON(trimmed))
+	}
+	if !queueNameRE.MatchString(s.Queue) || len(s.Queue) > 64 {
+		return nil, fieldError("queue", "%q must be up to 64 lower-case letters and digits separated by _ or -", s.Queue)
+	}
+	if s.Priority < 1 || s.Priority > 4 {
+		return nil, fieldError("priority", "%d must be between 1 and 4", s.Priority)
+	}
+	if s.MaxAttempts < 1 {
+		return nil, fieldError("max_attempts", "%d must be at least 1", s.MaxAttempts)
+	}
+	switch s.Missed {
+	case MissedOnce, MissedSkip, MissedAll:
+	default:
+		return nil, fieldError("missed", "%q must be once, skip or all", s.Missed)
+	}
+	switch s.Overlap {
+	case OverlapSkip, OverlapAllow:
+	default:
+		return nil, fieldError("overlap", "%q must be skip or allow", s.Overlap)
+	}
+	if !s.StartAt.IsZero() && !s.ExpiresAt.IsZero() && !s.ExpiresAt.After(s.StartAt) {
+		return nil, fieldError("expires_at", "%s is not after start_at %s", s.ExpiresAt.UTC().Format(time.RFC3339Nano), s.StartAt.UTC().Format(time.RFC3339Nano))
+	}
+	return compileTimetable(s.Every, s.Cron, s.TimeZone, s.StartAt)
+}
+
+func quoteJSON(b []byte) string {
+	if len(b) == 0 {
+		return "nothing"
+	}
+	const maxLen = 60
+	if len(b) > maxLen {
+		return string(b[:maxLen]) + "…"
+	}
+	return string(b)
+}
+
+func truncMicro(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return time.UnixMicro(t.UnixMicro()).UTC()
+}
+
+// NextSlot returns the schedule's first slot after the instant after,
+// ignoring ExpiresAt, or the zero time if its cron expression never fires
+// again. A schedule without a time zone is evaluated in UTC.
+func (s *Schedule) NextSlot(after time.Time) (time.Time, error) {
+	tz := s.TimeZone
+	if tz == "" {
+		tz = ScheduleTimeZoneDefault
+	}
+	tt, err := compileTimetable(s.Every, s.Cron, tz, truncMicro(s.StartAt))
+	if err != nil {
+		return time.Time{}, err
+	}
+	return tt.next(after), nil
+}
+
+// timetable computes the slots of a schedule.
+type timetable struct {
+	every time.Duration      // interval schedules
+	spec  *cron.SpecSchedule // cron schedules, Location set
+	loc   *time.Location
+	start time.Time // zero: none
+	// everyHour is true when the cron expression's hour field matches
+	// every hour, so that the repeated hour of a fall-back day keeps its
+	// slots (see cronNext).
+	everyHour bool
+}
+
+func compileTimetable(every time.Duration, expr, timeZone string, start time.Time) (*timetable, error) {
+	if timeZone == "" || timeZone == "Local" {
+		return nil, fieldError("time_zone", "%q: name an IANA time zone such as UTC or Asia/Seoul", timeZone)
+	}
+	loc, err := time.LoadLocation(timeZone)
+	if err != nil {
+		return nil, &ScheduleFieldError{Field: "time_zone", Err: err}
+	}
+	tt := &timetable{loc: loc, start: start}
+	switch {
+	case every != 0 && expr != "":
+		return nil, fieldError("every", "a schedule has either every or cron, not both")
+	case every == 0 && expr == "":
+		return nil, fieldError("every", "a schedule needs every or cron")
+	case every != 0:
+		if every < ScheduleEveryMin || every > ScheduleEveryMax {
+			return nil, fieldError("every", "%s must be between %s and %s", every, ScheduleEveryMin, ScheduleEveryMax)
+		}
+		if every%time.Microsecond != 0 {
+			return nil, fieldError("every", "%s must be a whole number of microseconds", every)
+		}
+		tt.every = every
+	default:
+		spec, err := parseCron(expr)
+		if err != nil {
+			return nil, err
+		}
+		copied := *spec
+		copied.Location = loc
+		tt.spec = &copied
+		const allHours = 1<<24 - 1
+		tt.everyHour = spec.Hour&allHours == allHours
+	}
+	return tt, nil
+}
+
+// parseCron accepts what cron.ParseStandard does except what has a field
+// of its own here: "@every" (use Every) and a TZ= or CRON_TZ= prefix (use
+// TimeZone).
+func parseCron(expr string) (*cron.SpecSchedule, error) {
+	trimmed := strings.TrimSpace(expr)
+	if strings.HasPrefix(trimmed, "TZ=") || strings.HasPrefix(trimmed, "CRON_TZ=") {
+		return nil, fieldError("cron", "%q: set time_zone instead of a TZ= prefix", expr)
+	}
+	if strings.HasPrefix(trimmed, "@every") {
+		return nil, fieldError("cron", "%q: use every for intervals", expr)
+	}
+	if !strings.HasPrefix(trimmed, "@") && len(strings.Fields(trimmed)) != 5 {
+		return nil, fieldError("cron", "%q must have 5 fields (minute hour day-of-month month day-of-week)", expr)
+	}
+	sched, err := cron.ParseStandard(trimmed)
+	if err != nil {
+		return nil, &ScheduleFieldError{Field: "cron", Err: err}
+	}
+	spec, ok := sched.(*cron.SpecSchedule)
+	if !ok {
+		return nil, fieldError("cron", "%q is not a cron expression", expr)
+	}
+	return spec, nil
+}
+
+// next returns the first slot strictly after the instant after, or the
+// zero time if there is none (a cron expression that never fires within
+// five years, such as February 30th).
+func (tt *timetable) next(after time.Time) time.Time {
+	if !tt.start.IsZero() && after.Before(tt.start) {
+		if tt.spec == nil {
+			return tt.start
+		}
+		after = tt.start.Add(-time.Nanosecond)
+	}
+	if tt.spec == nil {
+		anchor := tt.start
+		if anchor.IsZero() {
+			anchor = time.Unix(0, 0).UTC()
+		}
+		k := after.Sub(anchor)/tt.every + 1
+		if after.Before(anchor) {
+			// Integer division rounds toward zero: step back one more
+			// for instants before the anchor (only without StartAt, and
+			// only before 1970).
+			k = -((anchor.Sub(after) - 1) / tt.every)
+		}
+		return anchor.Add(k * tt.every).UTC()
+	}
+	return tt.cronNext(after)
+}
+
+// atOrAfter returns the first slot at or after t.
+func (tt *timetable) atOrAfter(t time.Time) time.Time {
+	return tt.next(t.Add(-time.Nanosecond))
+}
+
+// cronNext is robfig/cron's Next with two daylight saving time rules of
+// cron (Vixie cron, cronie) that robfig/cron does not follow:
+//
+//   - A local time that does not exist, being in the gap of a
+//     spring-forward transition (02:30 on the day New York moves from
+//     02:00 EST to 03:00 EDT), fires once at the first instant after the
+//     gap (03:00 EDT). robfig/cron skips the day.
+//   - A local time that occurs twice, in the repeated hour of a
+//     fall-back transition (01:30 on the day New York moves from 02:00
+//     EDT back to 01:00 EST), fires once, at its first occurrence
+//     (01:30 EDT). robfig/cron fires at both. An expression whose hour
+//     field matches every hour ("0 * * * *", "*/15 * * * *") keeps
+//     firing through the repeated hour, as elapsed time passes.
+//
+// Zones without daylight saving time (UTC, Asia/Seoul since 1988) are
+// unaffected: their slots are robfig/cron's.
+func (tt *timetable) cronNext(after time.Time) time.Time {
+	cur := after
+	// A repeated hour holds at most 60 whole minutes; the bound only
+	// guards against a zone database gone wrong.
+	for range 10_000 {
+		n := tt.spec.Next(cur)
+		if gap := tt.gapSlot(cur, n); !gap.IsZero() {
+			return gap.UTC()
+		}
+		if n.IsZero() || tt.everyHour || !tt.repeated(n) {
+			return n.UTC()
+		}
+		cur = n
+	}
+	return time.Time{}
+}
+
+// gapSlot returns the end of the first spring-forward gap in (from, to]
+// holding a local time the expression matches, or the zero time.
+func (tt *timetable) gapSlot(from, to time.Time) time.Time {
+	if to.IsZero() {
+		return time.Time{}
+	}
+	t := from
+	for {
+		_, end := t.In(tt.loc).ZoneBounds()
+		if end.IsZero() || end.After(to) {
+			return time.Time{}
+		}
+		_, before := end.Add(-time.Nanosecond).In(tt.loc).Zone()
+		_, after := end.In(tt.loc).Zone()
+		if gap := after - before; gap > 0 {
+			// The local times [wall, wall+gap) of the old offset were
+			// skipped.
+			wall := end.In(time.FixedZone("", before))
+			for m := 0; m < gap/60; m++ {
+				if tt.matchesWall(wall.Add(time.Duration(m) * time.Minute)) {
+					return end
+				}
+			}
+		}
+		t = end
+	}
+}
+
+// repeated says whether t's local time occurred earlier the same day, an
+// offset before: t is in the second pass of a fall-back hour.
+func (tt *timetable) repeated(t time.Time) bool {
+	local := t.In(tt.loc)
+	start, _ := local.ZoneBounds()
+	if start.IsZero() {
+		return false
+	}
+	_, now := local.Zone()
+	_, prev := start.Add(-time.Nanosecond).In(tt.loc).Zone()
+	back := time.Duration(prev-now) * time.Second
+	return back > 0 && t.Sub(start) < back
+}
+
+// matchesWall says whether the expression matches the wall-clock time w
+// (its fields read as they are, whatever its zone).
+func (tt *timetable) matchesWall(w time.Time) bool {
+	s := tt.spec
+	if w.Second() != 0 || s.Second&1 == 0 {
+		return false
+	}
+	if s.Minute&(1<<uint(w.Minute())) == 0 || s.Hour&(1<<uint(w.Hour())) == 0 || s.Month&(1<<uint(w.Month())) == 0 {
+		return false
+	}
+	const starBit = 1 << 63
+	dom := s.Dom&(1<<uint(w.Day())) != 0
+	dow := s.Dow&(1<<uint(w.Weekday())) != 0
+	if s.Dom&starBit != 0 || s.Dow&starBit != 0 {
+		return dom && dow
+	}
+	return dom || dow
+}
+
+// ScheduleKind is a job kind schedules may name, with its args type, so
+// that a schedule's args are checked when it is written rather than when
+// its first job fails.
+type ScheduleKind struct {
+	kind  string
+	typ   reflect.Type
+	plain reflect.Type // see plainArgsType; nil: decode into typ
+	opts  river.InsertOpts
+}
+
+// NewScheduleKind returns the kind of args, a value of a job args type
+// (SweepArgs{}). Its InsertOpts, if it has them, give the defaults of
+// Queue, Priority and MaxAttempts for schedules of the kind; its unique
+// options and hooks do not apply to scheduled jobs, which are unique by
+// slot instead.
+func NewScheduleKind(args river.JobArgs) ScheduleKind {
+	typ := reflect.TypeOf(args)
+	for typ.Kind() == reflect.Pointer {
+		typ = typ.Elem()
+	}
+	k := ScheduleKind{kind: args.Kind(), typ: typ, plain: plainArgsType(typ)}
+	if withOpts, ok := args.(river.JobArgsWithInsertOpts); ok {
+		k.opts = withOpts.InsertOpts()
+	}
+	return k
+}
+
+// DefaultScheduleKinds are the kinds of this module: attendance.sweep,
+// attendance.settle_event and attendance.notify_absent.
+func DefaultScheduleKinds() []ScheduleKind {
+	return []ScheduleKind{
+		NewScheduleKind(attendance.SweepArgs{}),
+		NewScheduleKind(attendance.SettleEventArgs{}),
+		NewScheduleKind(attendance.NotifyAbsentArgs{}),
+	}
+}
+
+// Kind returns the job kind.
+func (k ScheduleKind) Kind() string { return k.kind }
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// plainArgsType returns a struct type with the exported fields (names,
+// types, tags) of typ and none of its methods, or nil when typ can be
+// decoded directly. Args types may have an UnmarshalJSON of their own (the
+// attendance kinds do, to cancel jobs whose args do not decode), which
+// decodes with json.Unmarshal and so ignores the caller's
+// DisallowUnknownFields; decoding into the plain type checks the fields
+// strictly. Embedded fields cannot be mirrored: such types are checked by
+// their own UnmarshalJSON only.
+func plainArgsType(typ reflect.Type) reflect.Type {
+	if typ.Kind() != reflect.Struct || !reflect.PointerTo(typ).Implements(unmarshalerType) {
+		return nil
+	}
+	var fields []reflect.StructField
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if f.Anonymous {
+			return nil
+		}
+		if f.IsExported() {
+			fields = append(fields, reflect.StructField{Name: f.Name, Type: f.Type, Tag: f.Tag})
+		}
+	}
+	return reflect.StructOf(fields)
+}
+
+// CheckArgs says whether args decode into a fresh value of the kind's args
+// type with json.Decoder.DisallowUnknownFields, and through the type's
+// own UnmarshalJSON if it has one.
+func (k ScheduleKind) CheckArgs(args json.RawMessage) error {
+	strict := k.plain
+	if strict == nil {
+		strict = k.typ
+	}
+	dec := json.NewDecoder(bytes.NewReader(args))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(reflect.New(strict).Interface()); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the args object")
+	}
+	if k.plain != nil {
+		if err := json.Unmarshal(args, reflect.New(k.typ).Interface()); err != nil {
+			var cancel *rivertype.JobCancelError
+			if errors.As(err, &cancel) && errors.Unwrap(cancel) != nil {
+				err = errors.Unwrap(cancel)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// scheduledArgs are the args of a scheduled job: its kind and its args as
+// stored. River encodes args with encoding/json, which calls MarshalJSON.
+type scheduledArgs struct {
+	kind string
+	args json.RawMessage
+}
+
+func (a scheduledArgs) Kind() string { return a.kind }
+
+func (a scheduledArgs) MarshalJSON() ([]byte, error) { return a.args, nil }
+
+// slotMetadata is the metadata of a slot's job: the schedule and the slot,
+// an RFC 3339 UTC instant with fractional seconds only when non-zero.
+func slotMetadata(name string, slot time.Time) []byte {
+	b, _ := json.Marshal(struct {
+		Schedule string `json:"schedule"`
+		Slot     string `json:"slot"`
+	}{name, FormatSlot(slot)})
+	return b
+}
+
+// FormatSlot writes a slot the way job metadata carries it: RFC 3339 in
+// UTC, with fractional seconds only when they are not zero
+// ("2025-03-01T00:00:00Z").
+func FormatSlot(slot time.Time) string { return slot.UTC().Format(time.RFC3339Nano) }
+
+// insertParams returns the job of one slot of s.
+func (s *Schedule) insertParams(slot time.Time) river.InsertManyParams {
+	return river.InsertManyParams{
+		Args: scheduledArgs{kind: s.Kind, args: s.Args},
+		InsertOpts: &river.InsertOpts{
+			MaxAttempts: s.MaxAttempts,
+			Metadata:    slotMetadata(s.Name, slot),
+			Priority:    s.Priority,
+			Queue:       s.Queue,
+		},
+	}
+}

@@ -1,0 +1,829 @@
+package wassoriver
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/riverqueue/river"
+
+	"github.com/wasso/scheduler/attendance"
+)
+
+// Defaults of ScheduleStoreConfig.
+const (
+	// ScheduleMaxCatchUpDefault is how many missed slots of a MissedAll
+	// schedule one pass enqueues at most.
+	ScheduleMaxCatchUpDefault = 100
+	// ScheduleMaxBackfillDefault is how many slots one Backfill may
+	// enqueue at most; a larger range is refused, not cut.
+	ScheduleMaxBackfillDefault = 1000
+	// SchedulePollIntervalDefault is how often the scheduler looks for due
+	// schedules when nothing wakes it earlier: it also wakes at the
+	// earliest next_run_at and on every change of wasso_schedule (NOTIFY),
+	// so the poll only bounds how late a slot runs when both fail (the
+	// LISTEN connection lost, a clock that jumped).
+	SchedulePollIntervalDefault = time.Second
+	// ScheduleSlotRetentionDefault is how long the rows of
+	// wasso_schedule_slot are kept. A Backfill reaching further back than
+	// this could enqueue a slot a second time.
+	ScheduleSlotRetentionDefault = 30 * 24 * time.Hour
+)
+
+// ScheduleStoreConfig configures a ScheduleStore and the Scheduler that
+// runs its schedules.
+type ScheduleStoreConfig struct {
+	// DefaultTimeZone is the IANA time zone of schedules created without
+	// one. Empty means ScheduleTimeZoneDefault (UTC); the runner's
+	// configuration passes Asia/Seoul.
+	DefaultTimeZone string
+
+	// Inserter enqueues the jobs, usually the River client. It may be set
+	// later with SetInserter (NewClient does); only RunNow, Backfill and
+	// the Scheduler need it.
+	Inserter attendance.Inserter
+
+	// Kinds are the job kinds schedules may name, with their args types.
+	// Nil means DefaultScheduleKinds; a backend with kinds of its own
+	// passes append(DefaultScheduleKinds(), NewScheduleKind(MyArgs{})).
+	Kinds []ScheduleKind
+
+	// Logger receives a line per job enqueued, slot skipped or missed.
+	// Nil discards.
+	Logger *slog.Logger
+
+	// MaxBackfill: see ScheduleMaxBackfillDefault.
+	MaxBackfill int
+
+	// MaxCatchUp: see ScheduleMaxCatchUpDefault.
+	MaxCatchUp int
+
+	// Now is the clock slots are compared with. Nil means time.Now; tests
+	// set it to run passes at chosen instants.
+	Now func() time.Time
+
+	// PollInterval: see SchedulePollIntervalDefault.
+	PollInterval time.Duration
+
+	// RiverSchema is the schema of River's tables, where the overlap
+	// check reads river_job. Empty means search_path (NewClient passes
+	// Config.Schema).
+	RiverSchema string
+
+	// SlotRetention: see ScheduleSlotRetentionDefault.
+	SlotRetention time.Duration
+}
+
+// ScheduleStore writes and reads the schedules of wasso_schedule. Each
+// method that writes has two forms: X(ctx, db, ...) runs in a transaction
+// of its own and commits it; XTx(ctx, tx, ...) runs in the caller's
+// transaction and never commits, so a backend can create a schedule with
+// the rows it belongs to, all or nothing.
+//
+// Writes take the schedule's row lock (SELECT ... FOR UPDATE): they wait
+// for a scheduler pass working on the schedule, and a pass skips a
+// schedule that a caller's open transaction has locked, taking it up at
+// its next pass once that transaction ends.
+type ScheduleStore struct {
+	config   ScheduleStoreConfig
+	kinds    map[string]*ScheduleKind
+	inserter atomic.Pointer[scheduleInserter]
+}
+
+type scheduleInserter struct{ attendance.Inserter }
+
+// NewScheduleStore returns a store with config, its zero values replaced
+// by their defaults.
+func NewScheduleStore(config ScheduleStoreConfig) (*ScheduleStore, error) {
+	config.DefaultTimeZone = cmp.Or(config.DefaultTimeZone, ScheduleTimeZoneDefault)
+	if _, err := compileTimetable(time.Hour, "", config.DefaultTimeZone, time.Time{}); err != nil {
+		return nil, fmt.Errorf("%w: DefaultTimeZone: %w", ErrInvalidConfig, err)
+	}
+	for _, d := range []struct {
+		name  string
+		value int64
+	}{
+		{"MaxBackfill", int64(config.MaxBackfill)},
+		{"MaxCatchUp", int64(config.MaxCatchUp)},
+		{"PollInterval", int64(config.PollInterval)},
+		{"SlotRetention", int64(config.SlotRetention)},
+	} {
+		if d.value < 0 {
+			return nil, fmt.Errorf("%w: schedules: %s must not be negative", ErrInvalidConfig, d.name)
+		}
+	}
+	if config.PollInterval != 0 && config.PollInterval < 10*time.Millisecond {
+		return nil, fmt.Errorf("%w: schedules: PollInterval %s is shorter than 10ms", ErrInvalidConfig, config.PollInterval)
+	}
+	config.MaxBackfill = cmp.Or(config.MaxBackfill, ScheduleMaxBackfillDefault)
+	config.MaxCatchUp = cmp.Or(config.MaxCatchUp, ScheduleMaxCatchUpDefault)
+	config.PollInterval = cmp.Or(config.PollInterval, SchedulePollIntervalDefault)
+	config.SlotRetention = cmp.Or(config.SlotRetention, ScheduleSlotRetentionDefault)
+	if config.Logger == nil {
+		config.Logger = slog.New(slog.DiscardHandler)
+	}
+	if config.Now == nil {
+		config.Now = time.Now
+	}
+	if config.Kinds == nil {
+		config.Kinds = DefaultScheduleKinds()
+	}
+	s := &ScheduleStore{config: config, kinds: make(map[string]*ScheduleKind, len(config.Kinds))}
+	for i := range config.Kinds {
+		k := &config.Kinds[i]
+		if k.kind == "" || k.typ == nil {
+			return nil, fmt.Errorf("%w: schedules: Kinds[%d] was not made by NewScheduleKind", ErrInvalidConfig, i)
+		}
+		if _, dup := s.kinds[k.kind]; dup {
+			return nil, fmt.Errorf("%w: schedules: kind %q is listed twice", ErrInvalidConfig, k.kind)
+		}
+		s.kinds[k.kind] = k
+	}
+	if config.Inserter != nil {
+		s.SetInserter(config.Inserter)
+	}
+	return s, nil
+}
+
+// SetInserter sets what enqueues the jobs, usually the River client,
+// which only exists once its config, holding the Scheduler hook, is
+// built.
+func (s *ScheduleStore) SetInserter(inserter attendance.Inserter) {
+	s.inserter.Store(&scheduleInserter{inserter})
+}
+
+func (s *ScheduleStore) getInserter() (attendance.Inserter, error) {
+	box := s.inserter.Load()
+	if box == nil || box.Inserter == nil {
+		return nil, fmt.Errorf("%w: schedules: no inserter set (ScheduleStoreConfig.Inserter or SetInserter)", ErrInvalidConfig)
+	}
+	return box.Inserter, nil
+}
+
+// Kinds lists, sorted, the job kinds schedules may name.
+func (s *ScheduleStore) Kinds() []string {
+	kinds := make([]string, 0, len(s.kinds))
+	for k := range s.kinds {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	return kinds
+}
+
+func (s *ScheduleStore) now() time.Time { return s.config.Now() }
+
+// check validates sched (defaults already applied) with the store's kinds
+// and returns its timetable.
+func (s *ScheduleStore) check(sched *Schedule) (*timetable, error) {
+	tt, err := sched.validate()
+	if err != nil {
+		return nil, err
+	}
+	kind := s.kinds[sched.Kind]
+	if kind == nil {
+		return nil, &ScheduleFieldError{Field: "kind", Err: fmt.Errorf("%w %q (known: %v)", ErrUnknownKind, sched.Kind, s.Kinds())}
+	}
+	if err := kind.CheckArgs(sched.Args); err != nil {
+		return nil, &ScheduleFieldError{Field: "args", Err: fmt.Errorf("do not fit %s: %w", sched.Kind, err)}
+	}
+	return tt, nil
+}
+
+// Validate checks sched as Create would, defaults filled in, without
+// writing anything: for a form that reports errors before saving. The
+// one check it cannot make is whether the name is taken.
+func (s *ScheduleStore) Validate(sched Schedule) error {
+	sched = sched.withDefaults(s.config.DefaultTimeZone, s.kinds[sched.Kind])
+	tt, err := s.check(&sched)
+	if err != nil {
+		return err
+	}
+	_, err = firstRun(&sched, tt, s.now())
+	return err
+}
+
+// firstRun returns the next_run_at of a schedule enabled at now: its first
+// slot at or after now (and StartAt), or nil when it has none left before
+// ExpiresAt, which is an error for a schedule being enabled.
+func firstRun(sched *Schedule, tt *timetable, now time.Time) (*time.Time, error) {
+	if !sched.Enabled {
+		return nil, nil
+	}
+	next := tt.atOrAfter(truncMicro(now))
+	if next.IsZero() {
+		return nil, fieldError("cron", "%q never fires", sched.Cron)
+	}
+	if !sched.ExpiresAt.IsZero() && next.After(sched.ExpiresAt) {
+		return nil, fieldError("expires_at", "%s: no slot is left before it", sched.ExpiresAt.UTC().Format(time.RFC3339Nano))
+	}
+	return &next, nil
+}
+
+// Create writes a new schedule, in a transaction of its own, and returns
+// it as stored (defaults filled, NextRunAt computed). Errors:
+// *ScheduleFieldError (ErrInvalidSchedule, ErrUnknownKind),
+// ErrScheduleExists. Neither sends a statement that fails, so the
+// transaction of CreateTx stays usable after them.
+func (s *ScheduleStore) Create(ctx context.Context, db attendance.Beginner, sched Schedule) (*Schedule, error) {
+	return scheduleTx(ctx, db, func(tx pgx.Tx) (*Schedule, error) { return s.create(ctx, tx, sched) })
+}
+
+// CreateTx is Create in the caller's transaction, which it does not
+// commit.
+func (s *ScheduleStore) CreateTx(ctx context.Context, tx pgx.Tx, sched Schedule) (*Schedule, error) {
+	return s.create(ctx, tx, sched)
+}
+
+// insertScheduleSQL writes a new schedule; the bookkeeping columns keep
+// their defaults. A name taken returns no row instead of failing, so that
+// the caller's transaction (CreateTx) stays usable after
+// ErrScheduleExists.
+const insertScheduleSQL = `
+INSERT INTO wasso_schedule (name, kind, args, every_us, cron, time_zone, enabled, queue, priority,
+    max_attempts, start_at, expires_at, one_off, description, missed, overlap, next_run_at, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)
+ON CONFLICT (name) DO NOTHING
+RETURNING ` + scheduleColumns
+
+func (s *ScheduleStore) create(ctx context.Context, tx pgx.Tx, sched Schedule) (*Schedule, error) {
+	sched = sched.withDefaults(s.config.DefaultTimeZone, s.kinds[sched.Kind])
+	tt, err := s.check(&sched)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	next, err := firstRun(&sched, tt, now)
+	if err != nil {
+		return nil, err
+	}
+	row := tx.QueryRow(ctx, insertScheduleSQL, append(configArgs(&sched), next, now)...)
+	created, err := scanSchedule(row)
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.Is(err, pgx.ErrNoRows) || (errors.As(err, &pgErr) && pgErr.Code == "23505") {
+			return nil, fmt.Errorf("create schedule %q: %w", sched.Name, ErrScheduleExists)
+		}
+		return nil, scheduleErr(fmt.Sprintf("create schedule %q", sched.Name), err)
+	}
+	return created, nil
+}
+
+// configArgs are the values of the configuration columns, $1 to $16 of
+// insertScheduleSQL.
+func configArgs(s *Schedule) []any {
+	var every *int64
+	if s.Every != 0 {
+		us := s.Every.Microseconds()
+		every = &us
+	}
+	return []any{s.Name, s.Kind, string(s.Args), every, optString(s.Cron), s.TimeZone, s.Enabled, s.Queue,
+		s.Priority, s.MaxAttempts, optTime(s.StartAt), optTime(s.ExpiresAt), s.OneOff, s.Description,
+		string(s.Missed), string(s.Overlap)}
+}
+
+// Update changes the fields of the schedule named that update sets, in a
+// transaction of its own, and returns the schedule as stored. Errors:
+// *ScheduleFieldError, ErrScheduleNotFound.
+func (s *ScheduleStore) Update(ctx context.Context, db attendance.Beginner, name string, update ScheduleUpdate) (*Schedule, error) {
+	return scheduleTx(ctx, db, func(tx pgx.Tx) (*Schedule, error) { return s.update(ctx, tx, name, update) })
+}
+
+// UpdateTx is Update in the caller's transaction, which it does not
+// commit.
+func (s *ScheduleStore) UpdateTx(ctx context.Context, tx pgx.Tx, name string, update ScheduleUpdate) (*Schedule, error) {
+	return s.update(ctx, tx, name, update)
+}
+
+// Enable enables the schedule named, in a transaction of its own: its
+// next run is its first slot from now on (slots that passed while it was
+// disabled are neither run nor counted missed). Enabling an enabled
+// schedule changes nothing.
+func (s *ScheduleStore) Enable(ctx context.Context, db attendance.Beginner, name string) (*Schedule, error) {
+	return s.Update(ctx, db, name, ScheduleUpdate{Enabled: ptrTo(true)})
+}
+
+// EnableTx is Enable in the caller's transaction, which it does not
+// commit.
+func (s *ScheduleStore) EnableTx(ctx context.Context, tx pgx.Tx, name string) (*Schedule, error) {
+	return s.update(ctx, tx, name, ScheduleUpdate{Enabled: ptrTo(true)})
+}
+
+// Disable disables the schedule named, in a transaction of its own: it
+// keeps its row and counters, and its next run is cleared. A job already
+// enqueued still runs.
+func (s *ScheduleStore) Disable(ctx context.Context, db attendance.Beginner, name string) (*Schedule, error) {
+	return s.Update(ctx, db, name, ScheduleUpdate{Enabled: ptrTo(false)})
+}
+
+// DisableTx is Disable in the caller's transaction, which it does not
+// commit.
+func (s *ScheduleStore) DisableTx(ctx context.Context, tx pgx.Tx, name string) (*Schedule, error) {
+	return s.update(ctx, tx, name, ScheduleUpdate{Enabled: ptrTo(false)})
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// updateScheduleSQL writes the configuration columns and next_run_at of
+// an existing schedule.
+const updateScheduleSQL = `
+UPDATE wasso_schedule SET kind = $2, args = $3, every_us = $4, cron = $5, time_zone = $6, enabled = $7,
+    queue = $8, priority = $9, max_attempts = $10, start_at = $11, expires_at = $12, one_off = $13,
+    description = $14, missed = $15, overlap = $16, next_run_at = $17, updated_at = $18
+WHERE name = $1
+RETURNING ` + scheduleColumns
+
+func (s *ScheduleStore) update(ctx context.Context, tx pgx.Tx, name string, update ScheduleUpdate) (*Schedule, error) {
+	old, err := lockSchedule(ctx, tx, name)
+	if err != nil {
+		return nil, err
+	}
+	sched := update.apply(*old)
+	sched = sched.withDefaults(s.config.DefaultTimeZone, s.kinds[sched.Kind])
+	tt, err := s.check(&sched)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	var next *time.Time
+	switch {
+	case !sched.Enabled:
+	case !old.Enabled || update.retimes():
+		if next, err = firstRun(&sched, tt, now); err != nil {
+			return nil, err
+		}
+	case !old.NextRunAt.IsZero():
+		// Unchanged timetable: keep the pending slot, even one that is due
+		// and not yet run, unless it is now past the expiry.
+		if sched.ExpiresAt.IsZero() || !old.NextRunAt.After(sched.ExpiresAt) {
+			next = &old.NextRunAt
+		} else {
+			sched.Enabled = false
+		}
+	default:
+		// Enabled with no next run: a row written by hand.
+		if next, err = firstRun(&sched, tt, now); err != nil {
+			return nil, err
+		}
+	}
+	row := tx.QueryRow(ctx, updateScheduleSQL, append(configArgs(&sched), next, now)...)
+	updated, err := scanSchedule(row)
+	if err != nil {
+		return nil, scheduleErr(fmt.Sprintf("update schedule %q", name), err)
+	}
+	return updated, nil
+}
+
+// Delete deletes the schedule named and its slot history, in a
+// transaction of its own. Jobs already enqueued are not touched.
+func (s *ScheduleStore) Delete(ctx context.Context, db attendance.Beginner, name string) error {
+	_, err := scheduleTx(ctx, db, func(tx pgx.Tx) (struct{}, error) { return struct{}{}, s.delete(ctx, tx, name) })
+	return err
+}
+
+// DeleteTx is Delete in the caller's transaction, which it does not
+// commit.
+func (s *ScheduleStore) DeleteTx(ctx context.Context, tx pgx.Tx, name string) error {
+	return s.delete(ctx, tx, name)
+}
+
+// deleteScheduleSQL deletes a schedule; its wasso_schedule_slot rows go
+// with it (ON DELETE CASCADE).
+const deleteScheduleSQL = `DELETE FROM wasso_schedule WHERE name = $1`
+
+func (s *ScheduleStore) delete(ctx context.Context, tx pgx.Tx, name string) error {
+	tag, err := tx.Exec(ctx, deleteScheduleSQL, name)
+	if err != nil {
+		return scheduleErr(fmt.Sprintf("delete schedule %q", name), err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("delete schedule %q: %w", name, ErrScheduleNotFound)
+	}
+	return nil
+}
+
+// Get returns the schedule named, or an error wrapping
+// ErrScheduleNotFound. db may be a pool or a transaction.
+func (s *ScheduleStore) Get(ctx context.Context, db attendance.DB, name string) (*Schedule, error) {
+	sched, err := scanSchedule(db.QueryRow(ctx, `SELECT `+scheduleColumns+` FROM wasso_schedule WHERE name = $1`, name))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("schedule %q: %w", name, ErrScheduleNotFound)
+	}
+	if err != nil {
+		return nil, scheduleErr(fmt.Sprintf("get schedule %q", name), err)
+	}
+	return sched, nil
+}
+
+// List returns every schedule, by name. db may be a pool or a
+// transaction.
+func (s *ScheduleStore) List(ctx context.Context, db attendance.DB) ([]Schedule, error) {
+	rows, err := db.Query(ctx, `SELECT `+scheduleColumns+` FROM wasso_schedule ORDER BY name`)
+	if err != nil {
+		return nil, scheduleErr("list schedules", err)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Schedule, error) {
+		s, err := scanSchedule(row)
+		if err != nil {
+			return Schedule{}, err
+		}
+		return *s, nil
+	})
+	if err != nil {
+		return nil, scheduleErr("list schedules", err)
+	}
+	return list, nil
+}
+
+// ScheduleStats are the counters of one schedule, for metrics: a runner
+// exports them as counters labelled by schedule (the values only grow,
+// unless the schedule is deleted and created again).
+type ScheduleStats struct {
+	Name    string
+	Kind    string
+	Enabled bool
+	// Runs is TotalRunCount, Skips SkippedCount, Misses MissedCount.
+	Runs, Skips, Misses int64
+	// LastRunAt and NextRunAt are the schedule's; zero when unset. A
+	// NextRunAt well in the past means no scheduler is running.
+	LastRunAt, NextRunAt time.Time
+}
+
+// Stats returns the counters of every schedule, by name.
+func (s *ScheduleStore) Stats(ctx context.Context, db attendance.DB) ([]ScheduleStats, error) {
+	rows, err := db.Query(ctx, `
+SELECT name, kind, enabled, total_run_count, skipped_count, missed_count, last_run_at, next_run_at
+FROM wasso_schedule ORDER BY name`)
+	if err != nil {
+		return nil, scheduleErr("schedule stats", err)
+	}
+	stats, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ScheduleStats, error) {
+		var st ScheduleStats
+		var last, next *time.Time
+		err := row.Scan(&st.Name, &st.Kind, &st.Enabled, &st.Runs, &st.Skips, &st.Misses, &last, &next)
+		st.LastRunAt, st.NextRunAt = utcOrZero(last), utcOrZero(next)
+		return st, err
+	})
+	if err != nil {
+		return nil, scheduleErr("schedule stats", err)
+	}
+	return stats, nil
+}
+
+// ScheduleSlot is one row of wasso_schedule_slot: a slot a job was
+// enqueued for.
+type ScheduleSlot struct {
+	Schedule string    `json:"schedule"`
+	Slot     time.Time `json:"slot"`
+	JobID    int64     `json:"job_id"`
+	// Source is "schedule", "backfill" or "run_now".
+	Source     string    `json:"source"`
+	EnqueuedAt time.Time `json:"enqueued_at"`
+}
+
+// Slots returns the latest limit slots of the schedule named, newest
+// first (limit <= 0: all that are kept).
+func (s *ScheduleStore) Slots(ctx context.Context, db attendance.DB, name string, limit int) ([]ScheduleSlot, error) {
+	var lim *int
+	if limit > 0 {
+		lim = &limit
+	}
+	rows, err := db.Query(ctx, `
+SELECT schedule_name, slot, coalesce(job_id, 0), source, enqueued_at FROM wasso_schedule_slot
+WHERE schedule_name = $1 ORDER BY slot DESC LIMIT $2`, name, lim)
+	if err != nil {
+		return nil, scheduleErr(fmt.Sprintf("slots of schedule %q", name), err)
+	}
+	slots, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ScheduleSlot, error) {
+		var sl ScheduleSlot
+		err := row.Scan(&sl.Schedule, &sl.Slot, &sl.JobID, &sl.Source, &sl.EnqueuedAt)
+		sl.Slot, sl.EnqueuedAt = sl.Slot.UTC(), sl.EnqueuedAt.UTC()
+		return sl, err
+	})
+	if err != nil {
+		return nil, scheduleErr(fmt.Sprintf("slots of schedule %q", name), err)
+	}
+	return slots, nil
+}
+
+// ScheduleRun is a job RunNow enqueued.
+type ScheduleRun struct {
+	// Slot is the instant the job stands for: now, to the microsecond.
+	Slot  time.Time
+	JobID int64
+}
+
+// RunNow enqueues one job of the schedule named now, in a transaction of
+// its own, whether the schedule is enabled or not and whatever its
+// overlap policy: the admin's "run now". The slot is now to the
+// microsecond, recorded with source run_now. NextRunAt does not move;
+// TotalRunCount, LastRunAt and LastJobID do.
+func (s *ScheduleStore) RunNow(ctx context.Context, db attendance.Beginner, name string) (*ScheduleRun, error) {
+	return scheduleTx(ctx, db, func(tx pgx.Tx) (*ScheduleRun, error) { return s.runNow(ctx, tx, name) })
+}
+
+// RunNowTx is RunNow in the caller's transaction, which it does not
+// commit: the job exists only if the caller commits.
+func (s *ScheduleStore) RunNowTx(ctx context.Context, tx pgx.Tx, name string) (*ScheduleRun, error) {
+	return s.runNow(ctx, tx, name)
+}
+
+func (s *ScheduleStore) runNow(ctx context.Context, tx pgx.Tx, name string) (*ScheduleRun, error) {
+	inserter, err := s.getInserter()
+	if err != nil {
+		return nil, err
+	}
+	sched, err := lockSchedule(ctx, tx, name)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	slot := truncMicro(now)
+	// Two runs in one microsecond, or a run on the instant of a slot
+	// already enqueued: take the next free microsecond.
+	for range 1000 {
+		jobs, err := enqueueSlots(ctx, tx, inserter, sched, []time.Time{slot}, slotSourceRunNow, now)
+		if err != nil {
+			return nil, err
+		}
+		if len(jobs) == 1 {
+			if err := recordRuns(ctx, tx, name, jobs, now); err != nil {
+				return nil, err
+			}
+			s.logEnqueued(ctx, sched, jobs, slotSourceRunNow)
+			return &ScheduleRun{Slot: slot, JobID: jobs[0].jobID}, nil
+		}
+		slot = slot.Add(time.Microsecond)
+	}
+	return nil, fmt.Errorf("run schedule %q now: no free slot near %s", name, FormatSlot(now))
+}
+
+// BackfillResult says what Backfill did.
+type BackfillResult struct {
+	// Enqueued are the slots a job was enqueued for, with the jobs.
+	Enqueued []ScheduleRun
+	// Skipped counts the slots of the range that already had a job.
+	Skipped int
+}
+
+// Backfill enqueues a job for every slot of the schedule named in [from,
+// to] that has none yet (wasso_schedule_slot: from the scheduler, a
+// RunNow or an earlier Backfill), in a transaction of its own, whether the
+// schedule is enabled or not and whatever its policies. Slots before
+// StartAt or after ExpiresAt are not slots. to must not be in the future
+// (the scheduler enqueues those), and the range may hold at most
+// ScheduleStoreConfig.MaxBackfill slots: a larger one is refused with a
+// *ScheduleFieldError for "to". Backfilling the same range twice enqueues
+// each slot once.
+func (s *ScheduleStore) Backfill(ctx context.Context, db attendance.Beginner, name string, from, to time.Time) (*BackfillResult, error) {
+	return scheduleTx(ctx, db, func(tx pgx.Tx) (*BackfillResult, error) { return s.backfill(ctx, tx, name, from, to) })
+}
+
+// BackfillTx is Backfill in the caller's transaction, which it does not
+// commit.
+func (s *ScheduleStore) BackfillTx(ctx context.Context, tx pgx.Tx, name string, from, to time.Time) (*BackfillResult, error) {
+	return s.backfill(ctx, tx, name, from, to)
+}
+
+func (s *ScheduleStore) backfill(ctx context.Context, tx pgx.Tx, name string, from, to time.Time) (*BackfillResult, error) {
+	inserter, err := s.getInserter()
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	switch {
+	case from.IsZero():
+		return nil, fieldError("from", "must be set")
+	case to.Before(from):
+		return nil, fieldError("to", "%s is before from %s", FormatSlot(to), FormatSlot(from))
+	case to.After(now):
+		return nil, fieldError("to", "%s is in the future: the scheduler enqueues those slots", FormatSlot(to))
+	}
+	sched, err := lockSchedule(ctx, tx, name)
+	if err != nil {
+		return nil, err
+	}
+	tt, err := sched.validate()
+	if err != nil {
+		return nil, fmt.Errorf("backfill schedule %q: stored schedule is invalid: %w", name, err)
+	}
+	if !sched.ExpiresAt.IsZero() && sched.ExpiresAt.Before(to) {
+		to = sched.ExpiresAt
+	}
+	var slots []time.Time
+	for slot := tt.atOrAfter(from); !slot.IsZero() && !slot.After(to); slot = tt.next(slot) {
+		if len(slots) == s.config.MaxBackfill {
+			return nil, fieldError("to", "the range holds more than %d slots (MaxBackfill)", s.config.MaxBackfill)
+		}
+		slots = append(slots, slot)
+	}
+	jobs, err := enqueueSlots(ctx, tx, inserter, sched, slots, slotSourceBackfill, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := recordRuns(ctx, tx, name, jobs, now); err != nil {
+		return nil, err
+	}
+	s.logEnqueued(ctx, sched, jobs, slotSourceBackfill)
+	res := &BackfillResult{Skipped: len(slots) - len(jobs), Enqueued: make([]ScheduleRun, len(jobs))}
+	for i, j := range jobs {
+		res.Enqueued[i] = ScheduleRun{Slot: j.slot, JobID: j.jobID}
+	}
+	return res, nil
+}
+
+// recordRunsSQL counts jobs enqueued outside the scheduler's timetable
+// (RunNow, Backfill); next_run_at stays.
+const recordRunsSQL = `
+UPDATE wasso_schedule SET total_run_count = total_run_count + $2,
+    last_run_at = greatest(last_run_at, $3), last_job_id = $4, updated_at = $5
+WHERE name = $1`
+
+func recordRuns(ctx context.Context, tx pgx.Tx, name string, jobs []slotJob, now time.Time) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	last := jobs[len(jobs)-1]
+	if _, err := tx.Exec(ctx, recordRunsSQL, name, len(jobs), last.slot, last.jobID, now); err != nil {
+		return scheduleErr(fmt.Sprintf("record runs of schedule %q", name), err)
+	}
+	return nil
+}
+
+// Where a slot's job came from (wasso_schedule_slot.source).
+const (
+	slotSourceSchedule = "schedule"
+	slotSourceBackfill = "backfill"
+	slotSourceRunNow   = "run_now"
+)
+
+// slotJob is a slot and the job enqueued for it.
+type slotJob struct {
+	slot  time.Time
+	jobID int64
+}
+
+// claimSlotsSQL records the slots of a schedule; a slot that already has
+// a row (from any source) is not returned, so its job is not enqueued
+// again. The primary key makes this hold across concurrent transactions
+// too: the second waits for the first and then does nothing.
+const claimSlotsSQL = `
+INSERT INTO wasso_schedule_slot (schedule_name, slot, source, enqueued_at)
+SELECT $1, s, $3, $4 FROM unnest($2::timestamptz[]) AS s
+ON CONFLICT (schedule_name, slot) DO NOTHING
+RETURNING slot`
+
+// setSlotJobsSQL records the job of each slot claimed.
+const setSlotJobsSQL = `
+UPDATE wasso_schedule_slot AS ss SET job_id = u.job_id
+FROM unnest($2::timestamptz[], $3::bigint[]) AS u (slot, job_id)
+WHERE ss.schedule_name = $1 AND ss.slot = u.slot`
+
+// enqueueSlots claims slots of sched in wasso_schedule_slot and enqueues
+// a job for each one claimed, in tx. It returns the jobs by slot.
+func enqueueSlots(ctx context.Context, tx pgx.Tx, inserter attendance.Inserter, sched *Schedule, slots []time.Time, source string, now time.Time) ([]slotJob, error) {
+	if len(slots) == 0 {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, claimSlotsSQL, sched.Name, slots, source, now)
+	if err != nil {
+		return nil, scheduleErr(fmt.Sprintf("claim slots of schedule %q", sched.Name), err)
+	}
+	claimed, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
+	if err != nil {
+		return nil, scheduleErr(fmt.Sprintf("claim slots of schedule %q", sched.Name), err)
+	}
+	if len(claimed) == 0 {
+		return nil, nil
+	}
+	slices.SortFunc(claimed, time.Time.Compare)
+	params := make([]river.InsertManyParams, len(claimed))
+	for i, slot := range claimed {
+		claimed[i] = slot.UTC()
+		params[i] = sched.insertParams(claimed[i])
+	}
+	results, err := inserter.InsertManyTx(ctx, tx, params)
+	if err != nil {
+		return nil, fmt.Errorf("schedule %q: insert %d %s jobs: %w", sched.Name, len(params), sched.Kind, err)
+	}
+	jobs := make([]slotJob, len(claimed))
+	ids := make([]int64, len(claimed))
+	for i, r := range results {
+		jobs[i] = slotJob{slot: claimed[i], jobID: r.Job.ID}
+		ids[i] = r.Job.ID
+	}
+	if _, err := tx.Exec(ctx, setSlotJobsSQL, sched.Name, claimed, ids); err != nil {
+		return nil, scheduleErr(fmt.Sprintf("record jobs of schedule %q", sched.Name), err)
+	}
+	return jobs, nil
+}
+
+func (s *ScheduleStore) logEnqueued(ctx context.Context, sched *Schedule, jobs []slotJob, source string) {
+	for _, j := range jobs {
+		s.config.Logger.InfoContext(ctx, "schedule enqueued job",
+			slog.String("schedule", sched.Name), slog.String("kind", sched.Kind),
+			slog.String("slot", FormatSlot(j.slot)), slog.Int64("job_id", j.jobID), slog.String("source", source))
+	}
+}
+
+// scheduleColumns are the columns scanSchedule reads, in its order.
+const scheduleColumns = `name, kind, args, every_us, cron, time_zone, enabled, queue, priority, max_attempts,
+    start_at, expires_at, one_off, description, missed, overlap, last_run_at, last_job_id, next_run_at,
+    total_run_count, skipped_count, missed_count, created_at, updated_at`
+
+func scanSchedule(row pgx.Row) (*Schedule, error) {
+	var (
+		s                             Schedule
+		args                          []byte
+		every, lastJob                *int64
+		expr                          *string
+		start, expires, lastRun, next *time.Time
+		missed, overlap               string
+		priority                      int16
+		createdAt, updatedAt          time.Time
+	)
+	err := row.Scan(&s.Name, &s.Kind, &args, &every, &expr, &s.TimeZone, &s.Enabled, &s.Queue, &priority,
+		&s.MaxAttempts, &start, &expires, &s.OneOff, &s.Description, &missed, &overlap, &lastRun, &lastJob,
+		&next, &s.TotalRunCount, &s.SkippedCount, &s.MissedCount, &createdAt, &updatedAt)
+	if err != nil {
+		return nil, err
+	}
+	s.Args = json.RawMessage(args)
+	if every != nil {
+		s.Every = time.Duration(*every) * time.Microsecond
+	}
+	if expr != nil {
+		s.Cron = *expr
+	}
+	if lastJob != nil {
+		s.LastJobID = *lastJob
+	}
+	s.Priority = int(priority)
+	s.Missed, s.Overlap = MissedPolicy(missed), OverlapPolicy(overlap)
+	s.StartAt, s.ExpiresAt, s.LastRunAt, s.NextRunAt = utcOrZero(start), utcOrZero(expires), utcOrZero(lastRun), utcOrZero(next)
+	s.CreatedAt, s.UpdatedAt = createdAt.UTC(), updatedAt.UTC()
+	return &s, nil
+}
+
+// lockScheduleSQL reads a schedule and locks its row until the
+// transaction ends.
+const lockScheduleSQL = `SELECT ` + scheduleColumns + ` FROM wasso_schedule WHERE name = $1 FOR UPDATE`
+
+func lockSchedule(ctx context.Context, tx pgx.Tx, name string) (*Schedule, error) {
+	sched, err := scanSchedule(tx.QueryRow(ctx, lockScheduleSQL, name))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("schedule %q: %w", name, ErrScheduleNotFound)
+	}
+	if err != nil {
+		return nil, scheduleErr(fmt.Sprintf("lock schedule %q", name), err)
+	}
+	return sched, nil
+}
+
+func scheduleTx[T any](ctx context.Context, db attendance.Beginner, f func(tx pgx.Tx) (T, error)) (T, error) {
+	var out T
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		var err error
+		out, err = f(tx)
+		return err
+	})
+	return out, err
+}
+
+func utcOrZero(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func optString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// scheduleErr wraps err with what was being done, and says to migrate when
+// the tables are missing.
+func scheduleErr(doing string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+		return fmt.Errorf("%s: %w: %s (run migrate up)", doing, attendance.ErrSchemaMissing, pgErr.Message)
+	}
+	return fmt.Errorf("%s: %w", doing, err)
+}

@@ -1,0 +1,630 @@
+package wassoriver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/wasso/scheduler/attendance"
+)
+
+// ScheduleNotifyChannel is the channel the wasso_schedule trigger notifies
+// on every insert, update and delete, with "schema.name" as the payload.
+const ScheduleNotifyChannel = "wasso_schedule"
+
+// scheduleErrorBackoff is how long a schedule whose pass failed (its job
+// would not insert: a kind the leader's client does not register, a
+// queue name River refuses) is left out of the passes, so that one broken
+// schedule costs a log line per backoff, not per poll, and does not hold
+// up the others.
+const scheduleErrorBackoff = 30 * time.Second
+
+// slotPruneInterval is how often the loop deletes wasso_schedule_slot
+// rows older than ScheduleStoreConfig.SlotRetention.
+const slotPruneInterval = time.Hour
+
+// Scheduler turns the slots of the schedules of a ScheduleStore into River
+// jobs, on the River leader only.
+//
+// Like attendance.Discoverer it is a River hook
+// (rivertype.HookPeriodicJobsStart): River calls Start on the client just
+// elected leader, with a context it cancels when that client stops or
+// loses leadership, so exactly one runner schedules at a time and fails
+// over with River's own election. NewClient adds it to the client's hooks
+// unless Config.NoSchedules.
+//
+// The loop runs a pass every PollInterval, at the earliest next_run_at
+// when that comes sooner, and as soon as a NOTIFY on
+// ScheduleNotifyChannel names a schedule of its own schema (a dedicated
+// connection of the pool LISTENs; when it drops, polling goes on and the
+// listener reconnects). A pass takes the due schedules one transaction
+// each:
+//
+//  1. SELECT ... FOR UPDATE SKIP LOCKED the schedule whose next_run_at is
+//     the earliest at or before now;
+//  2. choose the slots to run by its MissedPolicy (a slot is on time until
+//     slot + min(gap to the following slot, ScheduleMissedGrace));
+//  3. with OverlapSkip, skip them all (SkippedCount) while its last job
+//     is still available, pending, scheduled, running or retryable;
+//  4. claim the slots in wasso_schedule_slot (ON CONFLICT DO NOTHING) and
+//     insert a job for each slot claimed (InsertManyTx);
+//  5. advance next_run_at with a compare-and-set on its old value, with
+//     last_run_at, last_job_id and the counters; a one-off schedule that
+//     enqueued, or one whose next slot is past its expiry, is disabled.
+//
+// The row lock, the compare-and-set and the slot table's primary key each
+// make a slot's job unique on their own: two loops running at once (a
+// leadership handover, a second client with a stale view) enqueue a slot
+// once. Each job's metadata carries {"schedule": name, "slot": instant}.
+//
+// It is not a River periodic job, nor does it use River's in-memory
+// periodic jobs, so that schedules can be written at run time, by any
+// process, in a transaction, and survive a restart with their last slot.
+type Scheduler struct {
+	river.HookDefaults
+
+	pool  *pgxpool.Pool
+	store *ScheduleStore
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// listenerPID is the backend pid of the LISTEN connection, zero while
+	// there is none (tests kill it).
+	listenerPID atomic.Uint32
+	// sleeping is how long the loop chose to sleep after its last pass,
+	// zero during a pass (tests wait for the loop to be idle).
+	sleeping atomic.Int64
+
+	passMu    sync.Mutex           // one pass at a time; guards the two below
+	backoff   map[string]time.Time // schedule name -> not before
+	lastPrune time.Time
+}
+
+// NewScheduler returns a Scheduler of store's schedules, working on pool.
+// The store needs an inserter (ScheduleStoreConfig.Inserter or
+// SetInserter) before the first pass.
+func NewScheduler(pool *pgxpool.Pool, store *ScheduleStore) (*Scheduler, error) {
+	if pool == nil {
+		return nil, fmt.Errorf("%w: scheduler: pool is nil", ErrInvalidConfig)
+	}
+	if store == nil {
+		return nil, fmt.Errorf("%w: scheduler: store is nil", ErrInvalidConfig)
+	}
+	return &Scheduler{pool: pool, store: store, backoff: map[string]time.Time{}}, nil
+}
+
+// Store returns the store the scheduler runs.
+func (s *Scheduler) Store() *ScheduleStore { return s.store }
+
+// Start starts the loop in ctx and returns at once. River calls it on the
+// new leader (see Scheduler); a loop still running from an earlier call is
+// stopped first.
+func (s *Scheduler) Start(ctx context.Context, _ *rivertype.HookPeriodicJobsStartParams) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancel != nil {
+		s.cancel()
+		<-s.done
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	s.cancel, s.done = cancel, done
+	go func() {
+		defer close(done)
+		s.Run(ctx)
+	}()
+	return nil
+}
+
+// Stop stops the loop started by Start, if any, and waits for it: a pass
+// in progress is rolled back by its cancelled context.
+func (s *Scheduler) Stop() {
+	s.mu.Lock()
+	cancel := s.cancel
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	s.Wait()
+}
+
+// Wait waits for the loop started by Start, if any, to return: after the
+// River client's Stop, which cancels the loop's context but does not wait
+// for hooks' goroutines.
+func (s *Scheduler) Wait() {
+	s.mu.Lock()
+	done := s.done
+	s.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+}
+
+// Run runs passes until ctx is done; see Scheduler. Errors are logged and
+// the next pass retries.
+func (s *Scheduler) Run(ctx context.Context) {
+	cfg := &s.store.config
+	cfg.Logger.InfoContext(ctx, "scheduler started", slog.Duration("poll_interval", cfg.PollInterval))
+	defer cfg.Logger.InfoContext(context.WithoutCancel(ctx), "scheduler stopped")
+
+	wake := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { s.listen(ctx, wake) })
+
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-wake:
+		}
+		s.sleeping.Store(0)
+		if _, err := s.runPass(ctx, s.store.now()); err != nil && ctx.Err() == nil {
+			cfg.Logger.ErrorContext(ctx, "scheduler pass failed", slog.String("error", err.Error()))
+		}
+		wait := s.untilNext(ctx)
+		s.sleeping.Store(int64(wait))
+		timer.Reset(wait)
+	}
+}
+
+// untilNext returns how long to sleep: until the earliest next_run_at of
+// the schedules not backed off, or PollInterval if that is sooner. A
+// next_run_at already past belongs to a schedule locked by a transaction
+// of its own (a caller's UpdateTx): its commit will NOTIFY.
+func (s *Scheduler) untilNext(ctx context.Context) time.Duration {
+	wait := s.store.config.PollInterval
+	s.passMu.Lock()
+	exclude := s.backedOff(s.store.now())
+	s.passMu.Unlock()
+	var next *time.Time
+	err := s.pool.QueryRow(ctx, nextRunSQL, exclude).Scan(&next)
+	if err != nil || next == nil {
+		return wait
+	}
+	if d := next.Sub(s.store.now()); d > 0 && d < wait {
+		return d
+	}
+	return wait
+}
+
+// nextRunSQL is the earliest next run, a scan of the first entries of
+// wasso_schedule_next_run_at_idx.
+const nextRunSQL = `SELECT min(next_run_at) FROM wasso_schedule WHERE enabled AND NOT (name = ANY($1))`
+
+// listen LISTENs on ScheduleNotifyChannel and signals wake for every
+// notification naming a schedule of this pool's schema, until ctx is
+// done. When the connection drops it waits a little and listens again,
+// then signals wake once, in case a change came in between.
+func (s *Scheduler) listen(ctx context.Context, wake chan<- struct{}) {
+	logger := s.store.config.Logger
+	retry := time.Second
+	for ctx.Err() == nil {
+		listening, err := s.listenOnce(ctx, wake)
+		if ctx.Err() != nil {
+			return
+		}
+		if listening {
+			retry = time.Second
+		}
+		logger.WarnContext(ctx, "scheduler listener lost; polling until it is back",
+			slog.String("error", err.Error()), slog.Duration("retry_in", retry))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retry):
+		}
+		retry = min(2*retry, 30*time.Second)
+	}
+}
+
+// listenOnce holds one connection LISTENing until it fails or ctx is done.
+// The connection is never returned to the pool (it is closed): a
+// connection still LISTENing would hand notifications to whoever gets it
+// next. It reports whether LISTEN succeeded.
+func (s *Scheduler) listenOnce(ctx context.Context, wake chan<- struct{}) (bool, error) {
+	pooled, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return false, fmt.Errorf("acquire listener connection: %w", err)
+	}
+	conn := pooled.Hijack()
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = conn.Close(closeCtx)
+	}()
+
+	var schema string
+	if err := conn.QueryRow(ctx, scheduleSchemaSQL).Scan(&schema); err != nil {
+		return false, scheduleErr("find the schema of wasso_schedule", err)
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+ScheduleNotifyChannel); err != nil {
+		return false, fmt.Errorf("listen: %w", err)
+	}
+	prefix := schema + "."
+	s.listenerPID.Store(conn.PgConn().PID())
+	defer s.listenerPID.Store(0)
+	signalWake(wake)
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return true, err
+		}
+		if strings.HasPrefix(n.Payload, prefix) {
+			signalWake(wake)
+		}
+	}
+}
+
+// scheduleSchemaSQL names the schema search_path finds wasso_schedule in:
+// the trigger's payload starts with it (TG_TABLE_SCHEMA).
+const scheduleSchemaSQL = `
+SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = 'wasso_schedule'::regclass`
+
+func signalWake(wake chan<- struct{}) {
+	select {
+	case wake <- struct{}{}:
+	default:
+	}
+}
+
+// SchedulePassResult says what one pass did.
+type SchedulePassResult struct {
+	// Schedules counts the schedules the pass advanced.
+	Schedules int
+	// Enqueued, Skipped and Missed count slots: jobs enqueued, slots
+	// skipped by OverlapSkip, slots missed.
+	Enqueued, Skipped, Missed int
+	// Failed counts the schedules whose transaction failed; they are left
+	// out of the passes for a while (logged).
+	Failed int
+}
+
+// RunOnce runs one pass at the store's clock (see Scheduler).
+func (s *Scheduler) RunOnce(ctx context.Context) (*SchedulePassResult, error) {
+	return s.runPass(ctx, s.store.now())
+}
+
+// runPass runs one pass as if the time were now: tests call it at chosen
+// instants.
+func (s *Scheduler) runPass(ctx context.Context, now time.Time) (*SchedulePassResult, error) {
+	s.passMu.Lock()
+	defer s.passMu.Unlock()
+	res := &SchedulePassResult{}
+	inserter, err := s.store.getInserter()
+	if err != nil {
+		return res, err
+	}
+	exclude := s.backedOff(now)
+	for {
+		var out *scheduleOutcome
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var err error
+			out, err = s.store.runDueTx(ctx, tx, inserter, now, exclude)
+			return err
+		})
+		if out == nil && err == nil {
+			break // nothing left due
+		}
+		if out == nil {
+			return res, err
+		}
+		exclude = append(exclude, out.name)
+		switch {
+		case errors.Is(err, errSlotRaced):
+			// Another loop advanced it first: nothing to do.
+			continue
+		case err != nil:
+			if ctx.Err() != nil {
+				return res, err
+			}
+			res.Failed++
+			s.backoff[out.name] = now.Add(scheduleErrorBackoff)
+			s.store.config.Logger.ErrorContext(ctx, "schedule failed; retrying later",
+				slog.String("schedule", out.name), slog.String("error", err.Error()),
+				slog.Duration("retry_in", scheduleErrorBackoff))
+			continue
+		}
+		delete(s.backoff, out.name)
+		res.Schedules++
+		res.Enqueued += len(out.jobs)
+		res.Skipped += len(out.skipped)
+		res.Missed += int(out.missed)
+		s.store.logOutcome(ctx, out)
+	}
+	if now.Sub(s.lastPrune) >= slotPruneInterval {
+		if _, err := s.pool.Exec(ctx, pruneSlotsSQL, now.Add(-s.store.config.SlotRetention)); err != nil {
+			return res, scheduleErr("prune schedule slots", err)
+		}
+		s.lastPrune = now
+	}
+	return res, nil
+}
+
+// pruneSlotsSQL deletes the slot rows past their retention, through
+// wasso_schedule_slot_enqueued_at_idx.
+const pruneSlotsSQL = `DELETE FROM wasso_schedule_slot WHERE enqueued_at < $1`
+
+// backedOff returns the schedules left out of passes at now.
+func (s *Scheduler) backedOff(now time.Time) []string {
+	names := []string{}
+	for name, until := range s.backoff {
+		if now.Before(until) {
+			names = append(names, name)
+		} else {
+			delete(s.backoff, name)
+		}
+	}
+	return names
+}
+
+// errSlotRaced is returned when the compare-and-set of next_run_at finds
+// the row changed: the transaction is rolled back.
+var errSlotRaced = errors.New("schedule advanced by another pass")
+
+// scheduleOutcome is what one schedule's transaction did.
+type scheduleOutcome struct {
+	name     string
+	sched    *Schedule
+	jobs     []slotJob
+	skipped  []time.Time
+	blocker  int64 // the job OverlapSkip waited for
+	state    string
+	missed   int64
+	missFrom time.Time // first and last missed slots
+	missTo   time.Time
+	next     time.Time // zero: disabled
+	disabled string    // why, when disabled by this pass
+}
+
+// dueScheduleSQL picks the due schedule to advance next, skipping those
+// another transaction holds (another loop, a caller's UpdateTx) and those
+// this pass has done or backed off.
+const dueScheduleSQL = `
+SELECT ` + scheduleColumns + ` FROM wasso_schedule
+WHERE enabled AND next_run_at <= $1 AND NOT (name = ANY($2))
+ORDER BY next_run_at, name
+LIMIT 1
+FOR UPDATE SKIP LOCKED`
+
+// advanceSQL moves a schedule to its next slot, if no one else has: the
+// compare-and-set on next_run_at is what makes a loop that read the row
+// before another loop's commit do nothing.
+const advanceSQL = `
+UPDATE wasso_schedule SET next_run_at = $3, enabled = $4,
+    last_run_at = coalesce($5, last_run_at), last_job_id = coalesce($6, last_job_id),
+    total_run_count = total_run_count + $7, skipped_count = skipped_count + $8,
+    missed_count = missed_count + $9, updated_at = $10
+WHERE name = $1 AND next_run_at = $2`
+
+// jobStateSQL reads the state of a schedule's last job; %s is river_job,
+// schema-qualified when River's schema is set.
+const jobStateSQL = `SELECT state::text FROM %s WHERE id = $1`
+
+// runDueTx advances the earliest due schedule not in exclude, in tx. It
+// returns nil, nil when none is due. The outcome names the schedule even
+// when err is set.
+func (s *ScheduleStore) runDueTx(ctx context.Context, tx pgx.Tx, inserter attendance.Inserter, now time.Time, exclude []string) (*scheduleOutcome, error) {
+	sched, err := scanSchedule(tx.QueryRow(ctx, dueScheduleSQL, now, exclude))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, scheduleErr("find due schedules", err)
+	}
+	out := &scheduleOutcome{name: sched.Name, sched: sched}
+	tt, err := sched.validate()
+	if err != nil {
+		return out, fmt.Errorf("schedule %q: stored schedule is invalid: %w", sched.Name, err)
+	}
+	p := planSlots(tt, sched, now, s.config.MaxCatchUp)
+	out.missed, out.missFrom, out.missTo, out.next = p.missed, p.missFrom, p.missTo, p.next
+	run := p.run
+
+	if len(run) > 0 && sched.Overlap == OverlapSkip && sched.LastJobID != 0 {
+		var state string
+		err := tx.QueryRow(ctx, fmt.Sprintf(jobStateSQL, s.riverJobTable()), sched.LastJobID).Scan(&state)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return out, scheduleErr(fmt.Sprintf("schedule %q: state of job %d", sched.Name, sched.LastJobID), err)
+		}
+		switch rivertype.JobState(state) {
+		case rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateScheduled,
+			rivertype.JobStateRunning, rivertype.JobStateRetryable:
+			out.skipped, out.blocker, out.state = run, sched.LastJobID, state
+			run = nil
+		}
+	}
+
+	jobs, err := enqueueSlots(ctx, tx, inserter, sched, run, slotSourceSchedule, now)
+	if err != nil {
+		return out, err
+	}
+	out.jobs = jobs
+
+	enabled := true
+	switch {
+	case sched.OneOff && len(jobs) > 0:
+		enabled, out.next, out.disabled = false, time.Time{}, "one-off schedule has run"
+	case out.next.IsZero() && !sched.ExpiresAt.IsZero():
+		enabled, out.disabled = false, "expired"
+	case out.next.IsZero():
+		enabled, out.disabled = false, "cron expression never fires again"
+	}
+	var lastRun *time.Time
+	var lastJob *int64
+	if n := len(jobs); n > 0 {
+		lastRun, lastJob = &jobs[n-1].slot, &jobs[n-1].jobID
+	}
+	tag, err := tx.Exec(ctx, advanceSQL, sched.Name, sched.NextRunAt, optTime(out.next), enabled,
+		lastRun, lastJob, len(jobs), len(out.skipped), out.missed, now)
+	if err != nil {
+		return out, scheduleErr(fmt.Sprintf("advance schedule %q", sched.Name), err)
+	}
+	if tag.RowsAffected() == 0 {
+		return out, errSlotRaced
+	}
+	return out, nil
+}
+
+func (s *ScheduleStore) riverJobTable() string {
+	if s.config.RiverSchema == "" {
+		return "river_job"
+	}
+	return pgx.Identifier{s.config.RiverSchema, "river_job"}.Sanitize()
+}
+
+// logOutcome logs, after the commit, a line per job enqueued, per slot
+// skipped, one for the slots missed (with their count, first and last) and
+// one when the schedule was disabled.
+func (s *ScheduleStore) logOutcome(ctx context.Context, out *scheduleOutcome) {
+	logger := s.config.Logger
+	s.logEnqueued(ctx, out.sched, out.jobs, slotSourceSchedule)
+	for _, slot := range out.skipped {
+		logger.WarnContext(ctx, "schedule slot skipped: previous job not finished",
+			slog.String("schedule", out.name), slog.String("slot", FormatSlot(slot)),
+			slog.Int64("previous_job_id", out.blocker), slog.String("previous_job_state", out.state))
+	}
+	if out.missed > 0 {
+		logger.WarnContext(ctx, "schedule slots missed",
+			slog.String("schedule", out.name), slog.String("policy", string(out.sched.Missed)),
+			slog.Int64("missed", out.missed), slog.String("first", FormatSlot(out.missFrom)),
+			slog.String("last", FormatSlot(out.missTo)))
+	}
+	if out.disabled != "" {
+		logger.InfoContext(ctx, "schedule disabled", slog.String("schedule", out.name), slog.String("reason", out.disabled))
+	}
+}
+
+// slotPlan is what a pass does with a due schedule's slots.
+type slotPlan struct {
+	run              []time.Time // slots to enqueue, oldest first
+	missed           int64
+	missFrom, missTo time.Time
+	next             time.Time // the schedule's next slot; zero: none
+}
+
+// planSlots decides, at now, the fate of the slots of sched from its
+// next_run_at on. The slots due are those at or before now (and before
+// ExpiresAt). Only the latest of them can be on time: each earlier one is
+// followed by a slot already due, so its grace is over.
+//
+//   - MissedOnce runs the latest, the others are missed;
+//   - MissedSkip runs the latest if it is on time, the others are missed;
+//   - MissedAll runs the latest maxCatchUp, older ones are missed.
+//
+// A one-off schedule runs one job at most, the latest chosen.
+func planSlots(tt *timetable, sched *Schedule, now time.Time, maxCatchUp int) slotPlan {
+	upTo := now
+	if !sched.ExpiresAt.IsZero() && sched.ExpiresAt.Before(upTo) {
+		upTo = sched.ExpiresAt
+	}
+	keep := 2
+	if sched.Missed == MissedAll {
+		keep = maxCatchUp + 1
+	}
+	due, total, first, following := dueSlots(tt, sched.NextRunAt, upTo, keep)
+	var p slotPlan
+	if following.IsZero() || (!sched.ExpiresAt.IsZero() && following.After(sched.ExpiresAt)) {
+		p.next = time.Time{}
+	} else {
+		p.next = following
+	}
+	if total == 0 {
+		return p
+	}
+	latest := due[len(due)-1]
+	grace := ScheduleMissedGrace
+	if !following.IsZero() {
+		grace = min(grace, following.Sub(latest))
+	}
+	onTime := now.Before(latest.Add(grace))
+
+	n := 1 // how many of the latest slots run
+	switch sched.Missed {
+	case MissedSkip:
+		if !onTime {
+			n = 0
+		}
+	case MissedAll:
+		n = int(min(total, int64(maxCatchUp)))
+	}
+	if sched.OneOff {
+		n = min(n, 1)
+	}
+	p.run = due[len(due)-n:]
+	p.missed = total - int64(n)
+	if p.missed > 0 {
+		p.missFrom = first
+		p.missTo = due[len(due)-n-1]
+	}
+	return p
+}
+
+// dueSlots enumerates the slots from first (a next_run_at, so a slot) up
+// to and including upTo. It returns the latest keep of them, oldest first,
+// how many there are, the first, and the slot after the last (or after
+// upTo when there are none). Interval schedules are counted, not
+// enumerated, so that a long outage of a one-second schedule costs
+// nothing.
+func dueSlots(tt *timetable, first, upTo time.Time, keep int) (due []time.Time, total int64, firstDue, following time.Time) {
+	if first.After(upTo) {
+		return nil, 0, time.Time{}, first
+	}
+	if tt.spec == nil {
+		total = int64(upTo.Sub(first)/tt.every) + 1
+		from := max(total-int64(keep), 0)
+		for i := from; i < total; i++ {
+			due = append(due, first.Add(time.Duration(i)*tt.every))
+		}
+		return due, total, first, first.Add(time.Duration(total) * tt.every)
+	}
+	slot := first
+	for ; !slot.IsZero() && !slot.After(upTo); slot = tt.next(slot) {
+		total++
+		if len(due) == keep {
+			due = append(due[:0], due[1:]...)
+		}
+		due = append(due, slot)
+	}
+	return due, total, first, slot
+}
+
+// clientScheduler returns the Scheduler NewClient adds to its hooks:
+// config.Scheduler, else one built from config.Schedules, or nil with
+// NoSchedules.
+func clientScheduler(pool *pgxpool.Pool, config Config) (*Scheduler, error) {
+	if config.NoSchedules {
+		return nil, nil
+	}
+	if config.Scheduler != nil {
+		return config.Scheduler, nil
+	}
+	storeConfig := config.Schedules
+	if storeConfig.Logger == nil {
+		storeConfig.Logger = config.Logger
+	}
+	if storeConfig.RiverSchema == "" {
+		storeConfig.RiverSchema = config.Schema
+	}
+	store, err := NewScheduleStore(storeConfig)
+	if err != nil {
+		return nil, err
+	}
+	return NewScheduler(pool, store)
+}
