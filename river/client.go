@@ -136,12 +136,19 @@ type Config struct {
 	// attendance.notify_absent jobs and the client does not work them.
 	NoNotify bool
 
-	// NoPeriodic leaves the periodic sweep out: the client works jobs but
-	// never enqueues sweeps, even when it is the leader.
+	// NoPeriodic leaves River's periodic sweep out of a client with
+	// NoSchedules: it works jobs but never enqueues sweeps, even when it
+	// is the leader. A client with schedules never has that periodic
+	// sweep (see NoSchedules), so NoPeriodic changes nothing for it.
 	NoPeriodic bool
 
 	// NoSchedules leaves the schedules of wasso_schedule out: the client
-	// does not run the Scheduler when it is the leader.
+	// does not run the Scheduler when it is the leader. Such a client
+	// enqueues the sweep the way it did before schedules were stored,
+	// as a River periodic job every SweepInterval (unless NoPeriodic).
+	// With schedules, the sweep is the stored schedule SweepScheduleName,
+	// created once by SeedSchedules(DefaultSchedules(config)), and River's
+	// periodic sweep is left out so that the two never both enqueue.
 	NoSchedules bool
 
 	// Notifier delivers the absent notices. Nil means an
@@ -195,7 +202,10 @@ type Config struct {
 	// empty RiverSchema means Schema.
 	Schedules ScheduleStoreConfig
 
-	// SweepInterval is how often the periodic sweep runs. Zero means
+	// SweepInterval is how often the periodic sweep runs: River's
+	// periodic sweep of a client with NoSchedules, or the interval
+	// DefaultSchedules seeds the stored sweep schedule with (once seeded,
+	// the stored schedule's own interval applies). Zero means
 	// attendance.SweepIntervalDefault.
 	SweepInterval time.Duration
 
@@ -393,15 +403,17 @@ func SettlementFollowUp(config Config, inserter attendance.Inserter) attendance.
 	return attendance.ChainFollowUps(notify, config.FollowUp, attendance.ReportAnomalies(config.Logger))
 }
 
-// PeriodicJobs returns the periodic jobs the scheduler runs: the sweep
-// (unless NoPeriodic) followed by config.PeriodicJobs.
+// PeriodicJobs returns the River periodic jobs a client built by
+// NewClient runs: the sweep, only for a client with NoSchedules and
+// without NoPeriodic (with schedules, the sweep is the stored schedule
+// SweepScheduleName), followed by config.PeriodicJobs.
 func PeriodicJobs(config Config) ([]*river.PeriodicJob, error) {
 	config = config.WithDefaults()
 	if err := config.Validate(); err != nil {
 		return nil, err
 	}
 	var jobs []*river.PeriodicJob
-	if !config.NoPeriodic {
+	if config.NoSchedules && !config.NoPeriodic {
 		sweep, err := attendance.PeriodicSweep(config.SweepInterval)
 		if err != nil {
 			return nil, err
@@ -412,11 +424,18 @@ func PeriodicJobs(config Config) ([]*river.PeriodicJob, error) {
 }
 
 // NewClient returns a River client on pool that works the attendance jobs
-// and, when it is elected leader, enqueues the periodic sweep and runs the
-// deadline discovery loop (attendance.Discoverer, a River hook, so that
-// starting the client is all it takes). It does not start the client, and
-// does not touch the database; call migrations.CheckScheduler first to
-// fail early on a database that is not ready.
+// and, when it is elected leader, runs the schedules of wasso_schedule
+// (Scheduler) and the deadline discovery loop (attendance.Discoverer),
+// both River hooks, so that starting the client is all it takes. It does
+// not start the client, and does not touch the database; call
+// migrations.CheckScheduler first to fail early on a database that is not
+// ready.
+//
+// The sweep is a stored schedule: a client enqueues sweeps once
+// SeedSchedules has created it (wasso-runner run and setup do), with
+// SeedSchedules(ctx, pool, store, DefaultSchedules(config, time.Now())). A
+// client with NoSchedules enqueues it as a River periodic job instead
+// (see PeriodicJobs).
 //
 // Unless NoDeadlines, the client works attendance.QueueExact with its own
 // poll interval (ExactPollInterval, 500 ms) and fetch cooldown (10 ms); the

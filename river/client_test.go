@@ -57,10 +57,15 @@ func TestConfigWithDefaults(t *testing.T) {
 func TestPeriodicJobs(t *testing.T) {
 	t.Parallel()
 
+	// With schedules (the default) the sweep is the stored schedule
+	// attendance-sweep, not a River periodic job.
 	jobs, err := wassoriver.PeriodicJobs(wassoriver.Config{})
 	require.NoError(t, err)
+	require.Empty(t, jobs)
+	jobs, err = wassoriver.PeriodicJobs(wassoriver.Config{NoSchedules: true})
+	require.NoError(t, err)
 	require.Len(t, jobs, 1)
-	jobs, err = wassoriver.PeriodicJobs(wassoriver.Config{NoPeriodic: true})
+	jobs, err = wassoriver.PeriodicJobs(wassoriver.Config{NoSchedules: true, NoPeriodic: true})
 	require.NoError(t, err)
 	require.Empty(t, jobs)
 }

@@ -56,8 +56,11 @@ const (
 	// counts the others as missed: what celery beat did after a restart.
 	// It is the default.
 	MissedOnce MissedPolicy = "once"
-	// MissedSkip enqueues no job for missed slots: the schedule resumes at
-	// its next slot. A slot still within ScheduleMissedGrace runs.
+	// MissedSkip enqueues no job once the scheduler has fallen behind:
+	// when more than one slot is due, or the one slot due is past its
+	// grace (ScheduleMissedGrace), every slot due is counted missed and the
+	// schedule resumes at its next future slot. A single slot found on
+	// time runs as usual.
 	MissedSkip MissedPolicy = "skip"
 	// MissedAll enqueues one job per missed slot, the latest
 	// ScheduleStoreConfig.MaxCatchUp of them, and counts older ones as

@@ -174,33 +174,34 @@ func (s *Scheduler) Run(ctx context.Context) {
 		case <-wake:
 		}
 		s.sleeping.Store(0)
-		if _, err := s.runPass(ctx, s.store.now()); err != nil && ctx.Err() == nil {
+		passNow := s.store.now()
+		if _, err := s.runPass(ctx, passNow); err != nil && ctx.Err() == nil {
 			cfg.Logger.ErrorContext(ctx, "scheduler pass failed", slog.String("error", err.Error()))
 		}
-		wait := s.untilNext(ctx)
+		wait := s.untilNext(ctx, passNow)
 		s.sleeping.Store(int64(wait))
 		timer.Reset(wait)
 	}
 }
 
-// untilNext returns how long to sleep: until the earliest next_run_at of
-// the schedules not backed off, or PollInterval if that is sooner. A
-// next_run_at already past belongs to a schedule locked by a transaction
-// of its own (a caller's UpdateTx): its commit will NOTIFY.
-func (s *Scheduler) untilNext(ctx context.Context) time.Duration {
+// untilNext returns how long to sleep after a pass run as of passNow:
+// until the earliest next_run_at of the schedules not backed off, or
+// PollInterval if that is sooner. A next_run_at that came due after
+// passNow, while the pass ran (it took the schedules due at passNow),
+// runs at once. One already due at passNow that the pass left belongs to
+// a schedule locked by a transaction of its own (a caller's UpdateTx):
+// its commit will NOTIFY, so the loop does not spin on it meanwhile.
+func (s *Scheduler) untilNext(ctx context.Context, passNow time.Time) time.Duration {
 	wait := s.store.config.PollInterval
 	s.passMu.Lock()
 	exclude := s.backedOff(s.store.now())
 	s.passMu.Unlock()
 	var next *time.Time
 	err := s.pool.QueryRow(ctx, nextRunSQL, exclude).Scan(&next)
-	if err != nil || next == nil {
+	if err != nil || next == nil || !next.After(passNow) {
 		return wait
 	}
-	if d := next.Sub(s.store.now()); d > 0 && d < wait {
-		return d
-	}
-	return wait
+	return min(max(next.Sub(s.store.now()), 0), wait)
 }
 
 // nextRunSQL is the earliest next run, a scan of the first entries of
@@ -525,7 +526,9 @@ type slotPlan struct {
 // followed by a slot already due, so its grace is over.
 //
 //   - MissedOnce runs the latest, the others are missed;
-//   - MissedSkip runs the latest if it is on time, the others are missed;
+//   - MissedSkip runs the latest only if it is on time and the only slot
+//     due (the scheduler did not fall behind); otherwise every slot due is
+//     missed and the schedule resumes at its next future slot;
 //   - MissedAll runs the latest maxCatchUp, older ones are missed.
 //
 // A one-off schedule runs one job at most, the latest chosen.
@@ -558,7 +561,7 @@ func planSlots(tt *timetable, sched *Schedule, now time.Time, maxCatchUp int) sl
 	n := 1 // how many of the latest slots run
 	switch sched.Missed {
 	case MissedSkip:
-		if !onTime {
+		if !onTime || total > 1 {
 			n = 0
 		}
 	case MissedAll:

@@ -18,7 +18,8 @@ import (
 )
 
 // churnDuration is how long TestRunnerChurn starts and kills runners. The
-// test takes about half a minute more.
+// test takes a few seconds more, up to a minute more when jobs that killed
+// runners left running wait for the rescuer's next pass.
 const churnDuration = 3 * time.Minute
 
 // churnRunners is how many runner processes TestRunnerChurn keeps slots
@@ -59,7 +60,7 @@ const churnRescueAfter = 10 * time.Second
 func TestRunnerChurn(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
-		t.Skip("takes three and a half minutes")
+		t.Skip("takes over three minutes")
 	}
 	seedValue := uint64(time.Now().UnixNano())
 	if s := os.Getenv(churnSeedEnv); s != "" {

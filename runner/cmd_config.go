@@ -23,6 +23,10 @@ func (c *Config) configValues() map[string]any {
 		}
 		queues = strings.Join(parts, ",")
 	}
+	var tasks []string
+	for _, name := range slices.Sorted(maps.Keys(c.Schedules.CeleryTasks)) {
+		tasks = append(tasks, name+"="+c.Schedules.CeleryTasks[name])
+	}
 	return map[string]any{
 		"database_url":                 redactURL(c.DatabaseURL),
 		"schema":                       c.Schema,
@@ -58,6 +62,10 @@ func (c *Config) configValues() map[string]any {
 		"retention.completed":          c.Retention.Completed.String(),
 		"retention.cancelled":          c.Retention.Cancelled.String(),
 		"retention.discarded":          c.Retention.Discarded.String(),
+		"schedules.time_zone":          c.Schedules.TimeZone,
+		"schedules.max_catch_up":       c.Schedules.MaxCatchUp,
+		"schedules.poll_interval":      c.Schedules.PollInterval.String(),
+		"schedules.celery_tasks":       strings.Join(tasks, ","),
 	}
 }
 

@@ -28,12 +28,16 @@ const CancelGrace = 5 * time.Second
 func (a *app) runCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
-		Short: "Work jobs, enqueue the periodic sweep when leader, serve River UI, health and metrics",
+		Short: "Work jobs, run the stored schedules when leader, serve River UI, health and metrics",
 		Long: `run works the scheduler's jobs until SIGINT or SIGTERM.
 
 Any number of runners may share a database: they all work jobs, and one of
-them, elected through Postgres, enqueues the periodic jobs (the attendance
-sweep every sweep.interval); when it stops, another takes over.
+them, elected through Postgres, runs the stored schedules (wasso-runner
+schedule list), among them the attendance sweep; when it stops, another
+takes over. At start, run seeds the attendance-sweep schedule (every
+sweep.interval) if it was never seeded, as setup does; once seeded, the
+stored schedule is the one that counts (wasso-runner schedule update).
+--no-periodic runs no schedules and seeds nothing.
 
 On SIGINT or SIGTERM the runner stops fetching jobs and waits up to
 run.shutdown_timeout for running jobs to finish, then cancels them (River
@@ -57,12 +61,12 @@ cancels running jobs at once.`,
 	f := cmd.Flags()
 	f.Int("concurrency", wassoriver.ConcurrencyDefault, "jobs worked at once on the default queue (key run.concurrency)")
 	f.String("queues", "", `queues to work and their workers, e.g. "default=4,notify=2"; a name alone gets --concurrency workers (key run.queues)`)
-	f.Bool("no-periodic", false, "work jobs only: never enqueue the periodic sweep, even as leader (key run.periodic: false)")
+	f.Bool("no-periodic", false, "work jobs only: never run the stored schedules (the sweep among them) even as leader, and seed nothing (key run.periodic: false)")
 	f.Bool("no-http", false, "serve no HTTP: no River UI, health checks or metrics (key http.enabled: false)")
 	f.String("http-addr", HTTPAddrDefault, "HTTP listen address; a non-loopback one needs http.username and http.password (key http.addr)")
 	f.Bool("read-only", false, "River UI refuses every change: cancel, retry, delete, queue pause/resume/update (key http.read_only)")
 	f.Duration("shutdown-timeout", ShutdownTimeoutDefault, "how long running jobs get to finish on SIGTERM before they are cancelled (key run.shutdown_timeout)")
-	f.Duration("sweep-interval", attendance.SweepIntervalDefault, "how often the leader enqueues the attendance sweep, at least 1s (key sweep.interval)")
+	f.Duration("sweep-interval", attendance.SweepIntervalDefault, "interval the attendance-sweep schedule is seeded with, at least 1s; once seeded, the stored schedule wins (key sweep.interval)")
 	f.Bool("no-notify", false, "enqueue no absent notices for the members a settlement marks absent (key notify.enabled: false)")
 	f.Bool("no-deadlines", false, "no exact-deadline settlement here: no per-event jobs, no discovery as leader; the sweep alone (key deadlines.enabled: false)")
 	return cmd
@@ -148,6 +152,19 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 		addr = ln.Addr().String()
 	}
 
+	// Seeded once every configuration error is behind (nothing is written
+	// for a run that exits 2) and before the client starts, so that the
+	// leader's first pass finds the sweep of a deployment that never ran
+	// setup.
+	if !rc.NoSchedules {
+		if err := a.seedSchedules(ctx, pool); err != nil {
+			if srv != nil {
+				srv.listener.Close()
+			}
+			return err
+		}
+	}
+
 	// The client's context is not ctx: cancelling the context passed to
 	// Start is a hard stop, and the first signal must be a soft one.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -184,7 +201,8 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 		attrs = append(attrs, slog.String("schema", cfg.Schema))
 	}
 	if srv != nil {
-		attrs = append(attrs, slog.String("http_addr", addr), slog.String("river_ui", "http://"+addr+RiverUIPrefix+"/"), slog.Bool("read_only", cfg.HTTP.ReadOnly))
+		attrs = append(attrs, slog.String("http_addr", addr), slog.String("river_ui", "http://"+addr+RiverUIPrefix+"/"),
+			slog.String("schedules_page", "http://"+addr+SchedulesPrefix+"/"), slog.Bool("read_only", cfg.HTTP.ReadOnly))
 	}
 	a.logger.Info("wasso-runner started", attrs...)
 	if opts.OnStarted != nil {
@@ -217,6 +235,44 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 	cancelWork()
 	a.logger.Info("wasso-runner stopped")
 	return runErr
+}
+
+// seedSchedules creates the default schedules (the attendance sweep every
+// sweep.interval) that were never seeded, as setup does, so that a
+// deployment that never ran setup sweeps all the same, and logs a line
+// when the stored sweep schedule differs from sweep.interval: the stored
+// one wins, and an operator who changed sweep.interval should know.
+func (a *app) seedSchedules(ctx context.Context, pool *pgxpool.Pool) error {
+	store, err := a.newScheduleStore(nil)
+	if err != nil {
+		return err
+	}
+	rc := a.cfg.RiverConfig()
+	seeded, err := wassoriver.SeedSchedules(ctx, pool, store, wassoriver.DefaultSchedules(rc, time.Now()))
+	if err != nil {
+		return fmt.Errorf("seed the default schedules: %w", err)
+	}
+	for _, s := range seeded {
+		if s.Outcome == wassoriver.SeedCreated {
+			a.logger.Info("default schedule created", slog.String("schedule", s.Name), slog.Duration("every", rc.WithDefaults().SweepInterval))
+		}
+	}
+	sweep, err := store.Get(ctx, pool, wassoriver.SweepScheduleName)
+	switch {
+	case errors.Is(err, wassoriver.ErrScheduleNotFound):
+		a.logger.Info("the attendance-sweep schedule was removed: no periodic sweep runs (setup and run do not create it again; wasso-runner schedule add creates one)",
+			slog.String("schedule", wassoriver.SweepScheduleName))
+	case err != nil:
+		return fmt.Errorf("read the %s schedule: %w", wassoriver.SweepScheduleName, err)
+	case sweep.Every != a.cfg.Sweep.Interval:
+		a.logger.Info("the stored attendance-sweep schedule wins over sweep.interval (change it with wasso-runner schedule update)",
+			slog.String("schedule", sweep.Name), slog.String("stored", timetable(sweep)), slog.Bool("enabled", sweep.Enabled),
+			slog.Duration("sweep_interval", a.cfg.Sweep.Interval))
+	case !sweep.Enabled:
+		a.logger.Info("the attendance-sweep schedule is disabled: no periodic sweep runs (wasso-runner schedule enable attendance-sweep)",
+			slog.String("schedule", sweep.Name))
+	}
+	return nil
 }
 
 // stopClient stops the client gracefully: no new jobs are fetched and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,72 +16,30 @@ import (
 	wassoriver "github.com/wasso/scheduler/river"
 )
 
-// periodicJob describes one periodic job a runner with this configuration
-// enqueues while it is leader.
-type periodicJob struct {
-	ID         string        `json:"id"`
-	Kind       string        `json:"kind"`
-	Queue      string        `json:"queue"`
-	Interval   time.Duration `json:"-"`
-	Schedule   string        `json:"schedule"`
-	RunOnStart bool          `json:"run_on_start"`
-	// LastRun is when the latest job of this kind was scheduled, from the
-	// database (any runner's).
-	LastRun *time.Time `json:"last_run"`
-	// NextRun is LastRun plus the interval while a leader is enqueueing;
-	// nil when no runner has enqueued one for over an interval (the next
-	// leader enqueues one as it starts).
-	NextRun *time.Time `json:"next_run"`
-}
-
-// periodicJobs lists the periodic jobs of the configuration. River's
-// PeriodicJob is opaque (its schedule and ID cannot be read back), so the
-// list is built from the same configuration wassoriver.PeriodicJobs uses.
-func (a *app) periodicJobs(ctx context.Context, db *pgxpool.Pool) ([]periodicJob, error) {
-	rc := a.cfg.RiverConfig().WithDefaults()
-	if rc.NoPeriodic {
-		return nil, nil
-	}
-	// Built (and discarded) so that a configuration the library refuses
-	// fails here as it would in run.
-	if _, err := wassoriver.PeriodicJobs(rc); err != nil {
-		return nil, err
-	}
-	sweep := periodicJob{
-		ID:         attendance.PeriodicSweepID,
-		Kind:       attendance.SweepKind,
-		Queue:      wassoriver.QueueDefault,
-		Interval:   rc.SweepInterval,
-		Schedule:   "every " + rc.SweepInterval.String(),
-		RunOnStart: true,
-	}
-	var last *time.Time
-	// river_job_kind index.
-	err := db.QueryRow(ctx, `SELECT max(scheduled_at) FROM `+a.qualify("river_job")+` WHERE kind = $1`, sweep.Kind).Scan(&last)
-	if err != nil {
-		return nil, fmt.Errorf("read last %s: %w", sweep.Kind, err)
-	}
-	sweep.LastRun = last
-	if last != nil {
-		next := last.Add(sweep.Interval)
-		if time.Since(next) < sweep.Interval {
-			sweep.NextRun = &next
-		}
-	}
-	return []periodicJob{sweep}, nil
+// seedJSON is what setup did with one default schedule.
+type seedJSON struct {
+	wassoriver.SeededSchedule
+	// Exists is false when the schedule was seeded once and removed
+	// since: it stays removed.
+	Exists bool `json:"exists"`
 }
 
 func (a *app) setupCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "setup",
-		Short: "Check the database is ready and show the periodic jobs (manage.py setup_periodic_tasks)",
+		Short: "Check the database, seed the default schedules once and show the stored schedules (manage.py setup_periodic_tasks)",
 		Long: `setup is the equivalent of manage.py setup_periodic_tasks, and idempotent.
 
-Periodic jobs are part of the runner's configuration (the attendance sweep
-every sweep.interval), so there is nothing to write: setup checks that the
-migrations are applied and prints the periodic jobs a runner with this
-configuration enqueues while it is the leader, with the last and next run.`,
+It checks that the migrations are applied, creates the default schedules
+that were never seeded (the attendance sweep, attendance-sweep, every
+sweep.interval), and prints the stored schedules with their last and next
+runs. A default schedule is seeded once: after that it is the operator's
+(wasso-runner schedule update, disable, remove), and setup leaves it as it
+is, changed, disabled or removed, whatever sweep.interval says. run seeds
+the same way at start, so a deployment that never runs setup sweeps too.
+
+With --no-periodic (run.periodic false) setup seeds nothing.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -96,55 +55,96 @@ configuration enqueues while it is the leader, with the last and next run.`,
 				}
 				return err
 			}
-			jobs, err := a.periodicJobs(ctx, pool)
+			store, err := a.newScheduleStore(nil)
 			if err != nil {
 				return err
+			}
+			rc := a.cfg.RiverConfig().WithDefaults()
+			var seeded []wassoriver.SeededSchedule
+			if !rc.NoSchedules {
+				if seeded, err = wassoriver.SeedSchedules(ctx, pool, store, wassoriver.DefaultSchedules(rc, time.Now())); err != nil {
+					return fmt.Errorf("seed the default schedules: %w", err)
+				}
+			}
+			list, err := store.List(ctx, pool)
+			if err != nil {
+				return err
+			}
+			exists := map[string]*wassoriver.Schedule{}
+			for i := range list {
+				exists[list[i].Name] = &list[i]
+			}
+			seeds := make([]seedJSON, 0, len(seeded))
+			for _, s := range seeded {
+				seeds = append(seeds, seedJSON{SeededSchedule: s, Exists: exists[s.Name] != nil})
 			}
 			leader, err := a.leader(ctx, pool)
 			if err != nil {
 				return err
 			}
-			rc := a.cfg.RiverConfig().WithDefaults()
 			discovery := map[string]any{"enabled": !rc.NoDeadlines}
 			if !rc.NoDeadlines {
 				discovery["interval"] = rc.DiscoveryInterval.String()
 				discovery["horizon"] = rc.DiscoveryHorizon.String()
 			}
 			if asJSON {
-				return printJSON(a.stdout, map[string]any{"migrations": "up to date", "periodic_jobs": nonNil(jobs), "leader": leader, "deadline_discovery": discovery})
+				return printJSON(a.stdout, map[string]any{
+					"migrations": "up to date", "leader": leader, "deadline_discovery": discovery,
+					"seeded": seeds, "schedules": schedulesJSON(list),
+				})
 			}
 			fmt.Fprintln(a.stdout, "migrations: up to date")
 			if leader != nil {
 				fmt.Fprintf(a.stdout, "leader: %s (elected %s)\n", leader.ID, a.fmtTimeV(leader.ElectedAt))
 			} else {
-				fmt.Fprintln(a.stdout, "leader: none (no runner is running; the first to start is elected)")
+				fmt.Fprintln(a.stdout, "leader: none (no runner is running; the first to start is elected and runs the schedules)")
 			}
 			if rc.NoDeadlines {
 				fmt.Fprintln(a.stdout, "deadline discovery: off (deadlines.enabled is false: events are settled by the sweep)")
 			} else {
 				fmt.Fprintf(a.stdout, "deadline discovery: every %s while leader, scheduling each event's settlement up to %s ahead\n", rc.DiscoveryInterval, rc.DiscoveryHorizon)
 			}
-			if len(jobs) == 0 {
-				fmt.Fprintln(a.stdout, "periodic jobs: none (run.periodic is false: this runner only works jobs)")
-				return nil
-			}
-			now := time.Now()
-			t := newTable(a.stdout, "PERIODIC JOB", "KIND", "QUEUE", "SCHEDULE", "RUN ON START", "LAST RUN", "NEXT RUN")
-			for _, j := range jobs {
-				next := "when a runner is elected leader"
-				if j.NextRun != nil {
-					next = a.fmtTime(j.NextRun) + " (" + fmtAge(now, j.NextRun) + ")"
-				}
-				t.row(j.ID, j.Kind, j.Queue, j.Schedule, yesNo(j.RunOnStart), a.fmtTime(j.LastRun), next)
-			}
-			return t.flush()
+			a.printSeeded(seeds, exists, rc.NoSchedules)
+			return printSchedules(a.stdout, list)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().Duration("sweep-interval", attendance.SweepIntervalDefault, "sweep interval to show (key sweep.interval)")
-	cmd.Flags().Bool("no-periodic", false, "show the jobs of a runner started with --no-periodic (key run.periodic: false)")
+	cmd.Flags().Duration("sweep-interval", attendance.SweepIntervalDefault, "interval the attendance-sweep schedule is seeded with, if it never was (key sweep.interval)")
+	cmd.Flags().Bool("no-periodic", false, "seed nothing, as a runner started with --no-periodic (key run.periodic: false)")
 	cmd.Flags().Bool("no-deadlines", false, "show a runner started with --no-deadlines (key deadlines.enabled: false)")
 	return cmd
+}
+
+// printSeeded writes the line saying which default schedules setup
+// created and which it left as the operator set them.
+func (a *app) printSeeded(seeds []seedJSON, exists map[string]*wassoriver.Schedule, off bool) {
+	if off {
+		fmt.Fprintln(a.stdout, "default schedules: not seeded (run.periodic is false: runners of this configuration run no schedules)")
+		return
+	}
+	var created, kept []string
+	for _, s := range seeds {
+		switch {
+		case s.Outcome == wassoriver.SeedCreated:
+			created = append(created, fmt.Sprintf("%s (%s)", s.Name, timetable(exists[s.Name])))
+		case !s.Exists:
+			kept = append(kept, fmt.Sprintf("%s (removed; seeded %s)", s.Name, a.fmtTimeV(s.SeededAt)))
+		case s.Outcome == wassoriver.SeedExisting:
+			kept = append(kept, fmt.Sprintf("%s (%s, made before it was seeded)", s.Name, timetable(exists[s.Name])))
+		default:
+			state := timetable(exists[s.Name])
+			if !exists[s.Name].Enabled {
+				state += ", disabled"
+			}
+			kept = append(kept, fmt.Sprintf("%s (%s; seeded %s)", s.Name, state, a.fmtTimeV(s.SeededAt)))
+		}
+	}
+	if len(created) > 0 {
+		fmt.Fprintf(a.stdout, "default schedules created: %s\n", strings.Join(created, ", "))
+	}
+	if len(kept) > 0 {
+		fmt.Fprintf(a.stdout, "default schedules left as the operator set them: %s\n", strings.Join(kept, ", "))
+	}
 }
 
 // leaderInfo is the elected leader, from river_leader.

@@ -135,6 +135,27 @@ type Config struct {
 		Discarded time.Duration
 	}
 
+	// Schedules configures the stored schedules (wasso_schedule): the
+	// store the schedule commands write through and the leader's
+	// scheduler loop.
+	Schedules struct {
+		// TimeZone is the IANA zone of schedules created without one
+		// (schedule add without --tz): the zone their cron expressions
+		// are read in.
+		TimeZone string
+		// MaxCatchUp is how many missed slots of a schedule with missed
+		// policy "all" one pass enqueues at most.
+		MaxCatchUp int
+		// PollInterval is how often the leader's scheduler looks for due
+		// schedules when no NOTIFY and no next slot wakes it sooner.
+		PollInterval time.Duration
+		// CeleryTasks maps Celery task names to the job kinds that
+		// replace them, for importing django-celery-beat's periodic
+		// tasks. The config loader lower-cases map keys, so the names are
+		// stored lower-case: look them up with KindOfCeleryTask.
+		CeleryTasks map[string]string
+	}
+
 	// File is the config file read, or "" when none was.
 	File string
 
@@ -171,7 +192,32 @@ func (c *Config) RiverConfig() wassoriver.Config {
 		Schema:                      c.Schema,
 		SweepInterval:               c.Sweep.Interval,
 		SweepTimeout:                c.Sweep.Timeout,
+		// A runner that may not enqueue the periodic jobs does not run
+		// the schedules either: the sweep is one of them.
+		NoSchedules: !c.Run.Periodic,
+		Schedules:   c.scheduleStoreConfig(),
 	}
+}
+
+// scheduleStoreConfig is the configuration of the schedule store: of the
+// leader's scheduler (through RiverConfig) and of the store the schedule
+// commands write through. The Logger and RiverSchema are left for the
+// caller (NewClient fills them from its own config).
+func (c *Config) scheduleStoreConfig() wassoriver.ScheduleStoreConfig {
+	return wassoriver.ScheduleStoreConfig{
+		DefaultTimeZone: c.Schedules.TimeZone,
+		Kinds:           scheduleKinds(),
+		MaxCatchUp:      c.Schedules.MaxCatchUp,
+		PollInterval:    c.Schedules.PollInterval,
+	}
+}
+
+// KindOfCeleryTask returns the job kind schedules.celery_tasks maps a
+// Celery task name to, matched without regard to case (the config loader
+// lower-cases the names), and whether there is one.
+func (c *Config) KindOfCeleryTask(task string) (string, bool) {
+	kind, ok := c.Schedules.CeleryTasks[strings.ToLower(task)]
+	return kind, ok
 }
 
 // notifier is the Notifier the configuration asks for: a signed webhook
@@ -201,6 +247,7 @@ const (
 	kindBool
 	kindDuration
 	kindQueues
+	kindStringMap // a mapping of strings, or "a=b,c=d" in a flag or the environment
 )
 
 // keySpec describes one configuration key. The table below is the single
@@ -250,7 +297,16 @@ var keySpecs = []keySpec{
 	{name: "retention.completed", kind: kindDuration, def: wassoriver.CompletedJobRetentionPeriodDefault.String()},
 	{name: "retention.cancelled", kind: kindDuration, def: wassoriver.CancelledJobRetentionPeriodDefault.String()},
 	{name: "retention.discarded", kind: kindDuration, def: wassoriver.DiscardedJobRetentionPeriodDefault.String()},
+	{name: "schedules.time_zone", kind: kindString, def: wassoriver.ScheduleTimeZoneDefault},
+	{name: "schedules.max_catch_up", kind: kindInt, def: wassoriver.ScheduleMaxCatchUpDefault},
+	{name: "schedules.poll_interval", kind: kindDuration, def: wassoriver.SchedulePollIntervalDefault.String()},
+	{name: "schedules.celery_tasks", kind: kindStringMap, def: CeleryTasksDefault},
 }
+
+// CeleryTasksDefault is the default of schedules.celery_tasks: the one
+// Celery task of the Django backend's beat schedule, and the job kind that
+// replaced it.
+const CeleryTasksDefault = "scheduler.tasks.mark_absent_for_past_events=" + attendance.SweepKind
 
 // negatedFlags set a boolean key to the opposite of their value:
 // --no-http turns http.enabled off.
@@ -405,8 +461,8 @@ func (l *loader) checkFileKeys() error {
 		if _, ok := specOf(key); ok {
 			continue
 		}
-		if strings.HasPrefix(key, "run.queues.") {
-			continue // queue names are free
+		if strings.HasPrefix(key, "run.queues.") || strings.HasPrefix(key, "schedules.celery_tasks.") {
+			continue // queue and task names are free
 		}
 		if sections[key] {
 			return &ConfigError{Key: key, Source: "config file " + l.path, Err: errors.New("must be a mapping of keys, not a single value")}
@@ -517,6 +573,14 @@ func (l *loader) resolve() (*Config, error) {
 	cfg.Retention.Completed = duration("retention.completed")
 	cfg.Retention.Cancelled = duration("retention.cancelled")
 	cfg.Retention.Discarded = duration("retention.discarded")
+	cfg.Schedules.TimeZone = str("schedules.time_zone")
+	cfg.Schedules.MaxCatchUp = integer("schedules.max_catch_up")
+	cfg.Schedules.PollInterval = duration("schedules.poll_interval")
+	celeryTasks, err := toStringMap(l.v.Get("schedules.celery_tasks"))
+	if err != nil {
+		fail("schedules.celery_tasks", err)
+	}
+	cfg.Schedules.CeleryTasks = celeryTasks
 	if firstErr != nil {
 		return nil, firstErr
 	}
@@ -616,6 +680,7 @@ func (l *loader) resolve() (*Config, error) {
 	if cfg.Deadlines.Concurrency < 1 || cfg.Deadlines.Concurrency > 10_000 {
 		fail("deadlines.concurrency", fmt.Errorf("%d: must be between 1 and 10000", cfg.Deadlines.Concurrency))
 	}
+	cfg.checkSchedules(fail)
 	for _, key := range []string{"deadlines.poll_interval", "deadlines.discovery_interval", "deadlines.discovery_horizon"} {
 		if d := map[string]time.Duration{
 			"deadlines.poll_interval":      cfg.Deadlines.PollInterval,
@@ -643,6 +708,39 @@ func (l *loader) resolve() (*Config, error) {
 		return nil, &ConfigError{Key: key, Source: cfg.sources[key], Err: err}
 	}
 	return cfg, nil
+}
+
+// checkSchedules checks the schedules keys, and that sweep.interval makes
+// a schedule the store accepts, since it seeds the stored sweep.
+func (c *Config) checkSchedules(fail func(key string, err error)) {
+	zone := c.Schedules.TimeZone
+	if _, err := time.LoadLocation(zone); err != nil || zone == "" || zone == "Local" {
+		fail("schedules.time_zone", fmt.Errorf("%q is not a time zone (use an IANA name such as Asia/Seoul or UTC)", zone))
+		return
+	}
+	if n := c.Schedules.MaxCatchUp; n < 1 || n > 100_000 {
+		fail("schedules.max_catch_up", fmt.Errorf("%d: must be between 1 and 100000", n))
+	}
+	if d := c.Schedules.PollInterval; d < 10*time.Millisecond || d > time.Hour {
+		fail("schedules.poll_interval", fmt.Errorf("%s: must be between 10ms and 1h", d))
+	}
+	for task, kind := range c.Schedules.CeleryTasks {
+		if task == "" || kind == "" {
+			fail("schedules.celery_tasks", fmt.Errorf("%q=%q: task names and job kinds must not be empty", task, kind))
+		}
+	}
+	store, err := wassoriver.NewScheduleStore(c.scheduleStoreConfig())
+	if err != nil {
+		fail("schedules", err)
+		return
+	}
+	// The sweep schedule is seeded from sweep.interval: an interval the
+	// store would refuse (longer than a month) is this key's fault.
+	for _, s := range wassoriver.DefaultSchedules(wassoriver.Config{SweepInterval: c.Sweep.Interval}, time.Now()) {
+		if err := store.Validate(s); err != nil {
+			fail("sweep.interval", fmt.Errorf("%s: the stored sweep schedule refuses it: %w", c.Sweep.Interval, err))
+		}
+	}
 }
 
 // libraryFieldKeys maps wassoriver.Config fields to the keys that set
@@ -816,6 +914,39 @@ func toQueues(v any) (map[string]int, error) {
 		}
 	default:
 		return nil, fmt.Errorf("%v is a %s, want a mapping of queue names to workers", v, typeName(v))
+	}
+	return out, nil
+}
+
+// toStringMap reads a mapping of strings from a config-file mapping
+// ({a: b}) or a flag or environment string ("a=b,c=d").
+func toStringMap(v any) (map[string]string, error) {
+	out := map[string]string{}
+	switch v := v.(type) {
+	case nil:
+		return out, nil
+	case string:
+		for part := range strings.SplitSeq(v, ",") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			name, value, ok := strings.Cut(part, "=")
+			if !ok {
+				return nil, fmt.Errorf("%q is not name=value", part)
+			}
+			out[strings.ToLower(strings.TrimSpace(name))] = strings.TrimSpace(value)
+		}
+	case map[string]any:
+		for name, value := range v {
+			s, ok := value.(string)
+			if !ok {
+				return nil, fmt.Errorf("%s: %v is a %s, want a string", name, value, typeName(value))
+			}
+			out[strings.ToLower(name)] = s
+		}
+	default:
+		return nil, fmt.Errorf("%v is a %s, want a mapping of names to strings", v, typeName(v))
 	}
 	return out, nil
 }

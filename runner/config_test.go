@@ -59,6 +59,13 @@ func TestConfigErrors(t *testing.T) {
 		{name: "unknown flag", args: []string{"run", "--bogus"}, want: "--bogus"},
 		{name: "unknown command", args: []string{"frobnicate"}, want: "frobnicate"},
 		{name: "unmigrated database", args: []string{"run", "--no-http"}, db: "bare", want: "database not ready"},
+		{name: "invalid schedules time zone", args: []string{"run"}, env: []string{"WASSO_SCHEDULES_TIME_ZONE=Mars/Olympus_Mons"}, want: "schedules.time_zone (env WASSO_SCHEDULES_TIME_ZONE)"},
+		{name: "schedules time zone Local", args: []string{"schedule", "list"}, file: "schedules:\n  time_zone: Local\n", want: "schedules.time_zone (config file "},
+		{name: "zero max catch-up", args: []string{"run"}, env: []string{"WASSO_SCHEDULES_MAX_CATCH_UP=0"}, want: "schedules.max_catch_up"},
+		{name: "schedules poll interval too short", args: []string{"setup"}, env: []string{"WASSO_SCHEDULES_POLL_INTERVAL=1ms"}, want: "schedules.poll_interval"},
+		{name: "celery tasks not a mapping", args: []string{"run"}, file: "schedules:\n  celery_tasks: [a, b]\n", want: "schedules.celery_tasks"},
+		{name: "celery tasks env not name=kind", args: []string{"run"}, env: []string{"WASSO_SCHEDULES_CELERY_TASKS=tasks.x"}, want: "schedules.celery_tasks"},
+		{name: "sweep interval longer than a schedule allows", args: []string{"run", "--sweep-interval", "800h"}, want: "sweep.interval (flag --sweep-interval)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -173,9 +180,17 @@ func TestExampleConfig(t *testing.T) {
 	for key, v := range out.Keys {
 		require.Contains(t, v.Source, "config file", "key %s is not in wasso-runner.example.yaml", key)
 	}
-	// And the example's values are the defaults.
+	// And the example's values are the defaults, but for the keys it
+	// sets on purpose, saying so: the schedules' zone is UTC in the code
+	// (the library's default) and Asia/Seoul for a Wasso deployment.
+	deliberate := map[string]any{"schedules.time_zone": "Asia/Seoul"}
 	defaults := resolvedConfig(t, cliOpts{})
 	for key, v := range out.Keys {
+		if want, ok := deliberate[key]; ok {
+			require.Equal(t, want, v.Value, "example value of %s", key)
+			continue
+		}
 		require.Equal(t, defaults.Keys[key].Value, v.Value, "example value of %s differs from the default", key)
 	}
+	require.Equal(t, "UTC", defaults.Keys["schedules.time_zone"].Value)
 }

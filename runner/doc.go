@@ -7,10 +7,14 @@
 // Main runs one invocation and returns its exit code, so that end-to-end
 // tests and the demo run exactly what the binary runs. The commands:
 //
-//	run        work jobs; the elected leader enqueues the periodic sweep;
-//	           serve /riverui/, /healthz, /readyz, /metrics
+//	run        work jobs; the elected leader runs the stored schedules
+//	           (the sweep among them); serve /riverui/, /healthz,
+//	           /readyz, /metrics
 //	migrate    up | down | status
-//	setup      check the database and print the periodic jobs
+//	setup      check the database, seed the default schedules once, print
+//	           the stored schedules
+//	schedule   list | add | update | enable | disable | remove | run-now |
+//	           backfill
 //	sweep      settle due events now (--dry-run, --enqueue)
 //	inspect    active | registered | scheduled | queues | stats
 //	jobs       list | cancel | retry | delete | purge

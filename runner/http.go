@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -17,10 +18,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/riverqueue/river"
 	"riverqueue.com/riverui"
+
+	wassoriver "github.com/wasso/scheduler/river"
 )
 
 // RiverUIPrefix is where River UI is served.
 const RiverUIPrefix = "/riverui"
+
+// SchedulesPrefix is where the schedules page (wassoriver.NewScheduleHandler)
+// is served, behind the same auth and read-only mode as River UI.
+const SchedulesPrefix = "/schedules"
 
 // httpServer serves River UI, the health checks and the metrics.
 //
@@ -36,6 +43,9 @@ const RiverUIPrefix = "/riverui"
 //     refused with 403, which covers each of River UI's mutating
 //     endpoints (job cancel, retry and delete; queue pause, resume and
 //     update).
+//   - /schedules/: the schedules page and its JSON
+//     (wassoriver.NewScheduleHandler), with River UI's basic auth and
+//     read-only mode; it refuses cross-origin POSTs itself.
 type httpServer struct {
 	a        *app
 	listener net.Listener
@@ -93,6 +103,34 @@ func newHTTPServer(a *app, ln net.Listener, pool *pgxpool.Pool, client *river.Cl
 	uiHandler = http.NewCrossOriginProtection().Handler(uiHandler)
 	mux.Handle(RiverUIPrefix+"/", s.auth(uiHandler))
 	mux.Handle(RiverUIPrefix, http.RedirectHandler(RiverUIPrefix+"/", http.StatusMovedPermanently))
+	// The schedules page, which River UI lacks: its own store on the
+	// pool, enqueuing run-now jobs through this client. It refuses
+	// cross-origin POSTs itself; read-only hides its buttons, and the
+	// readOnly wrapper refuses its POSTs as it does River UI's.
+	schedConfig := a.cfg.RiverConfig().Schedules
+	schedConfig.Inserter = client
+	schedConfig.Logger = a.logger.With(slog.String("component", "schedules"))
+	schedConfig.RiverSchema = cmp.Or(schedConfig.RiverSchema, a.cfg.Schema)
+	schedStore, err := wassoriver.NewScheduleStore(schedConfig)
+	if err != nil {
+		return nil, err
+	}
+	schedHandler, err := wassoriver.NewScheduleHandler(wassoriver.ScheduleHandlerOpts{
+		Store:         schedStore,
+		DB:            pool,
+		Prefix:        SchedulesPrefix,
+		RiverUIPrefix: RiverUIPrefix,
+		ReadOnly:      a.cfg.HTTP.ReadOnly,
+		Logger:        schedConfig.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if a.cfg.HTTP.ReadOnly {
+		schedHandler = readOnly(schedHandler)
+	}
+	mux.Handle(SchedulesPrefix+"/", s.auth(schedHandler))
+	mux.Handle(SchedulesPrefix, http.RedirectHandler(SchedulesPrefix+"/", http.StatusMovedPermanently))
 	mux.Handle("GET /{$}", http.RedirectHandler(RiverUIPrefix+"/", http.StatusFound))
 
 	s.server = &http.Server{

@@ -33,7 +33,7 @@ func (a *app) inspectCmd() *cobra.Command {
 	for _, s := range []sub{
 		{"active", "Jobs running now, on any runner (celery inspect active)", a.inspectActive},
 		{"registered", "Job kinds a runner with this configuration works (celery inspect registered)", a.inspectRegistered},
-		{"scheduled", "Jobs waiting for a future time (scheduled, retryable) and the periodic jobs' next runs (celery inspect scheduled)", a.inspectScheduled},
+		{"scheduled", "Jobs waiting for a future time (scheduled, retryable) and the stored schedules' next runs (celery inspect scheduled)", a.inspectScheduled},
 		{"queues", "Queues: paused or not, jobs by state (celery inspect active_queues)", a.inspectQueues},
 		{"stats", "Jobs by state, the leader, the last sweep (celery inspect stats)", a.inspectStats},
 	} {
@@ -200,15 +200,22 @@ func (a *app) inspectScheduled(ctx context.Context, pool *pgxpool.Pool, client *
 	if err != nil {
 		return fmt.Errorf("list scheduled jobs: %w", err)
 	}
-	periodic, err := a.periodicJobs(ctx, pool)
+	// The stored schedules are what enqueues the periodic jobs (the
+	// sweep among them): their next runs are what celery inspect
+	// scheduled showed of beat.
+	store, err := a.newScheduleStore(nil)
+	if err != nil {
+		return err
+	}
+	schedules, err := store.List(ctx, pool)
 	if err != nil {
 		return err
 	}
 	if asJSON {
 		out := struct {
-			Jobs     []jobJSON     `json:"jobs"`
-			Periodic []periodicJob `json:"periodic"`
-		}{Jobs: []jobJSON{}, Periodic: nonNil(periodic)}
+			Jobs      []jobJSON                    `json:"jobs"`
+			Schedules []map[string]json.RawMessage `json:"schedules"`
+		}{Jobs: []jobJSON{}, Schedules: schedulesJSON(schedules)}
 		for _, j := range res.Jobs {
 			out.Jobs = append(out.Jobs, jobJSONOf(j))
 		}
@@ -225,12 +232,17 @@ func (a *app) inspectScheduled(ctx context.Context, pool *pgxpool.Pool, client *
 	if len(res.Jobs) == 0 {
 		fmt.Fprintln(a.stdout, "(no scheduled jobs)")
 	}
-	for _, p := range periodic {
-		next := "when a runner is elected leader"
-		if p.NextRun != nil {
-			next = a.fmtTime(p.NextRun)
-		}
-		fmt.Fprintf(a.stdout, "periodic %s: %s, next %s\n", p.ID, p.Schedule, next)
+	fmt.Fprintln(a.stdout)
+	st := newTable(a.stdout, "SCHEDULE", "KIND", "TIMETABLE", "ENABLED", "NEXT RUN", "IN")
+	for i := range schedules {
+		s := &schedules[i]
+		st.row(s.Name, s.Kind, timetable(s), yesNo(s.Enabled), fmtInZone(s.NextRunAt, s.TimeZone), fmtAge(now, &s.NextRunAt))
+	}
+	if err := st.flush(); err != nil {
+		return err
+	}
+	if len(schedules) == 0 {
+		fmt.Fprintln(a.stdout, "(no schedules: wasso-runner setup seeds the attendance sweep)")
 	}
 	return nil
 }

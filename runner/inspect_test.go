@@ -86,20 +86,21 @@ func TestInspect(t *testing.T) {
 
 	t.Run("scheduled", func(t *testing.T) {
 		t.Parallel()
+		// The periodic jobs are the stored schedules now; this database
+		// has none (setup and run seed them: see TestScheduleInspect).
 		var sched struct {
-			Jobs     []jobRow `json:"jobs"`
-			Periodic []struct {
-				ID string `json:"id"`
-			} `json:"periodic"`
+			Jobs      []jobRow `json:"jobs"`
+			Schedules []any    `json:"schedules"`
 		}
 		inspectJSON(t, db, "scheduled", &sched)
 		require.Len(t, sched.Jobs, 1)
 		require.Equal(t, scheduled.Job.ID, sched.Jobs[0].ID)
-		require.Equal(t, attendance.PeriodicSweepID, sched.Periodic[0].ID)
+		require.NotNil(t, sched.Schedules)
+		require.Empty(t, sched.Schedules)
 		out := inspectTable(t, db, "scheduled")
 		require.Contains(t, out, "RUNS AT")
 		require.Regexp(t, `in (1h59m|2h0m)`, out)
-		require.Contains(t, out, "periodic attendance.sweep: every 5m0s")
+		require.Contains(t, out, "(no schedules: wasso-runner setup seeds the attendance sweep)")
 	})
 
 	t.Run("queues", func(t *testing.T) {

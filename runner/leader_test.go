@@ -15,12 +15,18 @@ import (
 // TestTwoRunnersOneSweepPerInterval: two runners on one database for two
 // minutes with a two-second sweep interval enqueue exactly one sweep per
 // interval: every two seconds one job, none doubled, none missing. Both
-// runners take part in leader election; only the leader enqueues.
+// runners seed the attendance-sweep schedule (the first creates it, the
+// second finds it seeded) and take part in leader election; only the
+// leader's scheduler enqueues.
 //
-// The sweeps' scheduled times prove it: River's periodic enqueuer
-// schedules each run from the previous one's target time, so one leader's
-// sweeps are exactly two seconds apart. A second enqueuer (or a change of
-// leader) would add jobs at another phase, breaking the spacing.
+// The sweeps' slots prove it: each job's metadata carries the slot it was
+// enqueued for, and the slots of the stored schedule are exactly two
+// seconds apart. A second enqueuer would double a slot (the slot table
+// refuses it), and a missed or skipped slot would break the spacing.
+// (Before the sweep was a stored schedule, River's periodic enqueuer
+// scheduled each run exactly one interval after the previous one, and the
+// test read scheduled_at; a stored schedule's job is scheduled when it is
+// inserted, a few milliseconds after its slot.)
 func TestTwoRunnersOneSweepPerInterval(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -47,10 +53,12 @@ func TestTwoRunnersOneSweepPerInterval(t *testing.T) {
 	require.Equal(t, 0, a.wait(t, time.Minute))
 	require.Equal(t, 0, b.wait(t, time.Minute))
 
-	rows, err := db.Pool.Query(context.Background(), `SELECT scheduled_at, state::text, attempted_by FROM river_job WHERE kind = 'attendance.sweep' ORDER BY scheduled_at`)
+	rows, err := db.Pool.Query(context.Background(), `
+		SELECT (metadata->>'slot')::timestamptz, state::text, attempted_by FROM river_job
+		WHERE kind = 'attendance.sweep' AND metadata->>'schedule' = 'attendance-sweep' ORDER BY 1`)
 	require.NoError(t, err)
 	type sweep struct {
-		ScheduledAt time.Time
+		Slot        time.Time
 		State       string
 		AttemptedBy []string
 	}
@@ -65,7 +73,7 @@ func TestTwoRunnersOneSweepPerInterval(t *testing.T) {
 	workers := map[string]bool{}
 	for i, s := range sweeps {
 		if i > 0 {
-			gap := s.ScheduledAt.Sub(sweeps[i-1].ScheduledAt)
+			gap := s.Slot.Sub(sweeps[i-1].Slot)
 			require.Equal(t, interval, gap, "sweep %d is %s after the previous one, want exactly one per %s", i, gap, interval)
 		}
 		// Every sweep ran (the last may have been cut off by the stop and
@@ -77,6 +85,7 @@ func TestTwoRunnersOneSweepPerInterval(t *testing.T) {
 			workers[w] = true
 		}
 	}
+	require.Equal(t, len(sweeps), count(t, db.Pool, `SELECT count(*) FROM river_job WHERE kind = 'attendance.sweep'`), "every sweep came from the schedule")
 	t.Logf("%d sweeps over %s, %s apart, worked by %d runner(s)", len(sweeps), duration, interval, len(workers))
 
 }

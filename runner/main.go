@@ -134,10 +134,11 @@ func (a *app) rootCmd() *cobra.Command {
 		Short: "Run and operate the Wasso scheduler (River on Postgres)",
 		Long: `wasso-runner works the Wasso scheduler's jobs and operates its queue.
 
-It replaces celery worker, celery beat, celery inspect, celery purge and
-Flower: every runner works jobs, one of them (elected through Postgres)
-enqueues the periodic attendance sweep, and River UI, health checks and
-Prometheus metrics are served over HTTP.
+It replaces celery worker, celery beat (with django-celery-beat's stored
+schedules), celery inspect, celery purge and Flower: every runner works
+jobs, one of them (elected through Postgres) runs the schedules stored in
+Postgres (the attendance sweep among them; see wasso-runner schedule), and
+River UI, health checks and Prometheus metrics are served over HTTP.
 
 Configuration: flags > environment (WASSO_*, e.g. WASSO_DATABASE_URL; plain
 DATABASE_URL too) > config file (--config, WASSO_CONFIG, else
@@ -179,6 +180,7 @@ started).`,
 		a.runCmd(),
 		a.migrateCmd(),
 		a.setupCmd(),
+		a.scheduleCmd(),
 		a.sweepCmd(),
 		a.inspectCmd(),
 		a.jobsCmd(),

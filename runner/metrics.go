@@ -14,6 +14,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/wasso/scheduler/attendance"
+	wassoriver "github.com/wasso/scheduler/river"
 )
 
 // metrics are the runner's Prometheus metrics, on a registry of its own
@@ -101,7 +102,7 @@ func newMetrics(a *app, pool *pgxpool.Pool, clientID func() string) *metrics {
 	m.registry.MustRegister(
 		m.jobsCompleted, m.jobsFailed, m.jobsRetried, m.jobsDiscarded, m.jobsCancelled, m.jobsSnoozed, m.jobDuration,
 		m.sweepRuns, m.sweepEvents, m.sweepUpdated, m.sweepCreated, m.sweepLastSuccess, m.ready, info,
-		&dbCollector{a: a, pool: pool, clientID: clientID},
+		newDBCollector(a, pool, clientID),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -173,22 +174,58 @@ func (m *metrics) observe(ev *river.Event) {
 	}
 }
 
-// dbCollector reads queue depth and leadership at scrape time.
+// dbCollector reads queue depth, leadership and the schedules' counters
+// at scrape time.
 type dbCollector struct {
 	a        *app
 	pool     *pgxpool.Pool
 	clientID func() string
+	// store reads the schedules' counters (ScheduleStore.Stats); nil
+	// leaves the schedule series out.
+	store *wassoriver.ScheduleStore
+}
+
+func newDBCollector(a *app, pool *pgxpool.Pool, clientID func() string) *dbCollector {
+	c := &dbCollector{a: a, pool: pool, clientID: clientID}
+	store, err := a.newScheduleStore(nil)
+	if err != nil {
+		// The schedules keys were checked when the configuration loaded.
+		a.logger.Warn("metrics: no schedule series", slog.String("error", err.Error()))
+	}
+	c.store = store
+	return c
 }
 
 var (
 	jobsDesc = prometheus.NewDesc("wasso_jobs", "Jobs in the database by queue and state (queue depth: available, scheduled, retryable, running).",
 		[]string{"queue", "state"}, nil)
-	leaderDesc = prometheus.NewDesc("wasso_leader", "1 when this runner is the elected leader (it enqueues the periodic jobs).", nil, nil)
+	leaderDesc = prometheus.NewDesc("wasso_leader", "1 when this runner is the elected leader (it runs the schedules).", nil, nil)
+
+	// The schedules' counters live in wasso_schedule, kept by whichever
+	// runner leads: read from there, they are the cluster's, the same on
+	// every runner, and survive restarts. They only grow, unless a
+	// schedule is removed and added again.
+	scheduleLabels   = []string{"schedule"}
+	scheduleRunsDesc = prometheus.NewDesc("wasso_schedule_runs_total",
+		"Jobs enqueued for each stored schedule (by the leader's scheduler, run-now and backfill).", scheduleLabels, nil)
+	scheduleSkipsDesc = prometheus.NewDesc("wasso_schedule_skips_total",
+		"Slots of each schedule not run because its previous job had not finished (overlap skip).", scheduleLabels, nil)
+	scheduleMissesDesc = prometheus.NewDesc("wasso_schedule_misses_total",
+		"Slots of each schedule not run because they passed while no scheduler ran (missed policy).", scheduleLabels, nil)
+	scheduleNextRunDesc = prometheus.NewDesc("wasso_schedule_next_run_timestamp_seconds",
+		"Unix time of each schedule's next slot; 0 when it has none (disabled, expired, a one-off that ran). A value well in the past means no leader is running schedules.", scheduleLabels, nil)
+	scheduleEnabledDesc = prometheus.NewDesc("wasso_schedule_enabled",
+		"1 when the schedule is enabled.", scheduleLabels, nil)
 )
 
 func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- jobsDesc
 	ch <- leaderDesc
+	if c.store != nil {
+		for _, d := range []*prometheus.Desc{scheduleRunsDesc, scheduleSkipsDesc, scheduleMissesDesc, scheduleNextRunDesc, scheduleEnabledDesc} {
+			ch <- d
+		}
+	}
 }
 
 func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
@@ -225,5 +262,34 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 	default:
 		c.a.logger.Warn("metrics: read leader", slog.String("error", err.Error()))
 		ch <- prometheus.NewInvalidMetric(leaderDesc, err)
+	}
+
+	if c.store != nil {
+		c.collectSchedules(ctx, ch)
+	}
+}
+
+// collectSchedules exports the counters of every stored schedule, one
+// scan of wasso_schedule (a handful of rows).
+func (c *dbCollector) collectSchedules(ctx context.Context, ch chan<- prometheus.Metric) {
+	stats, err := c.store.Stats(ctx, c.pool)
+	if err != nil {
+		c.a.logger.Warn("metrics: schedule stats", slog.String("error", err.Error()))
+		ch <- prometheus.NewInvalidMetric(scheduleRunsDesc, err)
+		return
+	}
+	for _, st := range stats {
+		next, enabled := 0.0, 0.0
+		if !st.NextRunAt.IsZero() {
+			next = float64(st.NextRunAt.UnixMilli()) / 1000
+		}
+		if st.Enabled {
+			enabled = 1
+		}
+		ch <- prometheus.MustNewConstMetric(scheduleRunsDesc, prometheus.CounterValue, float64(st.Runs), st.Name)
+		ch <- prometheus.MustNewConstMetric(scheduleSkipsDesc, prometheus.CounterValue, float64(st.Skips), st.Name)
+		ch <- prometheus.MustNewConstMetric(scheduleMissesDesc, prometheus.CounterValue, float64(st.Misses), st.Name)
+		ch <- prometheus.MustNewConstMetric(scheduleNextRunDesc, prometheus.GaugeValue, next, st.Name)
+		ch <- prometheus.MustNewConstMetric(scheduleEnabledDesc, prometheus.GaugeValue, enabled, st.Name)
 	}
 }

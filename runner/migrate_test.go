@@ -103,41 +103,64 @@ func lastLine(s string) string {
 	return lines[len(lines)-1]
 }
 
-// TestSetup: setup is idempotent, checks the migrations and prints the
-// periodic jobs a runner with this configuration enqueues.
+// TestSetup: setup is idempotent, checks the migrations, seeds the
+// attendance-sweep schedule once (from sweep.interval) and prints the
+// stored schedules. Seeding is once: a later sweep.interval does not
+// change the stored schedule, and --no-periodic seeds nothing.
 func TestSetup(t *testing.T) {
 	t.Parallel()
 	db := wassotest.NewDB(t, wassotest.Options{})
-	for range 2 {
+	for i := range 2 {
 		res := runCLI(t, cliOpts{}, args([]string{"setup"}, dbArgs(db))...)
 		require.Equal(t, 0, res.code, res.String())
 		require.Contains(t, res.stdout, "migrations: up to date")
+		require.Contains(t, res.stdout, "attendance-sweep")
 		require.Contains(t, res.stdout, "attendance.sweep")
 		require.Contains(t, res.stdout, "every 5m0s")
-		require.Contains(t, res.stdout, "when a runner is elected leader")
+		require.Contains(t, res.stdout, "leader: none")
 		require.Contains(t, res.stdout, "deadline discovery: every 1s")
+		if i == 0 {
+			require.Contains(t, res.stdout, "default schedules created: attendance-sweep (every 5m0s)")
+		} else {
+			require.Contains(t, res.stdout, "default schedules left as the operator set them: attendance-sweep (every 5m0s; seeded ")
+		}
 	}
 
 	res := runCLI(t, cliOpts{env: []string{"WASSO_SWEEP_INTERVAL=90s"}}, args([]string{"setup", "--json"}, dbArgs(db))...)
 	require.Equal(t, 0, res.code, res.String())
 	var out struct {
-		PeriodicJobs []struct {
-			ID         string `json:"id"`
-			Kind       string `json:"kind"`
-			Schedule   string `json:"schedule"`
-			RunOnStart bool   `json:"run_on_start"`
-		} `json:"periodic_jobs"`
+		Seeded []struct {
+			Name    string `json:"name"`
+			Outcome string `json:"outcome"`
+			Exists  bool   `json:"exists"`
+		} `json:"seeded"`
+		Schedules []struct {
+			Name    string `json:"name"`
+			Kind    string `json:"kind"`
+			Every   string `json:"every"`
+			Enabled bool   `json:"enabled"`
+			NextRun string `json:"next_run_at"`
+		} `json:"schedules"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(res.stdout), &out), res.stdout)
-	require.Len(t, out.PeriodicJobs, 1)
-	require.Equal(t, "attendance.sweep", out.PeriodicJobs[0].Kind)
-	require.Equal(t, "every 1m30s", out.PeriodicJobs[0].Schedule)
-	require.True(t, out.PeriodicJobs[0].RunOnStart)
+	require.Len(t, out.Seeded, 1)
+	require.Equal(t, "kept", out.Seeded[0].Outcome)
+	require.True(t, out.Seeded[0].Exists)
+	require.Len(t, out.Schedules, 1)
+	require.Equal(t, "attendance.sweep", out.Schedules[0].Kind)
+	require.Equal(t, "5m0s", out.Schedules[0].Every, "seeded once: a later sweep.interval does not change it")
+	require.True(t, out.Schedules[0].Enabled)
+	require.NotEmpty(t, out.Schedules[0].NextRun)
 
 	res = runCLI(t, cliOpts{}, args([]string{"setup", "--no-periodic", "--no-deadlines"}, dbArgs(db))...)
 	require.Equal(t, 0, res.code, res.String())
-	require.Contains(t, res.stdout, "periodic jobs: none")
+	require.Contains(t, res.stdout, "default schedules: not seeded (run.periodic is false")
 	require.Contains(t, res.stdout, "deadline discovery: off")
+	fresh := wassotest.NewDB(t, wassotest.Options{})
+	res = runCLI(t, cliOpts{}, args([]string{"setup", "--no-periodic"}, dbArgs(fresh))...)
+	require.Equal(t, 0, res.code, res.String())
+	require.Contains(t, res.stdout, "(no schedules")
+	require.Zero(t, count(t, fresh.Pool, `SELECT count(*) FROM wasso_schedule`))
 
 	bare := wassotest.NewDB(t, wassotest.Options{Bare: true})
 	res = runCLI(t, cliOpts{}, args([]string{"setup"}, dbArgs(bare))...)

@@ -99,7 +99,17 @@ func run(ctx context.Context, args []string, logOut io.Writer, onListen func(add
 		return fmt.Errorf("river client: %w", err)
 	}
 	if *embedRunner {
-		runner, err := wassoriver.NewClient(pool, wassoriver.Config{Schema: *schema, Logger: logger})
+		config := wassoriver.Config{Schema: *schema, Logger: logger}
+		// The sweep is a stored schedule, created once (wasso-runner setup
+		// or run would do the same): after that it is the operator's.
+		store, err := wassoriver.NewScheduleStore(wassoriver.ScheduleStoreConfig{})
+		if err != nil {
+			return err
+		}
+		if _, err := wassoriver.SeedSchedules(ctx, pool, store, wassoriver.DefaultSchedules(config, time.Now())); err != nil {
+			return err
+		}
+		runner, err := wassoriver.NewClient(pool, config)
 		if err != nil {
 			return err
 		}

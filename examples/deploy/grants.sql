@@ -75,8 +75,10 @@ GRANT UPDATE (status, is_modified, modified_at) ON TABLE :"schema".attendances T
 -- there and deletes the rows of runners gone for a day. Schedules are
 -- managed at run time (the schedule CLI, the schedules page, the leader
 -- advancing next_run_at) and every enqueued slot is recorded, and pruned
--- after its retention. The migration record is only read, to refuse to
--- start on a database that is not migrated.
+-- after its retention. The default schedules are seeded once, by setup or
+-- a runner's start, and the record of it is only ever added to. The
+-- migration record is only read, to refuse to start on a database that is
+-- not migrated.
 GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE
     :"schema".wasso_settlement,
     :"schema".wasso_deadline_plan,
@@ -84,6 +86,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE
     :"schema".wasso_schedule,
     :"schema".wasso_schedule_slot
 TO :"role";
+GRANT SELECT, INSERT ON TABLE :"schema".wasso_schedule_seed TO :"role";
 GRANT SELECT ON TABLE :"schema".wasso_migration TO :"role";
 GRANT EXECUTE ON FUNCTION :"schema".wasso_deadline(timestamptz, integer) TO :"role";
 

@@ -1,0 +1,1 @@
+DROP TABLE wasso_schedule_seed;
