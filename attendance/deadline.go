@@ -128,13 +128,34 @@ func (a SettleEventArgs) insertParams() river.InsertManyParams {
 	return river.InsertManyParams{Args: a, InsertOpts: &river.InsertOpts{ScheduledAt: a.Deadline}}
 }
 
+// BurstLimitDefault is how many events one settle_event job settles at
+// most in its transaction: its own event and, when others are due too (a
+// deadline shared by many clubs, 19:00), up to this many in all. One
+// transaction and two statements then settle what took one job, one
+// transaction and two statements per event, and the jobs of the events it
+// settled find nothing due. 200 events of ten members take a transaction
+// of the order of a hundred milliseconds, short enough that a job whose
+// own event is in another job's batch waits little for it, and long
+// enough that a burst of a thousand events takes a handful of batches
+// (see internal/latencybench -burst).
+const BurstLimitDefault = 200
+
 // SettleEventOutput is recorded as the settle_event job's output.
 type SettleEventOutput struct {
-	// Settled is false when nothing was due: the event moved, was deleted,
-	// or was already settled by another job or a sweep.
-	Settled     bool `json:"settled"`
-	UpdatedRows int  `json:"updated_rows"`
-	CreatedRows int  `json:"created_rows"`
+	// Settled is false when the job's own event was not due: the event
+	// moved, was deleted, or was already settled by another job (in its
+	// batch) or a sweep.
+	Settled bool `json:"settled"`
+	// BatchEvents counts the events the job settled, its own included:
+	// the other due events it settled in the same transaction (see
+	// SettleEventConfig.BurstLimit).
+	BatchEvents int `json:"batch_events"`
+	// UpdatedRows and CreatedRows are those of the job's own event.
+	UpdatedRows int `json:"updated_rows"`
+	CreatedRows int `json:"created_rows"`
+	// BatchUpdatedRows and BatchCreatedRows are those of the whole batch.
+	BatchUpdatedRows int `json:"batch_updated_rows,omitempty"`
+	BatchCreatedRows int `json:"batch_created_rows,omitempty"`
 	// LateMillis is how long after the job's deadline the settlement's
 	// statement ran, when it settled something.
 	LateMillis int64 `json:"late_ms,omitempty"`
@@ -158,10 +179,17 @@ type SettleEventConfig struct {
 	Lookback time.Duration
 	// Timeout bounds one settlement job. Zero keeps River's job timeout.
 	Timeout time.Duration
+	// BurstLimit is the most events one job settles in its transaction:
+	// its own event first, then the other due events in deadline then id
+	// order. Zero means BurstLimitDefault; 1 settles the job's own event
+	// only.
+	BurstLimit int
 }
 
 // SettleEventWorker works attendance.settle_event jobs: it settles the
-// job's event in one transaction, with the follow-up jobs, if it is due.
+// job's event, if it is due, and the other due events up to
+// SettleEventConfig.BurstLimit, in one transaction with their follow-up
+// jobs.
 type SettleEventWorker struct {
 	river.WorkerDefaults[SettleEventArgs]
 
@@ -181,6 +209,12 @@ func NewSettleEventWorker(db Beginner, config SettleEventConfig) (*SettleEventWo
 	if config.Timeout < 0 {
 		return nil, fmt.Errorf("%w: timeout %s must not be negative", ErrInvalidParams, config.Timeout)
 	}
+	if config.BurstLimit < 0 {
+		return nil, fmt.Errorf("%w: burst limit %d must not be negative", ErrInvalidParams, config.BurstLimit)
+	}
+	if config.BurstLimit == 0 {
+		config.BurstLimit = BurstLimitDefault
+	}
 	if config.Logger == nil {
 		config.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -192,28 +226,46 @@ func (w *SettleEventWorker) Timeout(*river.Job[SettleEventArgs]) time.Duration {
 	return w.config.Timeout
 }
 
-// Work settles the job's event if it is due. A job whose event is not due
-// completes without changing anything; only database errors fail it, and
-// River retries it with its backoff.
+// Work settles the job's event if it is due, and with it the other due
+// events, up to SettleEventConfig.BurstLimit in all, in one transaction
+// with the follow-up jobs of every one of them. A job whose event is not
+// due still settles the others; only database errors fail it, and River
+// retries it with its backoff.
+//
+// The job's own event is claimed first, waiting for a concurrent
+// settlement of it, so it is never crowded out by the others; they are
+// claimed next, those another job or sweep holds skipped. Each event
+// keeps its guarantees: it settles atomically, once per deadline (the
+// claim), never before its deadline (the claim compares it with the
+// database clock), with its notices in the settling transaction, and
+// again when its deadline moves. The writers in flight are waited for once
+// per batch.
 func (w *SettleEventWorker) Work(ctx context.Context, job *river.Job[SettleEventArgs]) error {
 	if job.Args.EventID <= 0 {
 		return river.JobCancel(fmt.Errorf("%w: event id %d must be positive", ErrInvalidParams, job.Args.EventID))
 	}
 	var (
 		res  *SettleResult
+		own  *SettledEvent
 		wait time.Duration
 	)
 	err := pgx.BeginTxFunc(ctx, w.db, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		var err error
-		res, err = SettleDueTx(ctx, tx, SettleParams{EventIDs: []int64{job.Args.EventID}, Lookback: w.config.Lookback})
+		res, err = SettleDueTx(ctx, tx, SettleParams{First: []int64{job.Args.EventID}, Limit: w.config.BurstLimit, Lookback: w.config.Lookback})
 		if err != nil {
 			return err
 		}
-		if res.ProcessedEvents == 0 {
-			wait, err = untilDeadline(ctx, tx, job.Args)
-			return err
+		for i := range res.Events {
+			if res.Events[i].EventID == job.Args.EventID {
+				own = &res.Events[i]
+			}
 		}
-		if w.config.FollowUp != nil {
+		if own == nil {
+			if wait, err = untilDeadline(ctx, tx, job.Args); err != nil {
+				return err
+			}
+		}
+		if res.ProcessedEvents > 0 && w.config.FollowUp != nil {
 			return w.config.FollowUp(ctx, tx, res)
 		}
 		return nil
@@ -223,29 +275,41 @@ func (w *SettleEventWorker) Work(ctx context.Context, job *river.Job[SettleEvent
 			slog.Int64("job_id", job.ID), slog.Int64("event_id", job.Args.EventID), slog.String("error", err.Error()))
 		return fmt.Errorf("settle event %d: %w", job.Args.EventID, err)
 	}
-	out := SettleEventOutput{}
+	out := SettleEventOutput{
+		BatchEvents:      res.ProcessedEvents,
+		BatchUpdatedRows: res.UpdatedRows,
+		BatchCreatedRows: res.CreatedRows,
+	}
 	if res.ProcessedEvents > 0 {
-		ev := res.Events[0]
-		out = SettleEventOutput{
-			Settled:     true,
-			UpdatedRows: ev.UpdatedRows,
-			CreatedRows: ev.CreatedRows,
-			LateMillis:  res.Now.Sub(job.Args.Deadline).Milliseconds(),
-
-			WaitedWriters:      res.WaitedWriters,
-			WriterWaitTimedOut: res.WriterWaitTimeouts > 0,
-		}
+		out.WaitedWriters = res.WaitedWriters
+		out.WriterWaitTimedOut = res.WriterWaitTimeouts > 0
+	}
+	if own != nil {
+		out.Settled = true
+		out.UpdatedRows = own.UpdatedRows
+		out.CreatedRows = own.CreatedRows
+		out.LateMillis = res.Now.Sub(job.Args.Deadline).Milliseconds()
 		w.config.Logger.InfoContext(ctx, "attendance event settled",
 			slog.Int64("job_id", job.ID),
-			slog.Int64("event_id", ev.EventID),
-			slog.Time("deadline", ev.Deadline),
-			slog.Int("updated_rows", ev.UpdatedRows),
-			slog.Int("created_rows", ev.CreatedRows),
+			slog.Int64("event_id", own.EventID),
+			slog.Time("deadline", own.Deadline),
+			slog.Int("updated_rows", own.UpdatedRows),
+			slog.Int("created_rows", own.CreatedRows),
 			slog.Int64("late_ms", out.LateMillis),
+			slog.Int("batch_events", out.BatchEvents),
 			slog.Int("waited_writers", out.WaitedWriters),
 			slog.Bool("writer_wait_timed_out", out.WriterWaitTimedOut),
 		)
-	} else {
+	} else if res.ProcessedEvents > 0 {
+		w.config.Logger.InfoContext(ctx, "attendance events settled by another event's job",
+			slog.Int64("job_id", job.ID),
+			slog.Int64("event_id", job.Args.EventID),
+			slog.Int("batch_events", out.BatchEvents),
+			slog.Int("waited_writers", out.WaitedWriters),
+			slog.Bool("writer_wait_timed_out", out.WriterWaitTimedOut),
+		)
+	}
+	if own == nil {
 		// A job retried by hand (River UI's retry makes it available now)
 		// runs before its deadline. If the event still has that deadline,
 		// wait for it rather than complete and leave the event to the

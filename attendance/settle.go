@@ -1,9 +1,12 @@
 package attendance
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,9 +52,30 @@ type SettleParams struct {
 	// due event. An event in the list that is not due is skipped.
 	EventIDs []int64
 
+	// First are events claimed before any other, waiting for a concurrent
+	// settlement of them to commit or roll back, as for EventIDs; the
+	// settle_event job passes its own event here, so that however busy the
+	// burst, its event is never crowded out of its batch. The rest of the
+	// batch, up to Limit events in all, is filled with the other due events
+	// (within EventIDs, if set) in deadline then id order, skipping those
+	// that another settlement is claiming at that moment rather than
+	// waiting for it: that settlement settles them, and this one is not
+	// held up. Nil claims in event id order and waits, as before.
+	First []int64
+
 	// Limit is the most events settled in one transaction. Zero means
 	// BatchSizeDefault for SettleDue and no limit for SettleDueTx.
 	Limit int
+
+	// Parallel is how many batches SettleDue and SettleDueFunc settle at
+	// once, each in a transaction of its own on a connection of its own,
+	// for a backlog (after an outage, or a sweep that found many events
+	// due). Zero means ParallelDefault. Above 1, after the first batch,
+	// that many workers claim batches side by side, each skipping the
+	// events another holds (earliest deadline first, as a burst does), and
+	// a last pass in event id order settles whatever they left; each event
+	// still settles atomically, once, in one batch. SettleDueTx ignores it.
+	Parallel int
 
 	// Lookback is how old a deadline may be and still be settled. Zero
 	// means LookbackDefault.
@@ -71,9 +95,26 @@ type SettleParams struct {
 	// (see WriterWaitDefault). Zero means WriterWaitDefault; a negative
 	// value does not wait, leaving such writers to Reconcile.
 	WriterWait time.Duration
+
+	// skipHeld makes a claim without First skip the events another
+	// settlement holds, in deadline then id order, instead of waiting for
+	// them in id order: the parallel workers of SettleDueFunc.
+	skipHeld bool
 }
 
+// ParallelDefault is SettleParams.Parallel's default: one batch at a
+// time, so that a sweep takes no more than one connection unless asked.
+const ParallelDefault = 1
+
 func (p *SettleParams) validate() error {
+	for _, id := range p.First {
+		if id <= 0 {
+			return fmt.Errorf("%w: first event id %d must be positive", ErrInvalidParams, id)
+		}
+	}
+	if p.Parallel < 0 {
+		return fmt.Errorf("%w: parallel %d must not be negative", ErrInvalidParams, p.Parallel)
+	}
 	if p.Limit < 0 {
 		return fmt.Errorf("%w: limit %d must not be negative", ErrInvalidParams, p.Limit)
 	}
@@ -183,7 +224,9 @@ func SettleDue(ctx context.Context, db Beginner, params SettleParams) (*SettleRe
 // SettleDueFunc is SettleDue with a callback run inside each batch's
 // transaction after the batch is settled and before it commits, for the
 // work that must commit with the settlement, such as inserting follow-up
-// jobs. An error from it rolls the batch back and is returned.
+// jobs. An error from it rolls the batch back and is returned. With
+// params.Parallel above 1 it is called from several goroutines at once,
+// each with its own transaction.
 func SettleDueFunc(ctx context.Context, db Beginner, params SettleParams, inTx func(ctx context.Context, tx pgx.Tx, batch *SettleResult) error) (*SettleResult, error) {
 	total := &SettleResult{}
 	if err := params.validate(); err != nil {
@@ -193,6 +236,32 @@ func SettleDueFunc(ctx context.Context, db Beginner, params SettleParams, inTx f
 	if limit == 0 {
 		limit = BatchSizeDefault
 	}
+	parallel := params.Parallel
+	if parallel == 0 {
+		parallel = ParallelDefault
+	}
+	// One batch in event id order first: it fixes the instant every later
+	// batch compares deadlines with, and settles a small sweep whole.
+	more, err := settleSerially(ctx, db, &params, limit, inTx, total, parallel > 1)
+	if err != nil || !more || parallel <= 1 {
+		return total, err
+	}
+	if err := settleInParallel(ctx, db, params, limit, parallel, inTx, total); err != nil {
+		return total, err
+	}
+	// The workers stop at their first empty claim; an event one of them
+	// skipped while another held it, or that an emptied claim missed, is
+	// settled here, waiting for its holder as a sweep does.
+	_, err = settleSerially(ctx, db, &params, limit, inTx, total, false)
+	slices.SortFunc(total.Events, func(a, b SettledEvent) int { return cmp.Compare(a.EventID, b.EventID) })
+	return total, err
+}
+
+// settleSerially settles batch after batch into total until nothing is
+// due, or, with once, after the first batch that settled something; it
+// says whether events may still be due. params.Now is set to the instant
+// of the first batch.
+func settleSerially(ctx context.Context, db Beginner, params *SettleParams, limit int, inTx func(ctx context.Context, tx pgx.Tx, batch *SettleResult) error, total *SettleResult, once bool) (bool, error) {
 	for {
 		var (
 			batch *SettleResult
@@ -202,7 +271,7 @@ func SettleDueFunc(ctx context.Context, db Beginner, params SettleParams, inTx f
 		// waited for another settlement must see what that one wrote.
 		err := pgx.BeginTxFunc(ctx, db, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 			var err error
-			batch, err = settle(ctx, tx, params, limit)
+			batch, err = settle(ctx, tx, *params, limit)
 			if err != nil {
 				return err
 			}
@@ -222,11 +291,11 @@ func SettleDueFunc(ctx context.Context, db Beginner, params SettleParams, inTx f
 			return nil
 		})
 		if err != nil {
-			return total, err
+			return false, err
 		}
 		total.add(batch)
 		if !more {
-			return total, nil
+			return false, nil
 		}
 		if batch.Now.IsZero() {
 			continue
@@ -235,7 +304,57 @@ func SettleDueFunc(ctx context.Context, db Beginner, params SettleParams, inTx f
 		// one used, so that events coming due while a long sweep runs are
 		// left to the next sweep instead of keeping this one going.
 		params.Now = batch.Now
+		if once {
+			return true, nil
+		}
 	}
+}
+
+// settleInParallel runs parallel workers, each settling batch after batch
+// of the events no other holds, until its claim comes back empty. The
+// first error cancels the others, whose transactions then roll back, and
+// is returned; the batches committed before it are in total.
+func settleInParallel(ctx context.Context, db Beginner, params SettleParams, limit, parallel int, inTx func(ctx context.Context, tx pgx.Tx, batch *SettleResult) error, total *SettleResult) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	params.skipHeld = true
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for range parallel {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				var batch *SettleResult
+				err := pgx.BeginTxFunc(ctx, db, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+					var err error
+					if batch, err = settle(ctx, tx, params, limit); err != nil || batch.ProcessedEvents == 0 || inTx == nil {
+						return err
+					}
+					return inTx(ctx, tx, batch)
+				})
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+					cancel()
+				}
+				if err == nil {
+					total.add(batch)
+				}
+				mu.Unlock()
+				if err != nil || batch.ProcessedEvents == 0 {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr == nil {
+		// The caller's context, cancelled between batches.
+		firstErr = ctx.Err()
+	}
+	return firstErr
 }
 
 // DueEvent is an event whose deadline has passed and that is not settled
@@ -299,11 +418,43 @@ LIMIT $4`
 // of an event already recorded, and waits for a concurrent claim of the
 // same event to commit or roll back; the WHERE clause is then evaluated on
 // the row as that claim left it, so an event claimed by another sweep
-// meanwhile is not returned here. Claims are made in event id order so
-// that two sweeps never wait for each other in a cycle.
+// meanwhile is not returned here.
+//
+// Before claiming an event, a claim takes a transaction-level advisory
+// lock on it (see claimLockClass), and every claim does, so the
+// transaction that holds an event's wasso_settlement row lock always holds
+// its advisory lock too: a claim waits, if at all, on the advisory lock,
+// never on a row lock taken by a claim that does not hold it. It comes in
+// two modes, $5:
+//
+//   - false ("wait"): events in id order, each lock waited for. This is
+//     the sweep's claim and that of a job's own event. Two such claims
+//     take their locks in the same order and never wait for each other in
+//     a cycle; the wait on an event that another settlement is claiming
+//     ends when that one commits, and the ON CONFLICT clause then sees its
+//     row.
+//   - true ("skip"): the burst's claim of the other due events of a
+//     settle_event job, in deadline then id order, skipping (with
+//     pg_try_advisory_xact_lock) the events another settlement holds. It
+//     never waits, so a job that holds its own event and some others can
+//     not be part of a cycle either.
+//
+// The locks are taken in the locked CTE, which reads the ordered
+// candidates and stops at the limit, so no event past the limit is
+// locked. Each lock is an entry of Postgres's shared lock table until the
+// transaction ends, which holds max_locks_per_transaction x
+// (max_connections + max_prepared_transactions) entries, 6,400 with the
+// defaults: batches of hundreds of events (BatchSizeDefault,
+// BurstLimitDefault) use a few percent of it, but a SettleDueTx without a
+// Limit over a backlog of thousands of events could fill it ("out of
+// shared memory"), so callers settling backlogs should keep a Limit.
+//
+// The candidates come from the statement's snapshot: an event settled by
+// a claim that committed after it is skipped by ON CONFLICT, its lock
+// having been free.
 const claimSQL = `
 WITH clock AS (SELECT coalesce($1::timestamptz, statement_timestamp()) AS now),
-due AS (
+due AS MATERIALIZED (
     SELECT e.id, wasso_deadline(e.start_datetime, e.fail_minutes) AS deadline
     FROM clock, events e
     JOIN club_generation g ON g.id = e.generation_id AND NOT g.is_deleted
@@ -314,17 +465,36 @@ due AS (
           SELECT 1 FROM wasso_settlement s
           WHERE s.event_id = e.id AND s.deadline = wasso_deadline(e.start_datetime, e.fail_minutes)
       )
-    ORDER BY e.id
-    LIMIT $4
+    ORDER BY CASE WHEN $5::boolean THEN wasso_deadline(e.start_datetime, e.fail_minutes) END, e.id
+    LIMIT CASE WHEN $5::boolean THEN NULL ELSE $4::bigint END
+),
+locked AS MATERIALIZED (
+    SELECT due.id, due.deadline
+    FROM due
+    WHERE CASE WHEN $5::boolean
+               THEN pg_try_advisory_xact_lock(($6::bigint << 32) + due.id % 4294967296)
+               ELSE (SELECT true FROM pg_advisory_xact_lock(($6::bigint << 32) + due.id % 4294967296))
+          END
+    LIMIT $4::bigint
 )
 INSERT INTO wasso_settlement AS s (event_id, deadline, settled_at, updated_rows, created_rows, settle_count)
-SELECT due.id, due.deadline, clock.now, 0, 0, 1 FROM due, clock
-ORDER BY due.id
+SELECT locked.id, locked.deadline, clock.now, 0, 0, 1 FROM locked, clock
+ORDER BY locked.id
 ON CONFLICT (event_id) DO UPDATE
     SET deadline = EXCLUDED.deadline, settled_at = EXCLUDED.settled_at,
         updated_rows = 0, created_rows = 0, settle_count = s.settle_count + 1
     WHERE s.deadline <> EXCLUDED.deadline
 RETURNING s.event_id, s.deadline, s.settled_at`
+
+// claimLockClass is the upper 32 bits of the 64-bit keys of the
+// per-event advisory locks of claimSQL; the lower 32 are the event id
+// (modulo 2^32). The value spells "wase" in ASCII. The 64-bit form keeps
+// them apart from the two-part settlement marker (settlementLockClass,
+// objsubid 2) that waitForWriters and its observers look for; River's own
+// advisory locks use hashed 64-bit keys, which one of these could match
+// only by a chance of the order of 2^-32, and would then cost a wait, not
+// a wrong result.
+const claimLockClass = 0x77617365
 
 // applySQL settles the claimed events ($1) at instant $2. It runs as a
 // statement of its own after claimSQL, so that its snapshot includes the
@@ -413,19 +583,61 @@ LEFT JOIN roster_sizes rs ON rs.event_id = r.event_id
 LEFT JOIN odd o ON o.event_id = r.event_id
 ORDER BY r.event_id`
 
-func settle(ctx context.Context, tx pgx.Tx, params SettleParams, limit int) (*SettleResult, error) {
-	rows, err := tx.Query(ctx, claimSQL, customPlan, nullTime(params.Now), params.lookback().Microseconds(), params.EventIDs, nullLimit(limit))
+// claim is an event a claim statement recorded as settled.
+type claim struct {
+	EventID   int64
+	Deadline  time.Time
+	SettledAt time.Time
+}
+
+func claimDue(ctx context.Context, tx pgx.Tx, now time.Time, lookback time.Duration, eventIDs []int64, limit int, skip bool) ([]claim, error) {
+	rows, err := tx.Query(ctx, claimSQL, customPlan, nullTime(now), lookback.Microseconds(), eventIDs, nullLimit(limit), skip, int64(claimLockClass))
 	if err != nil {
 		return nil, translate("claim due events", err)
-	}
-	type claim struct {
-		EventID   int64
-		Deadline  time.Time
-		SettledAt time.Time
 	}
 	claims, err := pgx.CollectRows(rows, pgx.RowToStructByPos[claim])
 	if err != nil {
 		return nil, translate("claim due events", err)
+	}
+	return claims, nil
+}
+
+func settle(ctx context.Context, tx pgx.Tx, params SettleParams, limit int) (*SettleResult, error) {
+	var claims []claim
+	if len(params.First) == 0 {
+		var err error
+		claims, err = claimDue(ctx, tx, params.Now, params.lookback(), params.EventIDs, limit, params.skipHeld)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		// The first events alone, waiting for them, while this
+		// transaction holds no other claim; then the rest of the batch,
+		// skipping what others hold, in a statement of its own so that
+		// its snapshot includes what the settlement waited for committed.
+		first := params.First
+		if params.EventIDs != nil {
+			first = intersect(params.First, params.EventIDs)
+		}
+		var err error
+		if len(first) > 0 {
+			if claims, err = claimDue(ctx, tx, params.Now, params.lookback(), first, limit, false); err != nil {
+				return nil, err
+			}
+		}
+		if rest := limit - len(claims); limit == 0 || rest > 0 {
+			now := params.Now
+			if len(claims) > 0 {
+				// One instant for the whole batch: it is the one written
+				// to the rows and to the notices' keys.
+				now = claims[0].SettledAt
+			}
+			more, err := claimDue(ctx, tx, now, params.lookback(), params.EventIDs, max(rest, 0), true)
+			if err != nil {
+				return nil, err
+			}
+			claims = append(claims, more...)
+		}
 	}
 	res := &SettleResult{}
 	if len(claims) == 0 {
@@ -463,7 +675,7 @@ func settle(ctx context.Context, tx pgx.Tx, params SettleParams, limit int) (*Se
 		res.WriterWaitTimeouts = 1
 	}
 
-	rows, err = tx.Query(ctx, applySQL, customPlan, ids, now)
+	rows, err := tx.Query(ctx, applySQL, customPlan, ids, now)
 	if err != nil {
 		return nil, translate(fmt.Sprintf("settle events %v", ids), err)
 	}
@@ -486,6 +698,17 @@ func settle(ctx context.Context, tx pgx.Tx, params SettleParams, limit int) (*Se
 		return nil, translate(fmt.Sprintf("settle events %v", ids), err)
 	}
 	return res, nil
+}
+
+// intersect returns the ids of a that are in b, in a's order.
+func intersect(a, b []int64) []int64 {
+	var out []int64
+	for _, id := range a {
+		if slices.Contains(b, id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func nullTime(t time.Time) *time.Time {

@@ -1,10 +1,11 @@
 // Package wassoriver wires the Wasso scheduler into River: it builds a
 // River client from a *pgxpool.Pool and a small Config with the defaults a
 // Wasso runner wants, registers the attendance workers (sweep, per-event
-// settlement, absent notices) and the periodic sweep, adds the
-// exact-time queue with its fast poll and the leader's deadline discovery
-// hook, and offers the same pieces to a backend that runs its own River
-// client.
+// settlement, absent notices), adds the exact-time queue with its fast
+// poll, the leader's deadline discovery hook and the leader's scheduler of
+// the schedules stored in Postgres (ScheduleStore, Scheduler; the sweep is
+// one of them, seeded once by SeedSchedules), and offers the same pieces to
+// a backend that runs its own River client.
 //
 // The package lives in the river/ directory but is named wassoriver, not
 // river, so that a backend can import it next to

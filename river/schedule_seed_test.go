@@ -96,10 +96,10 @@ func TestSeedSchedules(t *testing.T) {
 	bad[0].Name, bad[0].Every = "too-fast", time.Millisecond
 	_, err = wassoriver.SeedSchedules(ctx, db.Pool, store, bad)
 	require.ErrorIs(t, err, wassoriver.ErrInvalidSchedule)
-	require.Equal(t, 0, countRows(t, db, `SELECT count(*) FROM wasso_schedule_seed WHERE name = 'too-fast'`))
+	require.Equal(t, 0, seedCountRows(t, db, `SELECT count(*) FROM wasso_schedule_seed WHERE name = 'too-fast'`))
 }
 
-func countRows(t *testing.T, db *wassotest.DB, sql string) int {
+func seedCountRows(t *testing.T, db *wassotest.DB, sql string) int {
 	t.Helper()
 	var n int
 	require.NoError(t, db.Pool.QueryRow(context.Background(), sql).Scan(&n))

@@ -28,6 +28,19 @@
 // (pg_xact_commit_timestamp) is reported too. Deadlines and both clocks
 // are the database's; nothing is timed with the Go clock.
 //
+// With -burst, every event shares one deadline (19:00 in every club), and
+// all are written up front with plain SQL, as the Django backend does, so
+// that the leader's discovery plans their jobs; the settle_event jobs then
+// settle them in batches (attendance.BurstLimitDefault). With -reference
+// as well, the same number of twin events (same clubs' sizes, no rows)
+// are settled afterwards, in the same run, by one set-based settlement
+// (SettleDueTx over all of them: one transaction, one claim and one apply
+// statement), timed from its BEGIN to its COMMIT; the table shows the
+// ratio of the burst's latency to it.
+//
+//	go run ./internal/latencybench -burst -events 1000 -members 10 -runners 1
+//	go run ./internal/latencybench -burst -reference -events 100 -clubs 1 -members 1000 -runners 1
+//
 // A run fails (exit status 1) if any event is settled twice, any member
 // got two rows for one event, or an event is not settled within the grace
 // period after the last deadline.
@@ -77,6 +90,8 @@ type options struct {
 	seed       uint64
 	verbose    bool
 	exactPoll  time.Duration
+	burst      bool
+	reference  bool
 }
 
 func main() {
@@ -105,6 +120,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.BoolVar(&o.verbose, "v", false, "log the runners' warnings")
 	fs.StringVar(&o.binary, "processes", "", "a wasso-runner binary: run the runners as `run` processes of it instead of clients in this process")
 	fs.DurationVar(&o.exactPoll, "exact-poll", 0, "wassoriver.Config.ExactPollInterval (0: its default)")
+	fs.BoolVar(&o.burst, "burst", false, "one deadline for every event, all written up front with plain SQL")
+	fs.BoolVar(&o.reference, "reference", false, "with -burst: also time one set-based settlement of as many twin events")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -114,6 +131,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("-runners %q: want positive counts", runners)
 		}
 		o.runners = append(o.runners, n)
+	}
+	if o.reference && !o.burst {
+		return errors.New("-reference needs -burst")
 	}
 	if o.writeAhead >= o.lead {
 		return fmt.Errorf("-write-ahead %s must be shorter than -lead %s", o.writeAhead, o.lead)
@@ -147,6 +167,9 @@ type result struct {
 	visible     []time.Duration // first poll holding the settlement - deadline
 	started     []time.Duration // settled_at (the claim statement's clock) - deadline
 	committed   []time.Duration // pg_xact_commit_timestamp - deadline, if tracked
+	reference   time.Duration   // -reference: BEGIN to COMMIT of one set-based settlement
+	refEvents   int
+	batches     []int // -burst: batch_events of the jobs that settled something
 	problem     error
 }
 
@@ -173,6 +196,21 @@ func runOnce(ctx context.Context, o options, runners int) (*result, error) {
 		clubs[i], err = seed.CreateClub(ctx, db.Pool, fmt.Sprintf("Club %d", i), o.members, time.Now())
 		if err != nil {
 			return nil, err
+		}
+	}
+
+	// The twins of -reference: as many clubs of the same size, whose
+	// events have a deadline older than the runners' lookback, so that
+	// only the reference settles them.
+	var twins []*seed.Club
+	if o.reference {
+		twins = make([]*seed.Club, o.clubs)
+		for i := range twins {
+			var err error
+			twins[i], err = seed.CreateClub(ctx, db.Pool, fmt.Sprintf("Twin %d", i), o.members, time.Now().Add(-72*time.Hour))
+			if err != nil {
+				return nil, err
+			}
 		}
 	}
 
@@ -232,6 +270,9 @@ func runOnce(ctx context.Context, o options, runners int) (*result, error) {
 	deadlines := make([]time.Time, o.events)
 	for i := range deadlines {
 		deadlines[i] = t0.Add(time.Duration(rng.Int64N(int64(o.spread)))).Truncate(time.Microsecond)
+		if o.burst {
+			deadlines[i] = t0.Truncate(time.Microsecond)
+		}
 	}
 	slices.SortFunc(deadlines, func(a, b time.Time) int { return a.Compare(b) })
 	last := deadlines[len(deadlines)-1]
@@ -328,14 +369,16 @@ func runOnce(ctx context.Context, o options, runners int) (*result, error) {
 	res := &result{runners: runners, commitExact: commitTracked}
 	ids := make([]int64, 0, len(deadlines))
 	for i, deadline := range deadlines {
-		if err := sleepUntil(ctx, deadline.Add(-o.writeAhead)); err != nil {
-			stopObs()
-			return nil, err
+		if !o.burst {
+			if err := sleepUntil(ctx, deadline.Add(-o.writeAhead)); err != nil {
+				stopObs()
+				return nil, err
+			}
 		}
 		club := clubs[i%len(clubs)]
 		ev := seed.Event{GenerationID: club.GenerationID, Title: fmt.Sprintf("Event %d", i), Start: deadline.Add(-30 * time.Minute), StartMinutes: -10, LateMinutes: 10, FailMinutes: 30}
 		var id int64
-		if i%2 == 0 {
+		if i%2 == 0 && !o.burst {
 			err = pgx.BeginFunc(ctx, wPool, func(tx pgx.Tx) error {
 				var err error
 				if id, err = seed.CreateEvent(ctx, tx, ev, time.Now()); err != nil {
@@ -400,6 +443,21 @@ func runOnce(ctx context.Context, o options, runners int) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.burst {
+		rows, err := db.Pool.Query(ctx, `SELECT (metadata -> 'output' ->> 'batch_events')::int FROM river_job
+			WHERE kind = 'attendance.settle_event' AND (metadata -> 'output' ->> 'batch_events')::int > 0 ORDER BY id`)
+		if err != nil {
+			return nil, err
+		}
+		if res.batches, err = pgx.CollectRows(rows, pgx.RowTo[int]); err != nil {
+			return nil, err
+		}
+	}
+	if o.reference {
+		if err := referenceRun(ctx, db, o, twins, res); err != nil {
+			return nil, fmt.Errorf("reference: %w", err)
+		}
+	}
 	switch {
 	case res.settled < len(ids):
 		res.problem = fmt.Errorf("%d of %d events not settled %s after the last deadline", len(ids)-res.settled, len(ids), o.grace)
@@ -409,7 +467,45 @@ func runOnce(ctx context.Context, o options, runners int) (*result, error) {
 	return res, nil
 }
 
+// referenceRun settles the twins' events, as many as the run's and of the
+// same sizes, in one transaction by one set-based settlement, as a sweep
+// would with no batch limit, and records its duration from BEGIN to
+// COMMIT. It runs after the burst, so the two do not compete for the
+// machine.
+func referenceRun(ctx context.Context, db *wassotest.DB, o options, twins []*seed.Club, res *result) error {
+	deadline := time.Now().Add(-48 * time.Hour).Truncate(time.Microsecond)
+	ids := make([]int64, o.events)
+	for i := range ids {
+		club := twins[i%len(twins)]
+		ev := seed.Event{GenerationID: club.GenerationID, Title: fmt.Sprintf("Twin %d", i), Start: deadline.Add(-30 * time.Minute), StartMinutes: -10, LateMinutes: 10, FailMinutes: 30}
+		var err error
+		if ids[i], err = seed.CreateEvent(ctx, db.Pool, ev, deadline.Add(-time.Hour)); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	var settled *attendance.SettleResult
+	err := pgx.BeginTxFunc(ctx, db.Pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		var err error
+		settled, err = attendance.SettleDueTx(ctx, tx, attendance.SettleParams{EventIDs: ids, Lookback: 72 * time.Hour})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	res.reference = time.Since(start)
+	res.refEvents = settled.ProcessedEvents
+	if settled.ProcessedEvents != len(ids) {
+		return fmt.Errorf("settled %d of %d twin events", settled.ProcessedEvents, len(ids))
+	}
+	return nil
+}
+
 func printTable(out io.Writer, o options, results []*result) {
+	if o.burst {
+		printBurst(out, o, results)
+		return
+	}
 	fmt.Fprintf(out, "\n%d events per run, deadlines spread over %s, half via ScheduleEventTx, half plain SQL (discovered)\n", o.events, o.spread)
 	fmt.Fprintf(out, "latency from deadline to committed settlement (upper bound: first %s poll that sees it)\n\n", o.poll)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -430,6 +526,33 @@ func printTable(out io.Writer, o options, results []*result) {
 	fmt.Fprintln(out, "\nby job = settle_event jobs that settled their event (the rest, if any, by the sweep).")
 	fmt.Fprintln(out, "start = settled_at, the clock of the settlement's claim statement inside its transaction.")
 	fmt.Fprintln(out, "The old Celery task ran every 5 minutes: up to 300 s late.")
+}
+
+func printBurst(out io.Writer, o options, results []*result) {
+	fmt.Fprintf(out, "\n-burst: %d events sharing one deadline, %d clubs of %d members, written up front with plain SQL (discovered)\n", o.events, o.clubs, o.members)
+	fmt.Fprintf(out, "latency from the deadline to committed settlement (upper bound: first %s poll that sees it)\n\n", o.poll)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "runners\tevents\tsettled\tjobs settling\tlargest batch\tp50\tp99\tmax\tstart p50\tstart p99\tsettled twice\tdup rows\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t\n",
+			r.runners, r.api+r.sql, r.settled, len(r.batches), slices.Max(append([]int{0}, r.batches...)),
+			ms(pct(r.visible, 50)), ms(pct(r.visible, 99)), ms(pct(r.visible, 100)),
+			ms(pct(r.started, 50)), ms(pct(r.started, 99)), r.twice, r.dupRows)
+	}
+	_ = tw.Flush()
+	for _, r := range results {
+		fmt.Fprintf(out, "batches (batch_events of each job that settled something), %d runner(s): %v\n", r.runners, r.batches)
+		if len(r.committed) > 0 {
+			fmt.Fprintf(out, "exact commit time (track_commit_timestamp), %d runner(s): p50 %s p99 %s max %s\n",
+				r.runners, ms(pct(r.committed, 50)), ms(pct(r.committed, 99)), ms(pct(r.committed, 100)))
+		}
+		if r.refEvents > 0 {
+			maxLat := pct(r.visible, 100)
+			fmt.Fprintf(out, "reference, %d runner(s): one set-based settlement of %d twin events, BEGIN to COMMIT: %s; burst max / reference = %.2fx, burst p99 / reference = %.2fx\n",
+				r.runners, r.refEvents, ms(r.reference), float64(maxLat)/float64(r.reference), float64(pct(r.visible, 99))/float64(r.reference))
+		}
+	}
+	fmt.Fprintln(out, "\nstart = settled_at, the clock of the settlement's claim statement inside its transaction.")
 }
 
 // pct returns the p-th percentile (nearest rank).
