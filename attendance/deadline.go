@@ -88,10 +88,12 @@ var uniqueWhileWaiting = []rivertype.JobState{
 // the backend's transaction, or by the leader's Discoverer for events the
 // backend wrote without it.
 //
-// The job settles whatever is due for the event when it runs, so stale or
-// duplicate jobs are harmless: a job for a deadline the event has moved
-// away from, or for an event that was deleted or already settled, finds
-// nothing due and completes without changing anything. Settlement stays
+// The job settles whatever is due for the event when it runs, and with it
+// the other due events up to SettleEventConfig.BurstLimit (the burst of a
+// deadline shared by many events), so stale or duplicate jobs are
+// harmless: a job for a deadline the event has moved away from, or for an
+// event that was deleted or already settled (by another job's batch, say),
+// finds it not due, settles only what else is due, and completes. Settlement stays
 // idempotent through wasso_settlement, whoever runs it.
 type SettleEventArgs struct {
 	// EventID is the event to settle.
@@ -251,7 +253,7 @@ func (w *SettleEventWorker) Work(ctx context.Context, job *river.Job[SettleEvent
 	)
 	err := pgx.BeginTxFunc(ctx, w.db, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		var err error
-		res, err = SettleDueTx(ctx, tx, SettleParams{First: []int64{job.Args.EventID}, Limit: w.config.BurstLimit, Lookback: w.config.Lookback})
+		res, err = SettleDueTx(ctx, tx, SettleParams{First: []int64{job.Args.EventID}, Limit: burstLimit(job, w.config.BurstLimit), Lookback: w.config.Lookback})
 		if err != nil {
 			return err
 		}
@@ -442,4 +444,16 @@ func untilDeadline(ctx context.Context, db DB, args SettleEventArgs) (time.Durat
 		return 0, translate(fmt.Sprintf("read deadline of event %d", args.EventID), err)
 	}
 	return time.Duration(*micros) * time.Microsecond, nil
+}
+
+// burstLimit is how many events an attempt of job settles at most. A
+// retried job settles its own event only: the batch it failed with may
+// have held an event whose settlement fails every time (a trigger that
+// errors, a row locked for good), and that event must not keep the others
+// from being settled by their own jobs.
+func burstLimit(job *river.Job[SettleEventArgs], limit int) int {
+	if job.Attempt > 1 {
+		return 1
+	}
+	return limit
 }

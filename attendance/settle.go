@@ -310,6 +310,30 @@ func settleSerially(ctx context.Context, db Beginner, params *SettleParams, limi
 	}
 }
 
+// settleOneBatch settles one batch in a transaction of its own for a
+// parallel worker. A batch whose statements and inTx completed is
+// committed even if the context is cancelled meanwhile (by another
+// worker's error), so that the result counts exactly the batches
+// committed; a cancellation that lands earlier rolls the batch back.
+func settleOneBatch(ctx context.Context, db Beginner, params SettleParams, limit int, inTx func(ctx context.Context, tx pgx.Tx, batch *SettleResult) error) (*SettleResult, error) {
+	tx, err := db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return nil, fmt.Errorf("begin settlement: %w", err)
+	}
+	batch, err := settle(ctx, tx, params, limit)
+	if err == nil && batch.ProcessedEvents > 0 && inTx != nil {
+		err = inTx(ctx, tx, batch)
+	}
+	if err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	if err := tx.Commit(context.WithoutCancel(ctx)); err != nil {
+		return nil, fmt.Errorf("commit settlement: %w", err)
+	}
+	return batch, nil
+}
+
 // settleInParallel runs parallel workers, each settling batch after batch
 // of the events no other holds, until its claim comes back empty. The
 // first error cancels the others, whose transactions then roll back, and
@@ -326,14 +350,7 @@ func settleInParallel(ctx context.Context, db Beginner, params SettleParams, lim
 	for range parallel {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				var batch *SettleResult
-				err := pgx.BeginTxFunc(ctx, db, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-					var err error
-					if batch, err = settle(ctx, tx, params, limit); err != nil || batch.ProcessedEvents == 0 || inTx == nil {
-						return err
-					}
-					return inTx(ctx, tx, batch)
-				})
+				batch, err := settleOneBatch(ctx, db, params, limit, inTx)
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = err
@@ -421,7 +438,7 @@ LIMIT $4`
 // meanwhile is not returned here.
 //
 // Before claiming an event, a claim takes a transaction-level advisory
-// lock on it (see claimLockClass), and every claim does, so the
+// lock on it, and every claim does, so the
 // transaction that holds an event's wasso_settlement row lock always holds
 // its advisory lock too: a claim waits, if at all, on the advisory lock,
 // never on a row lock taken by a claim that does not hold it. It comes in
@@ -449,6 +466,16 @@ LIMIT $4`
 // Limit over a backlog of thousands of events could fill it ("out of
 // shared memory"), so callers settling backlogs should keep a Limit.
 //
+// Advisory locks are shared by every schema of the database, so the
+// 64-bit key is made of the oid of this schema's wasso_settlement table
+// (lock_class, upper 31 bits) and the event id (lower 32): events of two
+// deployments, or of two tests, in one database never share a lock. The
+// 64-bit form also keeps them apart from the two-part settlement marker
+// (settlementLockClass, objsubid 2) that waitForWriters and its observers
+// look for. River's advisory locks use hashed 64-bit keys, which one of
+// these could match only by a chance of the order of 2^-32, and would
+// then cost a wait, not a wrong result.
+//
 // The candidates come from the statement's snapshot: an event settled by
 // a claim that committed after it is skipped by ON CONFLICT, its lock
 // having been free.
@@ -468,12 +495,13 @@ due AS MATERIALIZED (
     ORDER BY CASE WHEN $5::boolean THEN wasso_deadline(e.start_datetime, e.fail_minutes) END, e.id
     LIMIT CASE WHEN $5::boolean THEN NULL ELSE $4::bigint END
 ),
+lock_class AS (SELECT ('wasso_settlement'::regclass::oid::bigint & 2147483647) << 32 AS k),
 locked AS MATERIALIZED (
     SELECT due.id, due.deadline
-    FROM due
+    FROM due, lock_class
     WHERE CASE WHEN $5::boolean
-               THEN pg_try_advisory_xact_lock(($6::bigint << 32) + due.id % 4294967296)
-               ELSE (SELECT true FROM pg_advisory_xact_lock(($6::bigint << 32) + due.id % 4294967296))
+               THEN pg_try_advisory_xact_lock(lock_class.k + due.id % 4294967296)
+               ELSE (SELECT true FROM pg_advisory_xact_lock(lock_class.k + due.id % 4294967296))
           END
     LIMIT $4::bigint
 )
@@ -485,16 +513,6 @@ ON CONFLICT (event_id) DO UPDATE
         updated_rows = 0, created_rows = 0, settle_count = s.settle_count + 1
     WHERE s.deadline <> EXCLUDED.deadline
 RETURNING s.event_id, s.deadline, s.settled_at`
-
-// claimLockClass is the upper 32 bits of the 64-bit keys of the
-// per-event advisory locks of claimSQL; the lower 32 are the event id
-// (modulo 2^32). The value spells "wase" in ASCII. The 64-bit form keeps
-// them apart from the two-part settlement marker (settlementLockClass,
-// objsubid 2) that waitForWriters and its observers look for; River's own
-// advisory locks use hashed 64-bit keys, which one of these could match
-// only by a chance of the order of 2^-32, and would then cost a wait, not
-// a wrong result.
-const claimLockClass = 0x77617365
 
 // applySQL settles the claimed events ($1) at instant $2. It runs as a
 // statement of its own after claimSQL, so that its snapshot includes the
@@ -591,7 +609,7 @@ type claim struct {
 }
 
 func claimDue(ctx context.Context, tx pgx.Tx, now time.Time, lookback time.Duration, eventIDs []int64, limit int, skip bool) ([]claim, error) {
-	rows, err := tx.Query(ctx, claimSQL, customPlan, nullTime(now), lookback.Microseconds(), eventIDs, nullLimit(limit), skip, int64(claimLockClass))
+	rows, err := tx.Query(ctx, claimSQL, customPlan, nullTime(now), lookback.Microseconds(), eventIDs, nullLimit(limit), skip)
 	if err != nil {
 		return nil, translate("claim due events", err)
 	}

@@ -187,11 +187,16 @@ func TestKillNineDuringSettlement(t *testing.T) {
 	require.NoError(t, lock.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&lockPID))
 	_, err = lock.Exec(ctx, `SELECT id FROM attendances WHERE event_id = $1 ORDER BY id DESC LIMIT 1 FOR UPDATE`, killed)
 	require.NoError(t, err)
-	_, err = db.Pool.Exec(ctx, `UPDATE events SET start_datetime = now() - interval '40 minutes' WHERE id = ANY($1)`, []int64{done, killed})
+	// The first event comes due and is settled on its own; only then the
+	// second, whose settlement (which may take other due events into its
+	// batch) waits for the test's row lock inside its transaction.
+	_, err = db.Pool.Exec(ctx, `UPDATE events SET start_datetime = now() - interval '40 minutes' WHERE id = $1`, done)
 	require.NoError(t, err)
-
-	// The leader's discovery schedules both; the first settles, the
-	// second waits for the test's row lock inside its transaction.
+	require.Eventually(t, func() bool {
+		return countNoFail(db, `SELECT count(*) FROM attendances WHERE event_id = $1 AND status = 3`, done) == members
+	}, time.Minute, 50*time.Millisecond)
+	_, err = db.Pool.Exec(ctx, `UPDATE events SET start_datetime = now() - interval '40 minutes' WHERE id = $1`, killed)
+	require.NoError(t, err)
 	var blockedPID int
 	require.Eventually(t, func() bool {
 		err := db.Pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, lockPID).Scan(&blockedPID)

@@ -1,0 +1,86 @@
+package attendance_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/wasso/scheduler/attendance"
+	"github.com/wasso/scheduler/internal/seed"
+	"github.com/wasso/scheduler/internal/wassotest"
+)
+
+// BenchmarkSweepParallel settles a backlog of due events with the serial
+// sweep (SettleDue, 100 events per transaction, one at a time), with two
+// and four batches in flight (SettleParams.Parallel), and with
+// referenceSQL, in the same iteration and on the same data (restored
+// between runs, off the clock), and reports each one's ratio to the
+// reference. How much the parallel sweep gains depends on the cores the
+// database can give it: on a 2-core machine shared with the benchmark
+// itself, little.
+//
+//	go test ./attendance -run '^$' -bench BenchmarkSweepParallel -benchtime 3x
+func BenchmarkSweepParallel(b *testing.B) {
+	ctx := context.Background()
+	db := wassotest.NewDB(b, wassotest.Options{})
+	shape := seed.Shape{Generations: 10, Members: 200, DueEvents: 500}
+	now := time.Now()
+	_, err := seed.Generate(ctx, db.Pool, shape, now)
+	require.NoError(b, err)
+	_, err = db.Pool.Exec(ctx, `CREATE TABLE bench_original AS SELECT * FROM attendances`)
+	require.NoError(b, err)
+	restore := func() {
+		_, err := db.Pool.Exec(ctx, `TRUNCATE attendances, wasso_settlement;
+			INSERT INTO attendances SELECT * FROM bench_original`)
+		require.NoError(b, err)
+		_, err = db.Pool.Exec(ctx, `VACUUM ANALYZE attendances, wasso_settlement`)
+		require.NoError(b, err)
+	}
+
+	runs := []struct {
+		name     string
+		parallel int
+	}{{"serial", 1}, {"parallel2", 2}, {"parallel4", 4}, {"reference", 0}}
+	spent := make([]time.Duration, len(runs))
+	var rows int
+	b.ResetTimer()
+	for i := range b.N {
+		for k := range runs {
+			// Rotate the order, so that no run always follows the same one.
+			j := (k + i) % len(runs)
+			if i == 0 {
+				j = k // the serial sweep first: the others check its rows
+			}
+			b.StopTimer()
+			restore()
+			b.StartTimer()
+			start := time.Now()
+			if runs[j].parallel == 0 {
+				var updated, created int
+				require.NoError(b, db.Pool.QueryRow(ctx, referenceSQL, now).Scan(&updated, &created))
+				spent[j] += time.Since(start)
+				require.Equal(b, rows, updated+created)
+				continue
+			}
+			res, err := attendance.SettleDue(ctx, db.Pool, attendance.SettleParams{Now: now, Parallel: runs[j].parallel})
+			require.NoError(b, err)
+			spent[j] += time.Since(start)
+			require.Equal(b, shape.DueEvents, res.ProcessedEvents)
+			if rows == 0 {
+				rows = res.UpdatedRows + res.CreatedRows
+			}
+			require.Equal(b, rows, res.UpdatedRows+res.CreatedRows)
+		}
+	}
+	b.StopTimer()
+	ref := spent[len(runs)-1]
+	for j, r := range runs {
+		b.ReportMetric(spent[j].Seconds()/float64(b.N), r.name+"_s")
+		if r.parallel > 0 {
+			b.ReportMetric(spent[j].Seconds()/ref.Seconds(), r.name+"/ref")
+		}
+	}
+	b.Logf("%d rows settled per run, %d due events", rows, shape.DueEvents)
+}
