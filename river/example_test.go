@@ -19,7 +19,8 @@ import (
 
 // A backend builds the client once at start-up, from the pool it already
 // has, and starts it: the client works attendance jobs and, when elected
-// leader, enqueues the sweep every SweepInterval. Later, in the same
+// leader, seeds the attendance-sweep schedule (once ever) and enqueues its
+// sweeps, every SweepInterval unless an operator changed the schedule. Later, in the same
 // transaction that writes an event, the backend can enqueue a sweep; the
 // job exists only if the transaction commits.
 func Example() {
@@ -67,7 +68,7 @@ func Example() {
 	}
 
 	for event := range completed {
-		// The periodic sweep that a newly elected leader runs at once may
+		// The first sweep of the seeded schedule, which runs at once, may
 		// come first and find nothing due yet.
 		if out := sweepOutput(event.Job); out.ProcessedEvents > 0 {
 			fmt.Printf("processed %d event, updated %d rows, created %d rows\n",

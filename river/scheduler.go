@@ -90,6 +90,13 @@ type Scheduler struct {
 	passMu    sync.Mutex           // one pass at a time; guards the two below
 	backoff   map[string]time.Time // schedule name -> not before
 	lastPrune time.Time
+
+	// defaults, when set, returns the schedules seeded (SeedSchedules)
+	// before the first pass; NewClient sets it to DefaultSchedules unless
+	// Config.NoPeriodic, so that a client alone sweeps as River's periodic
+	// sweep did. seeded records that seeding succeeded.
+	defaults func(now time.Time) []Schedule
+	seeded   bool
 }
 
 // NewScheduler returns a Scheduler of store's schedules, working on pool.
@@ -174,6 +181,18 @@ func (s *Scheduler) Run(ctx context.Context) {
 		case <-wake:
 		}
 		s.sleeping.Store(0)
+		if s.defaults != nil && !s.seeded {
+			// Seeding is idempotent and creates a schedule only once ever
+			// (an operator's removal or edit sticks); a failure is retried
+			// at the next pass.
+			if _, err := SeedSchedules(ctx, s.pool, s.store, s.defaults(s.store.now())); err != nil {
+				if ctx.Err() == nil {
+					cfg.Logger.ErrorContext(ctx, "seeding the default schedules failed", slog.String("error", err.Error()))
+				}
+			} else {
+				s.seeded = true
+			}
+		}
 		passNow := s.store.now()
 		if _, err := s.runPass(ctx, passNow); err != nil && ctx.Err() == nil {
 			cfg.Logger.ErrorContext(ctx, "scheduler pass failed", slog.String("error", err.Error()))
@@ -629,5 +648,12 @@ func clientScheduler(pool *pgxpool.Pool, config Config) (*Scheduler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewScheduler(pool, store)
+	scheduler, err := NewScheduler(pool, store)
+	if err != nil {
+		return nil, err
+	}
+	if !config.NoPeriodic {
+		scheduler.defaults = func(now time.Time) []Schedule { return DefaultSchedules(config, now) }
+	}
+	return scheduler, nil
 }

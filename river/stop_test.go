@@ -66,3 +66,49 @@ func TestClientStopWaitsForLeaderLoops(t *testing.T) {
 	pool.Close()
 	goleak.VerifyNone(t, ignore)
 }
+
+// TestNewClientSeedsTheSweep: a client built by NewClient, on its own,
+// seeds the attendance-sweep schedule once it leads and sweeps from it,
+// as River's in-memory periodic sweep used to; with NoPeriodic it seeds
+// nothing.
+func TestNewClientSeedsTheSweep(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, noPeriodic := range []bool{false, true} {
+		db := wassotest.NewDB(t, wassotest.Options{})
+		client, err := wassoriver.NewClient(db.Pool, wassoriver.Config{Schema: db.Schema, NoPeriodic: noPeriodic, SweepInterval: time.Hour})
+		require.NoError(t, err)
+		require.NoError(t, client.Start(ctx))
+		swept := func() int {
+			var n int
+			_ = db.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'attendance.sweep' AND metadata->>'schedule' = $1`, wassoriver.SweepScheduleName).Scan(&n)
+			return n
+		}
+		if !noPeriodic {
+			deadline := time.Now().Add(30 * time.Second)
+			for swept() == 0 && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			require.Equal(t, 1, swept(), "one sweep, from the seeded schedule, at once")
+		} else {
+			// The client leads and its scheduler would have seeded by now.
+			deadline := time.Now().Add(30 * time.Second)
+			for time.Now().Before(deadline) {
+				var leaders int
+				_ = db.Pool.QueryRow(ctx, `SELECT count(*) FROM river_leader`).Scan(&leaders)
+				if leaders > 0 {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			time.Sleep(2 * time.Second)
+			require.Zero(t, swept())
+		}
+		var schedules int
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM wasso_schedule`).Scan(&schedules))
+		require.Equal(t, map[bool]int{false: 1, true: 0}[noPeriodic], schedules)
+		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		require.NoError(t, client.Stop(stopCtx))
+		cancel()
+	}
+}
