@@ -86,6 +86,9 @@ func (a *app) runPoolSize() int32 {
 	if _, ok := queues[attendance.QueueExact]; !ok && a.cfg.Deadlines.Enabled {
 		workers += a.cfg.Deadlines.Concurrency
 	}
+	// A sweep over a backlog holds sweep.parallel connections, where its
+	// worker slot counted one.
+	workers += max(a.cfg.Sweep.Parallel-1, 0)
 	return int32(min(workers+6, 1000))
 }
 
@@ -185,7 +188,7 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 		}
 		srv.ready.Store(true)
 	}
-	m.ready.Set(1)
+	m.started.Store(true)
 
 	attrs := []any{
 		slog.String("version", versionString()),
@@ -225,7 +228,7 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 	if srv != nil {
 		srv.ready.Store(false)
 	}
-	m.ready.Set(0)
+	m.started.Store(false)
 	a.stopClient(client.Stop, client.StopAndCancel)
 	if srv != nil {
 		httpCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

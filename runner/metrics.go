@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -42,7 +43,10 @@ type metrics struct {
 	sweepCreated     prometheus.Counter
 	sweepLastSuccess prometheus.Gauge
 
-	ready prometheus.Gauge
+	// started is true while the River client is started; the ready gauge
+	// adds a ping of the database at scrape time, as /readyz does.
+	started atomic.Bool
+	ready   prometheus.GaugeFunc
 }
 
 func newMetrics(a *app, pool *pgxpool.Pool, clientID func() string) *metrics {
@@ -87,10 +91,20 @@ func newMetrics(a *app, pool *pgxpool.Pool, clientID func() string) *metrics {
 		sweepLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "wasso_sweep_last_success_timestamp_seconds", Help: "Unix time of this runner's last successful sweep (0: none yet).",
 		}),
-		ready: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "wasso_runner_ready", Help: "1 while the River client is started and the database answers /readyz.",
-		}),
 	}
+	m.ready = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "wasso_runner_ready", Help: "1 while the River client is started and the database answers a ping (what /readyz checks), read at scrape time.",
+	}, func() float64 {
+		if !m.started.Load() {
+			return 0
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), readyzTimeout)
+		defer cancel()
+		if err := pool.Ping(ctx); err != nil {
+			return 0
+		}
+		return 1
+	})
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "wasso_runner_info", Help: "Build information; always 1.",
 		ConstLabels: prometheus.Labels{"version": versionString(), "river_version": moduleVersion("github.com/riverqueue/river")},

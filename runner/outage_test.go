@@ -263,6 +263,9 @@ func runThroughOutage(t *testing.T, e *eventDB, p *proc, base string, f fault) (
 	require.Contains(t, reason, "database: ")
 	code, body := doHTTP(t, "GET", base+"/healthz", nil, "", "")
 	require.Equal(t, 200, code, "a process manager must not restart the runner for an outage: %s", body)
+	code, metrics := doHTTP(t, "GET", base+"/metrics", nil, "", "")
+	require.Equal(t, 200, code, "/metrics answers during the outage")
+	require.Equal(t, 0.0, metricValue(metrics, `wasso_runner_ready`), "wasso_runner_ready follows /readyz")
 	select {
 	case <-p.done:
 		t.Fatalf("wasso-runner exited (code %d) during the outage", p.code)
