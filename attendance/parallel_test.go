@@ -31,7 +31,15 @@ func TestSettleDueParallel(t *testing.T) {
 
 	var batches atomic.Int64
 	var inBatches atomic.Int64
-	res, err := attendance.SettleDueFunc(ctx, db.Pool, attendance.SettleParams{Now: testNow, Limit: 3, Parallel: 4}, func(ctx context.Context, tx pgx.Tx, batch *attendance.SettleResult) error {
+	// OnBatch sees each committed batch once, one call at a time.
+	var reported, reports, inOnBatch atomic.Int64
+	onBatch := func(batch *attendance.SettleResult) {
+		require.EqualValues(t, 1, inOnBatch.Add(1), "OnBatch is never called concurrently")
+		defer inOnBatch.Add(-1)
+		reports.Add(1)
+		reported.Add(int64(batch.ProcessedEvents))
+	}
+	res, err := attendance.SettleDueFunc(ctx, db.Pool, attendance.SettleParams{Now: testNow, Limit: 3, Parallel: 4, OnBatch: onBatch}, func(ctx context.Context, tx pgx.Tx, batch *attendance.SettleResult) error {
 		batches.Add(1)
 		inBatches.Add(int64(batch.ProcessedEvents))
 		require.LessOrEqual(t, batch.ProcessedEvents, 3)
@@ -41,6 +49,8 @@ func TestSettleDueParallel(t *testing.T) {
 	require.Equal(t, 40, res.ProcessedEvents)
 	require.EqualValues(t, 40, inBatches.Load(), "each event in one batch")
 	require.GreaterOrEqual(t, batches.Load(), int64(14))
+	require.EqualValues(t, 40, reported.Load())
+	require.Equal(t, batches.Load(), reports.Load(), "one report per committed batch")
 	require.Equal(t, 5*40, res.CreatedRows)
 	var got []int64
 	for _, ev := range res.Events {

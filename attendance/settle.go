@@ -96,6 +96,15 @@ type SettleParams struct {
 	// value does not wait, leaving such writers to Reconcile.
 	WriterWait time.Duration
 
+	// OnBatch, if set, is called after each batch of SettleDue and
+	// SettleDueFunc commits, with that batch's counts, for progress
+	// reports on a long backlog. With Parallel above 1 the batches commit
+	// from several goroutines, but OnBatch is called for one at a time.
+	// It runs outside any transaction and must return quickly: a parallel
+	// worker waits for it before it records its batch. SettleDueTx
+	// ignores it.
+	OnBatch func(batch *SettleResult)
+
 	// skipHeld makes a claim without First skip the events another
 	// settlement holds, in deadline then id order, instead of waiting for
 	// them in id order: the parallel workers of SettleDueFunc.
@@ -294,6 +303,9 @@ func settleSerially(ctx context.Context, db Beginner, params *SettleParams, limi
 			return false, err
 		}
 		total.add(batch)
+		if params.OnBatch != nil && batch.ProcessedEvents > 0 {
+			params.OnBatch(batch)
+		}
 		if !more {
 			return false, nil
 		}
@@ -358,6 +370,9 @@ func settleInParallel(ctx context.Context, db Beginner, params SettleParams, lim
 				}
 				if err == nil {
 					total.add(batch)
+					if params.OnBatch != nil && batch.ProcessedEvents > 0 {
+						params.OnBatch(batch)
+					}
 				}
 				mu.Unlock()
 				if err != nil || batch.ProcessedEvents == 0 {

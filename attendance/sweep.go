@@ -59,6 +59,10 @@ type SweepConfig struct {
 	// Lookback is how old a deadline may be and still be settled. Zero
 	// means LookbackDefault.
 	Lookback time.Duration
+	// Parallel is how many batches a sweep settles at once, each on a
+	// connection of its own (SettleParams.Parallel), for a backlog. Zero
+	// means ParallelDefault.
+	Parallel int
 	// Timeout bounds one sweep. Zero keeps River's default job timeout.
 	Timeout time.Duration
 }
@@ -69,6 +73,9 @@ func (c *SweepConfig) validate() error {
 	}
 	if c.Lookback < 0 {
 		return fmt.Errorf("%w: lookback %s must not be negative", ErrInvalidParams, c.Lookback)
+	}
+	if c.Parallel < 0 {
+		return fmt.Errorf("%w: parallel %d must not be negative", ErrInvalidParams, c.Parallel)
 	}
 	if c.Timeout < 0 {
 		return fmt.Errorf("%w: timeout %s must not be negative", ErrInvalidParams, c.Timeout)
@@ -117,7 +124,7 @@ func (w *SweepWorker) Work(ctx context.Context, job *river.Job[SweepArgs]) error
 		lookback = job.Args.Lookback
 	}
 	start := time.Now()
-	res, err := SettleDueFunc(ctx, w.db, SettleParams{Limit: w.config.BatchSize, Lookback: lookback}, w.config.FollowUp)
+	res, err := SettleDueFunc(ctx, w.db, SettleParams{Limit: w.config.BatchSize, Lookback: lookback, Parallel: w.config.Parallel}, w.config.FollowUp)
 	var repaired, pruned int
 	if err == nil {
 		// Repair after settling, so that settlements this sweep made are

@@ -41,8 +41,14 @@ func (b *syncBuffer) String() string {
 // startClient starts a real River client working the sweep on db.
 func startClient(t *testing.T, db *wassotest.DB, logs *syncBuffer) *river.Client[pgx.Tx] {
 	t.Helper()
-	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	worker, err := attendance.NewSweepWorker(db.Pool, attendance.SweepConfig{Logger: logger})
+	return startClientWith(t, db, attendance.SweepConfig{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+}
+
+// startClientWith starts a real River client working the sweep on db with
+// the given worker configuration.
+func startClientWith(t *testing.T, db *wassotest.DB, config attendance.SweepConfig) *river.Client[pgx.Tx] {
+	t.Helper()
+	worker, err := attendance.NewSweepWorker(db.Pool, config)
 	require.NoError(t, err)
 	workers := river.NewWorkers()
 	river.AddWorker(workers, worker)
@@ -105,6 +111,58 @@ func TestSweepWorker(t *testing.T) {
 		require.Contains(t, logs.String(), `"processed_events":1,"updated_rows":1,"created_rows":2`)
 	})
 
+	t.Run("ParallelSettlesABacklogOnce", func(t *testing.T) {
+		t.Parallel()
+
+		// 30 due events in batches of 4 with two batches in flight:
+		// every event is settled once, in one batch whose follow-up ran.
+		db := wassotest.NewDB(t, wassotest.Options{})
+		now := time.Now()
+		club, err := seed.CreateClub(ctx, db.Pool, "Go", 3, now.Add(-48*time.Hour))
+		require.NoError(t, err)
+		for i := range 30 {
+			_, err := seed.CreateEvent(ctx, db.Pool, seed.Event{GenerationID: club.GenerationID, Title: "Due", Start: now.Add(-time.Hour - time.Duration(i)*time.Minute), FailMinutes: 30}, now.Add(-2*time.Hour))
+			require.NoError(t, err)
+		}
+		var (
+			mu       sync.Mutex
+			inBatch  = map[int64]int{}
+			batches  int
+			maxBatch int
+		)
+		client := startClientWith(t, db, attendance.SweepConfig{BatchSize: 4, Parallel: 2, FollowUp: func(ctx context.Context, tx pgx.Tx, batch *attendance.SettleResult) error {
+			mu.Lock()
+			defer mu.Unlock()
+			batches++
+			maxBatch = max(maxBatch, batch.ProcessedEvents)
+			for _, ev := range batch.Events {
+				inBatch[ev.EventID]++
+			}
+			return nil
+		}})
+		inserted, err := client.Insert(ctx, attendance.SweepArgs{}, nil)
+		require.NoError(t, err)
+		job := waitJob(t, client, inserted.Job.ID)
+		require.Equal(t, rivertype.JobStateCompleted, job.State)
+		var out attendance.SweepOutput
+		require.NoError(t, json.Unmarshal(job.Output(), &out))
+		require.Equal(t, attendance.SweepOutput{ProcessedEvents: 30, CreatedRows: 90}, out)
+
+		mu.Lock()
+		defer mu.Unlock()
+		require.Len(t, inBatch, 30)
+		for id, n := range inBatch {
+			require.Equal(t, 1, n, "event %d settled in one batch", id)
+		}
+		require.LessOrEqual(t, maxBatch, 4)
+		require.GreaterOrEqual(t, batches, 8)
+		var settledOnce, dupRows int
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM wasso_settlement WHERE settle_count = 1`).Scan(&settledOnce))
+		require.Equal(t, 30, settledOnce)
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM attendances GROUP BY event_id, generation_mapping_id HAVING count(*) > 1) d`).Scan(&dupRows))
+		require.Zero(t, dupRows)
+	})
+
 	t.Run("InvalidArgsCancelTheJobVisibly", func(t *testing.T) {
 		t.Parallel()
 
@@ -146,6 +204,7 @@ func TestNewSweepWorker(t *testing.T) {
 		{attendance.SweepConfig{BatchSize: -1}, "batch size -1 must not be negative"},
 		{attendance.SweepConfig{Lookback: -time.Second}, "lookback -1s must not be negative"},
 		{attendance.SweepConfig{Timeout: -time.Second}, "timeout -1s must not be negative"},
+		{attendance.SweepConfig{Parallel: -1}, "parallel -1 must not be negative"},
 	} {
 		_, err := attendance.NewSweepWorker(db.Pool, tc.config)
 		require.ErrorIs(t, err, attendance.ErrInvalidParams)

@@ -67,6 +67,19 @@ const (
 	// rescuer compares the leader's clock with attempted_at, which
 	// Postgres wrote.
 	RescueStuckJobsMargin = time.Minute
+	// SweepParallelDefault is how many batches the sweep settles at once
+	// when it finds a backlog (attendance.SettleParams.Parallel), each on
+	// a pool connection of its own. On the 2-core development machine two
+	// workers settled a backlog in 0.75 times the time of the
+	// single-statement reference, against 1.07 times serially
+	// (attendance.BenchmarkSweepParallel); more workers gain little where
+	// the database has few cores to give them. A sweep that finds one
+	// batch or less due settles it alone, on one connection.
+	SweepParallelDefault = 2
+	// SweepParallelMax is the most batches Validate lets a sweep settle
+	// at once: each takes a connection, and past the database's cores
+	// they only contend for locks and I/O.
+	SweepParallelMax = 16
 )
 
 // ErrInvalidConfig is returned, wrapped with the offending field named,
@@ -75,6 +88,12 @@ var ErrInvalidConfig = errors.New("invalid config")
 
 // Config configures the River client and the attendance jobs.
 type Config struct {
+	// BurstLimit is the most events one attendance.settle_event job
+	// settles in its transaction when many deadlines fall at once: its own
+	// event, then the other due ones. Zero means
+	// attendance.BurstLimitDefault; 1 settles each job's own event only.
+	BurstLimit int
+
 	// CancelledJobRetentionPeriod: see CancelledJobRetentionPeriodDefault.
 	CancelledJobRetentionPeriod time.Duration
 
@@ -209,6 +228,13 @@ type Config struct {
 	// attendance.SweepIntervalDefault.
 	SweepInterval time.Duration
 
+	// SweepParallel is how many batches a sweep settles at once, each in a
+	// transaction on a pool connection of its own, when it finds more
+	// than one batch due (a backlog after an outage). Zero means
+	// SweepParallelDefault; 1 settles one batch at a time. At most
+	// SweepParallelMax.
+	SweepParallel int
+
 	// SweepTimeout bounds one sweep job. Zero means JobTimeout.
 	SweepTimeout time.Duration
 
@@ -220,6 +246,7 @@ type Config struct {
 // WithDefaults returns a copy of the config with zero values replaced by
 // their defaults.
 func (c Config) WithDefaults() Config {
+	c.BurstLimit = cmp.Or(c.BurstLimit, attendance.BurstLimitDefault)
 	c.CancelledJobRetentionPeriod = cmp.Or(c.CancelledJobRetentionPeriod, CancelledJobRetentionPeriodDefault)
 	c.CompletedJobRetentionPeriod = cmp.Or(c.CompletedJobRetentionPeriod, CompletedJobRetentionPeriodDefault)
 	c.Concurrency = cmp.Or(c.Concurrency, ConcurrencyDefault)
@@ -232,6 +259,7 @@ func (c Config) WithDefaults() Config {
 	c.RescueStuckJobsAfter = cmp.Or(c.RescueStuckJobsAfter, c.LongestJobTimeout()+RescueStuckJobsMargin)
 	c.Lookback = cmp.Or(c.Lookback, attendance.LookbackDefault)
 	c.SweepInterval = cmp.Or(c.SweepInterval, attendance.SweepIntervalDefault)
+	c.SweepParallel = cmp.Or(c.SweepParallel, SweepParallelDefault)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -287,6 +315,12 @@ func (c *Config) Validate() error {
 	if c.Concurrency < 0 {
 		return fmt.Errorf("%w: Concurrency %d must not be negative", ErrInvalidConfig, c.Concurrency)
 	}
+	if c.BurstLimit < 0 {
+		return fmt.Errorf("%w: BurstLimit %d must not be negative", ErrInvalidConfig, c.BurstLimit)
+	}
+	if c.SweepParallel < 0 || c.SweepParallel > SweepParallelMax {
+		return fmt.Errorf("%w: SweepParallel %d must be between 0 (default) and %d", ErrInvalidConfig, c.SweepParallel, SweepParallelMax)
+	}
 	if c.ExactConcurrency < 0 {
 		return fmt.Errorf("%w: ExactConcurrency %d must not be negative", ErrInvalidConfig, c.ExactConcurrency)
 	}
@@ -336,6 +370,7 @@ func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, config Config) error
 		FollowUp: followUp,
 		Logger:   config.Logger,
 		Lookback: config.Lookback,
+		Parallel: config.SweepParallel,
 		Timeout:  cmp.Or(config.SweepTimeout, config.JobTimeout),
 	})
 	if err != nil {
@@ -346,10 +381,11 @@ func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, config Config) error
 	}
 	if !config.NoDeadlines {
 		settle, err := attendance.NewSettleEventWorker(pool, attendance.SettleEventConfig{
-			FollowUp: followUp,
-			Logger:   config.Logger,
-			Lookback: config.Lookback,
-			Timeout:  config.JobTimeout,
+			BurstLimit: config.BurstLimit,
+			FollowUp:   followUp,
+			Logger:     config.Logger,
+			Lookback:   config.Lookback,
+			Timeout:    config.JobTimeout,
 		})
 		if err != nil {
 			return err

@@ -30,6 +30,9 @@ func TestConfigValidate(t *testing.T) {
 		{wassoriver.Config{Lookback: -time.Hour}, "Lookback -1h0m0s must not be negative"},
 		{wassoriver.Config{CompletedJobRetentionPeriod: -time.Hour}, "CompletedJobRetentionPeriod -1h0m0s must not be negative"},
 		{wassoriver.Config{Concurrency: -1}, "Concurrency -1 must not be negative"},
+		{wassoriver.Config{BurstLimit: -1}, "BurstLimit -1 must not be negative"},
+		{wassoriver.Config{SweepParallel: -1}, "SweepParallel -1 must be between 0 (default) and 16"},
+		{wassoriver.Config{SweepParallel: wassoriver.SweepParallelMax + 1}, "SweepParallel 17 must be between 0 (default) and 16"},
 		{wassoriver.Config{Queues: map[string]int{"default": 0}}, `Queues["default"] = 0: workers must be between 1 and 10000`},
 	} {
 		require.ErrorIs(t, tc.config.Validate(), wassoriver.ErrInvalidConfig)
@@ -48,9 +51,13 @@ func TestConfigWithDefaults(t *testing.T) {
 	require.Equal(t, attendance.LookbackDefault, c.Lookback)
 	require.Equal(t, map[string]int{river.QueueDefault: wassoriver.ConcurrencyDefault}, c.Queues)
 	require.NotNil(t, c.Logger)
+	require.Equal(t, attendance.BurstLimitDefault, c.BurstLimit)
+	require.Equal(t, wassoriver.SweepParallelDefault, c.SweepParallel)
 
-	c = wassoriver.Config{Concurrency: 9, SweepInterval: time.Minute}.WithDefaults()
+	c = wassoriver.Config{Concurrency: 9, SweepInterval: time.Minute, BurstLimit: 1, SweepParallel: 1}.WithDefaults()
 	require.Equal(t, time.Minute, c.SweepInterval)
+	require.Equal(t, 1, c.BurstLimit)
+	require.Equal(t, 1, c.SweepParallel)
 	require.Equal(t, map[string]int{river.QueueDefault: 9}, c.Queues)
 }
 

@@ -731,10 +731,16 @@ are counted, not enqueued again. T is RFC 3339, or a local
 				if fromT.IsZero() {
 					return usagef("invalid backfill of %q: --from: must not be empty", name)
 				}
+				// One transaction enqueues every slot, so there is no
+				// progress to show as it goes: a backfill that takes more
+				// than progressQuiet logs a start line and a finish line.
+				finish := slowNotice(a.logger, progressQuiet, "backfill running", "schedule", name, "from", fromT, "to", toT)
 				res, err := store.Backfill(ctx, pool, name, fromT, toT)
 				if err != nil {
+					finish("backfill failed", "schedule", name, "error", err.Error())
 					return scheduleError(name, err)
 				}
+				finish("backfill done", "schedule", name, "enqueued", len(res.Enqueued), "skipped", res.Skipped)
 				if asJSON {
 					enqueued := make([]map[string]any, 0, len(res.Enqueued))
 					for _, r := range res.Enqueued {

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -47,6 +48,11 @@ transaction, and prints the counts: events settled, rows turned ABSENT, ABSENT
 rows created. Running it again changes nothing. It is safe while runners are
 running: concurrent settlements of one event serialise in the database.
 
+A backlog of more than one batch (100 events) is settled sweep.parallel
+batches at a time, and its progress is shown: on a terminal, one line redrawn
+in place (events settled out of those due, rows written, events per second,
+time left); otherwise one log line per batch, at most every two seconds.
+
 --dry-run computes the exact same settlement in a transaction that is rolled
 back, prints what would change, and changes nothing.
 
@@ -57,7 +63,9 @@ back, prints what would change, and changes nothing.
 				return usagef("--dry-run and --enqueue do not go together")
 			}
 			ctx := cmd.Context()
-			pool, err := a.openPool(ctx, poolOptions{})
+			// Room for sweep.parallel batches at once, and a connection
+			// for the control client's inserts.
+			pool, err := a.openPool(ctx, poolOptions{MaxConns: int32(max(4, a.cfg.Sweep.Parallel+2))})
 			if err != nil {
 				return err
 			}
@@ -72,7 +80,7 @@ back, prints what would change, and changes nothing.
 				}
 				return a.enqueueSweep(ctx, pool, lookback, asJSON)
 			}
-			params := attendance.SettleParams{Lookback: a.cfg.Sweep.Lookback}
+			params := attendance.SettleParams{Lookback: a.cfg.Sweep.Lookback, Parallel: a.cfg.Sweep.Parallel}
 			var out *sweepJSON
 			if dryRun {
 				out, err = a.sweepDryRun(ctx, pool, params)
@@ -107,11 +115,27 @@ func (a *app) sweepNow(ctx context.Context, pool *pgxpool.Pool, params attendanc
 		return nil, err
 	}
 	start := time.Now()
+	// A backlog of more than one batch reports its progress: counting
+	// what is due first costs one query, which a single batch need not.
+	due, err := attendance.DueEvents(ctx, pool, params)
+	if err != nil {
+		return nil, fmt.Errorf("sweep: count due events: %w", err)
+	}
+	var prog *progress
+	if len(due) > cmp.Or(params.Limit, attendance.BatchSizeDefault) {
+		prog = newProgress(a.stderr, a.logger, sweepProgress, "sweep progress", len(due))
+		params.OnBatch = func(batch *attendance.SettleResult) {
+			prog.add(batch.ProcessedEvents, batch.UpdatedRows+batch.CreatedRows)
+		}
+	}
 	res, err := attendance.SettleDueFunc(ctx, pool, params, wassoriver.SettlementFollowUp(rc, client))
+	if prog != nil {
+		prog.finish()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sweep (%d events settled before the error): %w", res.ProcessedEvents, err)
 	}
-	a.logger.Info("attendance sweep", "processed_events", res.ProcessedEvents, "updated_rows", res.UpdatedRows, "created_rows", res.CreatedRows, "duration", time.Since(start))
+	a.logger.Info("attendance sweep", "processed_events", res.ProcessedEvents, "due_events", len(due), "updated_rows", res.UpdatedRows, "created_rows", res.CreatedRows, "parallel", cmp.Or(params.Parallel, attendance.ParallelDefault), "duration", time.Since(start))
 	out := &sweepJSON{ProcessedEvents: res.ProcessedEvents, UpdatedRows: res.UpdatedRows, CreatedRows: res.CreatedRows, Events: []sweepEventJSON{}}
 	for _, e := range res.Events {
 		out.Events = append(out.Events, sweepEventJSON{EventID: e.EventID, Deadline: e.Deadline, UpdatedRows: e.UpdatedRows, CreatedRows: e.CreatedRows})

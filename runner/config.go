@@ -101,6 +101,9 @@ type Config struct {
 		Interval time.Duration
 		Timeout  time.Duration
 		Lookback time.Duration
+		// Parallel is how many batches a sweep (the job, and the sweep
+		// command) settles at once over a backlog.
+		Parallel int
 	}
 
 	// Deadlines configures exact-deadline settlement: per-event jobs on
@@ -111,6 +114,9 @@ type Config struct {
 		PollInterval      time.Duration
 		DiscoveryInterval time.Duration
 		DiscoveryHorizon  time.Duration
+		// BurstLimit is the most events one per-event job settles in its
+		// transaction when many deadlines fall at once.
+		BurstLimit int
 	}
 
 	Notify struct {
@@ -172,6 +178,7 @@ func (c *Config) RiverConfig() wassoriver.Config {
 	// A webhook that does not build was refused when the config loaded.
 	notifier, _ := c.notifier()
 	return wassoriver.Config{
+		BurstLimit:                  c.Deadlines.BurstLimit,
 		CancelledJobRetentionPeriod: c.Retention.Cancelled,
 		CompletedJobRetentionPeriod: c.Retention.Completed,
 		Concurrency:                 c.Run.Concurrency,
@@ -191,6 +198,7 @@ func (c *Config) RiverConfig() wassoriver.Config {
 		RescueStuckJobsAfter:        c.Run.RescueAfter,
 		Schema:                      c.Schema,
 		SweepInterval:               c.Sweep.Interval,
+		SweepParallel:               c.Sweep.Parallel,
 		SweepTimeout:                c.Sweep.Timeout,
 		// A runner that may not enqueue the periodic jobs does not run
 		// the schedules either: the sweep is one of them.
@@ -284,11 +292,13 @@ var keySpecs = []keySpec{
 	{name: "sweep.interval", kind: kindDuration, def: "5m", flag: "sweep-interval"},
 	{name: "sweep.timeout", kind: kindDuration, def: "0s"},
 	{name: "sweep.lookback", kind: kindDuration, def: "24h", flag: "lookback"},
+	{name: "sweep.parallel", kind: kindInt, def: wassoriver.SweepParallelDefault},
 	{name: "deadlines.enabled", kind: kindBool, def: true, flag: "no-deadlines"},
 	{name: "deadlines.concurrency", kind: kindInt, def: wassoriver.ExactConcurrencyDefault},
 	{name: "deadlines.poll_interval", kind: kindDuration, def: wassoriver.ExactPollIntervalDefault.String()},
 	{name: "deadlines.discovery_interval", kind: kindDuration, def: attendance.DiscoveryIntervalDefault.String()},
 	{name: "deadlines.discovery_horizon", kind: kindDuration, def: attendance.DiscoveryHorizonDefault.String()},
+	{name: "deadlines.burst_limit", kind: kindInt, def: attendance.BurstLimitDefault},
 	{name: "notify.enabled", kind: kindBool, def: true, flag: "no-notify"},
 	{name: "notify.timeout", kind: kindDuration, def: "0s"},
 	{name: "notify.webhook.url", kind: kindString, def: ""},
@@ -560,11 +570,13 @@ func (l *loader) resolve() (*Config, error) {
 	cfg.Sweep.Interval = duration("sweep.interval")
 	cfg.Sweep.Timeout = duration("sweep.timeout")
 	cfg.Sweep.Lookback = duration("sweep.lookback")
+	cfg.Sweep.Parallel = integer("sweep.parallel")
 	cfg.Deadlines.Enabled = boolean("deadlines.enabled")
 	cfg.Deadlines.Concurrency = integer("deadlines.concurrency")
 	cfg.Deadlines.PollInterval = duration("deadlines.poll_interval")
 	cfg.Deadlines.DiscoveryInterval = duration("deadlines.discovery_interval")
 	cfg.Deadlines.DiscoveryHorizon = duration("deadlines.discovery_horizon")
+	cfg.Deadlines.BurstLimit = integer("deadlines.burst_limit")
 	cfg.Notify.Enabled = boolean("notify.enabled")
 	cfg.Notify.Timeout = duration("notify.timeout")
 	cfg.Notify.WebhookURL = str("notify.webhook.url")
@@ -644,6 +656,9 @@ func (l *loader) resolve() (*Config, error) {
 	if cfg.Sweep.Lookback <= 0 {
 		fail("sweep.lookback", fmt.Errorf("%s: must be positive", cfg.Sweep.Lookback))
 	}
+	if n := cfg.Sweep.Parallel; n < 1 || n > wassoriver.SweepParallelMax {
+		fail("sweep.parallel", fmt.Errorf("%d: must be between 1 and %d", n, wassoriver.SweepParallelMax))
+	}
 	if cfg.Notify.Timeout < 0 {
 		fail("notify.timeout", fmt.Errorf("%s: must be zero (River's default) or positive", cfg.Notify.Timeout))
 	}
@@ -679,6 +694,9 @@ func (l *loader) resolve() (*Config, error) {
 	}
 	if cfg.Deadlines.Concurrency < 1 || cfg.Deadlines.Concurrency > 10_000 {
 		fail("deadlines.concurrency", fmt.Errorf("%d: must be between 1 and 10000", cfg.Deadlines.Concurrency))
+	}
+	if n := cfg.Deadlines.BurstLimit; n < 1 || n > 10_000 {
+		fail("deadlines.burst_limit", fmt.Errorf("%d: must be between 1 and 10000", n))
 	}
 	cfg.checkSchedules(fail)
 	for _, key := range []string{"deadlines.poll_interval", "deadlines.discovery_interval", "deadlines.discovery_horizon"} {
@@ -747,6 +765,8 @@ func (c *Config) checkSchedules(fail func(key string, err error)) {
 // them, for the library's validation errors. Longer names come first where
 // one contains another.
 var libraryFieldKeys = [][2]string{
+	{"BurstLimit", "deadlines.burst_limit"},
+	{"SweepParallel", "sweep.parallel"},
 	{"RescueStuckJobsAfter", "run.rescue_after"},
 	{"JobTimeout", "run.job_timeout"},
 	{"CancelledJobRetentionPeriod", "retention.cancelled"},

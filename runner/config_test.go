@@ -65,6 +65,9 @@ func TestConfigErrors(t *testing.T) {
 		{name: "schedules poll interval too short", args: []string{"setup"}, env: []string{"WASSO_SCHEDULES_POLL_INTERVAL=1ms"}, want: "schedules.poll_interval"},
 		{name: "celery tasks not a mapping", args: []string{"run"}, file: "schedules:\n  celery_tasks: [a, b]\n", want: "schedules.celery_tasks"},
 		{name: "celery tasks env not name=kind", args: []string{"run"}, env: []string{"WASSO_SCHEDULES_CELERY_TASKS=tasks.x"}, want: "schedules.celery_tasks"},
+		{name: "zero sweep parallel", args: []string{"sweep"}, env: []string{"WASSO_SWEEP_PARALLEL=0"}, want: "sweep.parallel (env WASSO_SWEEP_PARALLEL): 0: must be between 1 and 16"},
+		{name: "sweep parallel above the library's bound", args: []string{"run"}, file: "sweep:\n  parallel: 17\n", want: "sweep.parallel (config file "},
+		{name: "negative burst limit", args: []string{"run"}, env: []string{"WASSO_DEADLINES_BURST_LIMIT=-1"}, want: "deadlines.burst_limit (env WASSO_DEADLINES_BURST_LIMIT)"},
 		{name: "sweep interval longer than a schedule allows", args: []string{"run", "--sweep-interval", "800h"}, want: "sweep.interval (flag --sweep-interval)"},
 	}
 	for _, tc := range cases {

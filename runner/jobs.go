@@ -502,17 +502,24 @@ unless --yes; without a terminal (cron, CI, a pipe) it refuses unless --yes.`,
 				if len(filter.queues) > 0 {
 					params = params.Queues(filter.queues...)
 				}
+				// The jobs go 1,000 per statement: a purge of many reports
+				// its progress once it has taken more than progressQuiet.
+				prog := newProgress(a.stderr, a.logger, purgeProgress, "purge progress", int(n))
+				prog.quiet = progressQuiet
 				deleted := 0
 				for {
 					res, err := client.JobDeleteMany(ctx, params)
 					if err != nil {
+						prog.finish()
 						return fmt.Errorf("purge after %d deleted: %w", deleted, err)
 					}
 					deleted += len(res.Jobs)
 					if len(res.Jobs) == 0 {
 						break
 					}
+					prog.add(len(res.Jobs), 0)
 				}
+				prog.finish()
 				a.logger.Info("purged jobs", "deleted", deleted, "filter", filter.String())
 				if asJSON {
 					return printJSON(a.stdout, map[string]any{"deleted": deleted})

@@ -1,12 +1,15 @@
 package runner_test
 
 import (
+	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/attendance"
+	"github.com/wasso/scheduler/internal/seed"
 	"github.com/wasso/scheduler/internal/wassotest"
 )
 
@@ -76,4 +79,51 @@ func TestSweep(t *testing.T) {
 
 	res = runCLI(t, cliOpts{}, args([]string{"sweep", "--enqueue", "--dry-run"}, dbArgs(db))...)
 	require.Equal(t, 2, res.code, res.String())
+}
+
+// TestSweepProgress: a foreground sweep over a backlog of several batches,
+// its stderr not a terminal, logs its progress as structured lines (the
+// first batch's at once, then at most one every two seconds) and ends with
+// its summary; the batches settle two at a time (sweep.parallel).
+func TestSweepProgress(t *testing.T) {
+	t.Parallel()
+	db := wassotest.NewDB(t, wassotest.Options{})
+	_, err := seed.Generate(context.Background(), db.Pool, seed.Shape{Generations: 3, Members: 5, DueEvents: 300}, dbNow(t, db))
+	require.NoError(t, err)
+
+	res := runCLI(t, cliOpts{}, args([]string{"sweep", "--log-format", "json"}, dbArgs(db))...)
+	require.Equal(t, 0, res.code, res.String())
+	require.Contains(t, res.stdout, "settled 300 events")
+	require.NotContains(t, res.stderr, "\r", "no terminal, no line redrawn in place")
+
+	var progress, summaries int
+	for line := range strings.Lines(res.stderr) {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &m), line)
+		switch m["msg"] {
+		case "sweep progress":
+			progress++
+			require.EqualValues(t, 300, m["total_events"], line)
+			require.Positive(t, m["settled_events"], line)
+			require.LessOrEqual(t, m["settled_events"], float64(300), line)
+			require.Contains(t, m, "events_per_second", line)
+			require.Contains(t, m, "eta", line)
+			require.Contains(t, m, "rows", line)
+		case "attendance sweep":
+			summaries++
+			require.EqualValues(t, 300, m["processed_events"], line)
+			require.EqualValues(t, 300, m["due_events"], line)
+			require.EqualValues(t, 2, m["parallel"], line)
+		}
+	}
+	require.GreaterOrEqual(t, progress, 1, "the first batch is logged at once:\n%s", res.stderr)
+	require.Equal(t, 1, summaries, res.stderr)
+	require.Equal(t, 300, count(t, db.Pool, `SELECT count(*) FROM wasso_settlement WHERE settle_count = 1`))
+
+	// One batch or less due: no progress, only the summary.
+	_, eventID := dueClub(t, db, 2)
+	res = runCLI(t, cliOpts{}, args([]string{"sweep", "--log-format", "json"}, dbArgs(db))...)
+	require.Equal(t, 0, res.code, res.String())
+	require.NotContains(t, res.stderr, "sweep progress")
+	require.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM wasso_settlement WHERE event_id = $1`, eventID))
 }
