@@ -24,6 +24,15 @@ const SettleEventKind = "attendance.settle_event"
 // webhook that times out, say) never holds a settlement back.
 const QueueExact = "attendance_exact"
 
+// ExactPromoteAhead is how long before its scheduled instant a job of
+// QueueExact is made available. ExactTimeHook inserts a job due sooner than
+// this as available at once; a job due later stays scheduled, and the
+// leader's Discoverer makes it available on the pass (every
+// DiscoveryIntervalDefault, one second) that finds it due within
+// ExactPromoteAhead. It is longer than the discovery interval plus a margin
+// for a slow pass, so that a job is available before its instant.
+const ExactPromoteAhead = 2 * time.Second
+
 // ExactTimeHook is a River insert hook that lets a job scheduled for a
 // future instant start at that instant rather than up to five seconds later.
 //
@@ -32,35 +41,44 @@ const QueueExact = "attendance_exact"
 // every five seconds (maintenance.JobSchedulerIntervalDefault, which River
 // does not let a client change outside its own tests). Producers, on the
 // other hand, fetch with "state = 'available' AND scheduled_at <= now()"
-// (the driver's JobGetAvailable query), so a job inserted as available with
-// a future scheduled_at is fetched by the first poll after that instant.
+// (the driver's JobGetAvailable query), so a job that is available with a
+// future scheduled_at is fetched by the first poll after that instant.
 // River does exactly this itself for snoozes and retries shorter than the
 // scheduler interval (JobSetStateSnoozedAvailable and
-// JobSetStateErrorAvailable in internal/jobexecutor). The hook applies the
-// same rule at insert time: a job that would be inserted as scheduled is
-// inserted as available, with its scheduled_at kept. How late it then
-// starts is bounded by its queue's FetchPollInterval (see QueueExact and
-// wassoriver.ExactPollIntervalDefault) instead of by the scheduler.
+// JobSetStateErrorAvailable in internal/jobexecutor).
 //
-// The cost: River UI lists such jobs as available before their time, and
-// the queue's fetch query steps over one index entry per waiting job (the
-// jobs wait in the fetch index, river_job_prioritized_fetching_index, in
-// scheduled_at order). Measured on Postgres 15: 0.02 ms with none waiting,
-// 0.2 ms with 1,000, 1 ms with 10,000, 3.4 ms with 50,000; at ten polls a
-// second that is 1% of a core per runner for 10,000 future events. Keep
-// such jobs in QueueExact so other queues never pay for them.
+// The hook applies the same rule to a job due within ExactPromoteAhead: it
+// is inserted as available, with its scheduled_at kept. A job due later is
+// left scheduled, so that River UI shows it as Scheduled while it waits,
+// and the leader's Discoverer (PromoteExactJobs) makes it available, its
+// scheduled_at unchanged, about ExactPromoteAhead before its instant. How
+// late it then starts is bounded by its queue's FetchPollInterval (see
+// QueueExact and wassoriver.ExactPollIntervalDefault) instead of by the
+// scheduler. Without a Discoverer running (a client built with
+// NoDeadlines, or no leader for a while), River's own scheduler still makes
+// the job available at its instant: it starts up to five seconds late, but
+// is never lost.
+//
+// Only jobs within ExactPromoteAhead wait in the fetch index as available
+// (river_job_prioritized_fetching_index, in scheduled_at order), so the
+// queue's fetch steps over a few seconds' worth of jobs, not the whole
+// discovery horizon.
 //
 // Job args use it by returning it from a Hooks method
 // (river.JobArgsWithHooks), so that it applies whichever River client
 // inserts them: a runner's, the backend's insert-only client, or a test's.
+// Jobs that use it belong in QueueExact, the queue the Discoverer promotes.
 type ExactTimeHook struct {
 	river.HookDefaults
 }
 
-// InsertBegin turns a scheduled insert into an available one, keeping its
-// scheduled_at.
+// InsertBegin turns a scheduled insert due within ExactPromoteAhead (on
+// this process's clock) into an available one, keeping its scheduled_at.
 func (*ExactTimeHook) InsertBegin(_ context.Context, params *rivertype.JobInsertParams) error {
-	if params.State == rivertype.JobStateScheduled {
+	if params.State != rivertype.JobStateScheduled {
+		return nil
+	}
+	if params.ScheduledAt == nil || time.Until(*params.ScheduledAt) <= ExactPromoteAhead {
 		params.State = rivertype.JobStateAvailable
 	}
 	return nil

@@ -50,12 +50,13 @@ func TestScheduleEventTx(t *testing.T) {
 		require.Equal(t, deadline, res.Deadline)
 		require.False(t, res.AlreadySettled)
 		require.False(t, res.Job.UniqueSkippedAsDuplicate)
-		// Inserted available, waiting for its deadline in the exact queue.
+		// Inserted scheduled, waiting for its deadline in the exact queue
+		// (the Discoverer makes it available just before).
 		rivertest.RequireInsertedTx[*riverpgxv5.Driver](ctx, t, tx, attendance.NewSettleEventArgs(event, deadline), &rivertest.RequireInsertedOpts{
 			Queue:       attendance.QueueExact,
 			ScheduledAt: deadline,
 			Schema:      db.Schema,
-			State:       rivertype.JobStateAvailable,
+			State:       rivertype.JobStateScheduled,
 		})
 		require.NoError(t, tx.Commit(ctx))
 
@@ -126,9 +127,10 @@ func TestScheduleEventTx(t *testing.T) {
 }
 
 // TestExactTimeHook shows what the hook changes: a settle_event job
-// scheduled for later is stored available (River fetches it once
-// scheduled_at has passed), while a job of another kind stays scheduled
-// (it would wait for River's five-second job scheduler).
+// scheduled within ExactPromoteAhead is stored available (River fetches it
+// once scheduled_at has passed), while one scheduled later stays scheduled
+// (the Discoverer makes it available just before its instant), as does a
+// job of another kind (it waits for River's five-second job scheduler).
 func TestExactTimeHook(t *testing.T) {
 	t.Parallel()
 
@@ -136,22 +138,73 @@ func TestExactTimeHook(t *testing.T) {
 	db := wassotest.NewDB(t, wassotest.Options{})
 	client := insertOnlyClient(t, db)
 	at := time.Now().Add(time.Hour)
+	soon := time.Now().Add(attendance.ExactPromoteAhead / 2)
 
 	exact, err := client.Insert(ctx, attendance.NewSettleEventArgs(1, at), &river.InsertOpts{ScheduledAt: at})
 	require.Error(t, err, "an insert-only client without a pool can only insert in a transaction")
 	require.Nil(t, exact)
 
+	var due *rivertype.JobInsertResult
 	require.NoError(t, pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		exact, err = client.InsertTx(ctx, tx, attendance.NewSettleEventArgs(1, at), &river.InsertOpts{ScheduledAt: at})
+		require.NoError(t, err)
+		due, err = client.InsertTx(ctx, tx, attendance.NewSettleEventArgs(2, soon), &river.InsertOpts{ScheduledAt: soon})
 		require.NoError(t, err)
 		plain, err := client.InsertTx(ctx, tx, attendance.SweepArgs{}, &river.InsertOpts{ScheduledAt: at})
 		require.NoError(t, err)
 		require.Equal(t, rivertype.JobStateScheduled, plain.Job.State)
 		return nil
 	}))
-	require.Equal(t, rivertype.JobStateAvailable, exact.Job.State)
+	require.Equal(t, rivertype.JobStateScheduled, exact.Job.State)
 	require.WithinDuration(t, at, exact.Job.ScheduledAt, time.Millisecond)
 	require.Equal(t, attendance.QueueExact, exact.Job.Queue)
+	require.Equal(t, rivertype.JobStateAvailable, due.Job.State)
+	require.WithinDuration(t, soon, due.Job.ScheduledAt, time.Millisecond)
+}
+
+// TestDiscovererPromotes checks that a Discoverer pass makes a QueueExact
+// job available once its instant is within ExactPromoteAhead, keeping its
+// scheduled_at, and leaves a later one scheduled.
+func TestDiscovererPromotes(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	db := wassotest.NewDB(t, wassotest.Options{})
+	client := insertOnlyClient(t, db)
+	d, err := attendance.NewDiscoverer(db.Pool, attendance.DiscoverConfig{RiverSchema: db.Schema})
+	require.NoError(t, err)
+	d.SetInserter(client)
+
+	deadline := time.Now().Add(attendance.ExactPromoteAhead + 1500*time.Millisecond).Truncate(time.Microsecond).UTC()
+	later := time.Now().Add(3 * time.Minute).Truncate(time.Microsecond).UTC()
+	var near, far *rivertype.JobInsertResult
+	require.NoError(t, pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		near, err = client.InsertTx(ctx, tx, attendance.NewSettleEventArgs(1, deadline), &river.InsertOpts{ScheduledAt: deadline})
+		require.NoError(t, err)
+		far, err = client.InsertTx(ctx, tx, attendance.NewSettleEventArgs(2, later), &river.InsertOpts{ScheduledAt: later})
+		return err
+	}))
+	require.Equal(t, rivertype.JobStateScheduled, near.Job.State)
+	require.Equal(t, rivertype.JobStateScheduled, far.Job.State, "a deadline minutes ahead is stored scheduled")
+
+	// A pass well before the deadline leaves it scheduled.
+	_, err = d.RunOnce(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "scheduled", jobState(t, db, near.Job.ID))
+
+	// A pass at deadline - 1 s makes it available, scheduled_at unchanged.
+	time.Sleep(time.Until(deadline.Add(-time.Second)))
+	_, err = d.RunOnce(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "available", jobState(t, db, near.Job.ID))
+	require.True(t, deadline.Equal(queryTime(t, db.Pool, `SELECT scheduled_at FROM river_job WHERE id = $1`, near.Job.ID)))
+	require.Equal(t, "scheduled", jobState(t, db, far.Job.ID))
+	require.True(t, later.Equal(queryTime(t, db.Pool, `SELECT scheduled_at FROM river_job WHERE id = $1`, far.Job.ID)))
+}
+
+func jobState(t *testing.T, db *wassotest.DB, id int64) string {
+	t.Helper()
+	return queryString(t, db.Pool, `SELECT state::text FROM river_job WHERE id = $1`, id)
 }
 
 func TestDiscoverTx(t *testing.T) {
@@ -334,7 +387,7 @@ func TestExactDeadlines(t *testing.T) {
 		require.Equal(t, 3, absentRows(event))
 		jobs := settleJobsOf(t, db.Pool, event)
 		require.Len(t, jobs, 2)
-		require.Equal(t, "available", jobs[0].State, "the job for the old deadline still waits; it will find nothing due")
+		require.Equal(t, "scheduled", jobs[0].State, "the job for the old deadline still waits; it will find nothing due")
 	})
 
 	t.Run("MovedLater", func(t *testing.T) {

@@ -186,6 +186,10 @@ type DiscoverConfig struct {
 	// Lookback is how old a deadline may be and still get a job. Zero
 	// means LookbackDefault.
 	Lookback time.Duration
+	// RiverSchema is the schema of River's tables, where each pass makes
+	// the QueueExact jobs due within ExactPromoteAhead available (see
+	// PromoteExactJobs). Empty means search_path.
+	RiverSchema string
 }
 
 func (c *DiscoverConfig) validate() error {
@@ -320,7 +324,8 @@ func (d *Discoverer) Run(ctx context.Context) {
 }
 
 // RunOnce runs one pass: DiscoverTx batches, each in its own transaction,
-// until one comes back short. It returns the events it inserted jobs for.
+// until one comes back short, then PromoteExactJobs. It returns the events
+// it inserted jobs for.
 func (d *Discoverer) RunOnce(ctx context.Context) ([]DiscoveredEvent, error) {
 	box := d.inserter.Load()
 	if box == nil || box.Inserter == nil {
@@ -347,9 +352,62 @@ func (d *Discoverer) RunOnce(ctx context.Context) ([]DiscoveredEvent, error) {
 			break
 		}
 	}
+	// A loop slower than the default interval looks further ahead, so that
+	// a job already scheduled is still available before its instant.
+	ahead := ExactPromoteAhead + max(0, d.config.Interval-DiscoveryIntervalDefault)
+	if _, err := PromoteExactJobs(ctx, d.db, d.config.RiverSchema, ahead); err != nil {
+		return all, err
+	}
 	if len(all) > 0 {
 		d.config.Logger.InfoContext(ctx, "deadline discovery scheduled events",
 			slog.Int("events", len(all)), slog.Duration("duration", time.Since(start)))
 	}
 	return all, nil
+}
+
+// PromoteExactJobs makes the scheduled jobs of QueueExact whose
+// scheduled_at is at most ahead from now (the database clock) available,
+// keeping their scheduled_at, and returns how many it changed. River's
+// fetch (JobGetAvailable: state 'available' AND scheduled_at <= now())
+// then starts each at its instant, while River's own job scheduler, which
+// only looks at scheduled and retryable jobs, leaves it alone. The
+// Discoverer runs it on every pass; see ExactTimeHook. riverSchema is the
+// schema of River's tables, empty for search_path.
+//
+// It is safe to run at any time and on any number of runners: a job it
+// misses (no leader) is made available by River's scheduler at its
+// instant, and River requires the unique states of any unique job to
+// include both scheduled and available (requiredV3states in its
+// insert_opts.go; uniqueWhileWaiting has them), so the change cannot
+// collide with another job's unique key.
+func PromoteExactJobs(ctx context.Context, db Beginner, riverSchema string, ahead time.Duration) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, promoteExactSQL(riverSchema), QueueExact, ahead.Microseconds())
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, translate("make exact jobs available", err)
+	}
+	return n, nil
+}
+
+// promoteExactSQL is the one statement of this package that writes to
+// river_job directly. River's public API has no call to make a scheduled
+// job available before its scheduled_at (JobRetry also moves scheduled_at
+// to now, which would start the job early), so the Discoverer does what
+// River's executor does for short snoozes: state available, scheduled_at
+// kept. It reads the queue's scheduled jobs through the (state, queue,
+// ...) prefix of river_job_prioritized_fetching_index.
+func promoteExactSQL(riverSchema string) string {
+	table := "river_job"
+	if riverSchema != "" {
+		table = pgx.Identifier{riverSchema, "river_job"}.Sanitize()
+	}
+	return `UPDATE ` + table + `
+SET state = 'available'
+WHERE queue = $1
+  AND state = 'scheduled'
+  AND scheduled_at <= now() + make_interval(secs => $2::bigint / 1e6)`
 }

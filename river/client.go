@@ -39,9 +39,11 @@ const (
 	ExactConcurrencyDefault = 4
 	// ExactPollIntervalDefault is how often each runner asks Postgres for
 	// attendance.QueueExact jobs whose time has come. Settlement jobs are
-	// inserted available with scheduled_at at the deadline (see
-	// attendance.ExactTimeHook), so this interval, not River's five-second
-	// job scheduler, bounds how late a settlement starts. It trades
+	// available with scheduled_at at the deadline from
+	// attendance.ExactPromoteAhead before it (inserted so, or made so by
+	// the leader's discovery pass; see attendance.ExactTimeHook), so this
+	// interval, not River's five-second job scheduler, bounds how late a
+	// settlement starts. It trades
 	// latency against the cost of an idle runner, measured side by side
 	// (internal/latencybench, runner/measure-idle.sh): 100 ms gave a p99
 	// from deadline to committed settlement of 118 ms and 1.5% of a core
@@ -516,10 +518,11 @@ func NewClient(pool *pgxpool.Pool, config Config) (*Client, error) {
 			FetchPollInterval: config.ExactPollInterval,
 		}
 		discoverer, err = attendance.NewDiscoverer(pool, attendance.DiscoverConfig{
-			Horizon:  config.DiscoveryHorizon,
-			Interval: config.DiscoveryInterval,
-			Logger:   config.Logger,
-			Lookback: config.Lookback,
+			Horizon:     config.DiscoveryHorizon,
+			Interval:    config.DiscoveryInterval,
+			Logger:      config.Logger,
+			Lookback:    config.Lookback,
+			RiverSchema: config.Schema,
 		})
 		if err != nil {
 			return nil, err

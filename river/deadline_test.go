@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/attendance"
@@ -122,6 +123,63 @@ func TestNewClientSettlesAtDeadlines(t *testing.T) {
 		require.Equal(t, "Chess club", n.ClubName)
 		require.Len(t, n.Members, 2)
 		require.False(t, n.SettledAt.Before(deadline.Truncate(time.Microsecond)))
+	case <-time.After(30 * time.Second):
+		t.Fatal("no notice")
+	}
+}
+
+// TestNewClientSettlesScheduledJobAtDeadline checks that a deadline a few
+// seconds ahead waits as a scheduled job (not an available one) and is
+// still settled at its deadline: the leader's discovery pass makes the job
+// available just before its instant, and the exact queue's poll starts it.
+func TestNewClientSettlesScheduledJobAtDeadline(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	db := wassotest.NewDB(t, wassotest.Options{})
+	notices := make(chan attendance.AbsentNotice, 1)
+	club, err := seed.CreateClub(ctx, db.Pool, "Chess club", 2, time.Now())
+	require.NoError(t, err)
+	deadline := time.Now().Add(5 * time.Second).Truncate(time.Microsecond)
+	event, err := seed.CreateEvent(ctx, db.Pool, seed.Event{GenerationID: club.GenerationID, Title: "Weekly meeting", Start: deadline.Add(-10 * time.Minute), FailMinutes: 10}, time.Now())
+	require.NoError(t, err)
+
+	client, err := wassoriver.NewClient(db.Pool, wassoriver.Config{
+		Schema:     db.Schema,
+		NoPeriodic: true,
+		Notifier:   notifierFunc(func(_ context.Context, n attendance.AbsentNotice) error { notices <- n; return nil }),
+	})
+	require.NoError(t, err)
+	// The backend schedules it (the leader's discovery would as well).
+	res, err := attendance.ScheduleEvent(ctx, db.Pool, client, event)
+	require.NoError(t, err)
+	require.Equal(t, rivertype.JobStateScheduled, res.Job.Job.State)
+	require.NoError(t, client.Start(ctx))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, client.Stop(ctx))
+	})
+
+	// While it waits, the job shows as scheduled, until the leader makes
+	// it available shortly before its deadline.
+	state := func() string {
+		var state string
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT state::text FROM river_job WHERE id = $1`, res.Job.Job.ID).Scan(&state))
+		return state
+	}
+	if time.Until(deadline) > attendance.ExactPromoteAhead+time.Second {
+		require.Equal(t, "scheduled", state())
+	}
+
+	select {
+	case n := <-notices:
+		require.Equal(t, event, n.EventID)
+		require.False(t, n.SettledAt.Before(deadline), "settled at %s, before its deadline %s", n.SettledAt, deadline)
+		t.Logf("settled %s after its deadline", n.SettledAt.Sub(deadline))
+		// River's own scheduler alone would make the job available up to
+		// five seconds late; the discovery pass keeps it within a poll.
+		require.WithinDuration(t, deadline, n.SettledAt, 3*time.Second)
 	case <-time.After(30 * time.Second):
 		t.Fatal("no notice")
 	}

@@ -190,9 +190,10 @@ func (a *app) inspectRegistered(ctx context.Context, pool *pgxpool.Pool, _ *rive
 }
 
 func (a *app) inspectScheduled(ctx context.Context, pool *pgxpool.Pool, client *river.Client[pgx.Tx], limit int, asJSON bool) error {
-	// Exact-deadline settlements wait as available jobs whose scheduled_at
-	// is still ahead (see attendance.ExactTimeHook): they are listed with
-	// the scheduled and retryable ones.
+	// Exact-deadline settlements wait as scheduled jobs, and for their last
+	// seconds as available jobs whose scheduled_at is still ahead (see
+	// attendance.ExactTimeHook): those are listed with the scheduled and
+	// retryable ones.
 	res, err := client.JobList(ctx, river.NewJobListParams().
 		States(rivertype.JobStateAvailable, rivertype.JobStateScheduled, rivertype.JobStateRetryable).
 		Where("(state <> 'available' OR scheduled_at > now())").

@@ -153,7 +153,8 @@ func TestInspect(t *testing.T) {
 }
 
 // TestInspectScheduledExactDeadlines lists the per-event settlements still
-// ahead, which wait as available jobs with a future scheduled_at.
+// ahead: scheduled jobs, or available ones with a future scheduled_at once
+// the leader has made them available just before their deadline.
 func TestInspectScheduledExactDeadlines(t *testing.T) {
 	t.Parallel()
 	db := wassotest.NewDB(t, wassotest.Options{})
@@ -169,7 +170,7 @@ func TestInspectScheduledExactDeadlines(t *testing.T) {
 	require.NoError(t, tx.Commit(ctx))
 	var state string
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT state FROM river_job WHERE kind = $1`, attendance.SettleEventKind).Scan(&state))
-	require.Equal(t, "available", state)
+	require.Equal(t, "scheduled", state)
 
 	var sched struct {
 		Jobs []jobRow `json:"jobs"`

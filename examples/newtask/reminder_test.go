@@ -142,7 +142,7 @@ func TestPlanReminders(t *testing.T) {
 	}))
 	jobs := rivertest.RequireManyInserted[*riverpgxv5.Driver](ctx, t, riverpgxv5.New(db.Pool), []rivertest.ExpectedJob{
 		{Args: ReminderArgs{EventID: event, OpensAt: soon.UTC()}, Opts: &rivertest.RequireInsertedOpts{
-			Queue: attendance.QueueExact, ScheduledAt: soon, Schema: db.Schema, State: rivertype.JobStateAvailable,
+			Queue: attendance.QueueExact, ScheduledAt: soon, Schema: db.Schema, State: rivertype.JobStateScheduled,
 		}},
 		{Args: ReminderArgs{EventID: caughtUp, OpensAt: justOpened.UTC()}, Opts: &rivertest.RequireInsertedOpts{
 			Queue: attendance.QueueExact, ScheduledAt: justOpened, Schema: db.Schema, State: rivertype.JobStateAvailable,
