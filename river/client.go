@@ -560,19 +560,7 @@ func NewClient(pool *pgxpool.Pool, config Config) (*Client, error) {
 	}
 	if scheduler != nil {
 		scheduler.Store().SetInserter(client)
-		wrapped.loops = append(wrapped.loops, func(ctx context.Context) error {
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				scheduler.Wait()
-			}()
-			select {
-			case <-done:
-				return nil
-			case <-ctx.Done():
-				return fmt.Errorf("wait for the scheduler to stop: %w", ctx.Err())
-			}
-		})
+		wrapped.loops = append(wrapped.loops, scheduler.Wait)
 	}
 	return wrapped, nil
 }

@@ -144,18 +144,25 @@ func (s *Scheduler) Stop() {
 	if cancel != nil {
 		cancel()
 	}
-	s.Wait()
+	_ = s.Wait(context.Background())
 }
 
-// Wait waits for the loop started by Start, if any, to return: after the
-// River client's Stop, which cancels the loop's context but does not wait
-// for hooks' goroutines.
-func (s *Scheduler) Wait() {
+// Wait returns once the loop started by Start, if any, has returned, or
+// when ctx is done: River's Stop cancels the loop's context but does not
+// wait for hooks' goroutines. It is the same contract as
+// attendance.Discoverer.Wait, so that Client.Stop waits for both alike.
+func (s *Scheduler) Wait(ctx context.Context) error {
 	s.mu.Lock()
 	done := s.done
 	s.mu.Unlock()
-	if done != nil {
-		<-done
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the scheduler to stop: %w", ctx.Err())
 	}
 }
 

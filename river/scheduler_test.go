@@ -404,7 +404,7 @@ func TestSchedulerNotify(t *testing.T) {
 	require.NoError(t, client.Stop(ctx))
 	stopped = true
 	done := make(chan struct{})
-	go func() { f.sched.Wait(); close(done) }()
+	go func() { _ = f.sched.Wait(context.Background()); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):

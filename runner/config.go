@@ -901,17 +901,12 @@ func toQueues(v any) (map[string]int, error) {
 	case nil:
 		return out, nil
 	case string:
-		for part := range strings.SplitSeq(v, ",") {
-			part = strings.TrimSpace(part)
-			if part == "" {
-				continue
-			}
-			name, count, hasCount := strings.Cut(part, "=")
-			name = strings.TrimSpace(name)
+		for _, p := range splitPairs(v) {
+			name, count := p.name, p.value
 			n := 0
-			if hasCount {
+			if p.hasValue {
 				var err error
-				n, err = strconv.Atoi(strings.TrimSpace(count))
+				n, err = strconv.Atoi(count)
 				if err != nil || n < 1 {
 					return nil, fmt.Errorf("queue %q: %q is not a positive number of workers", name, count)
 				}
@@ -946,16 +941,11 @@ func toStringMap(v any) (map[string]string, error) {
 	case nil:
 		return out, nil
 	case string:
-		for part := range strings.SplitSeq(v, ",") {
-			part = strings.TrimSpace(part)
-			if part == "" {
-				continue
+		for _, p := range splitPairs(v) {
+			if !p.hasValue {
+				return nil, fmt.Errorf("%q is not name=value", p.name)
 			}
-			name, value, ok := strings.Cut(part, "=")
-			if !ok {
-				return nil, fmt.Errorf("%q is not name=value", part)
-			}
-			out[strings.ToLower(strings.TrimSpace(name))] = strings.TrimSpace(value)
+			out[strings.ToLower(p.name)] = p.value
 		}
 	case map[string]any:
 		for name, value := range v {
@@ -969,6 +959,29 @@ func toStringMap(v any) (map[string]string, error) {
 		return nil, fmt.Errorf("%v is a %s, want a mapping of names to strings", v, typeName(v))
 	}
 	return out, nil
+}
+
+// pair is one "name=value" (or bare "name") of a flag or environment
+// string, both sides trimmed.
+type pair struct {
+	name, value string
+	hasValue    bool
+}
+
+// splitPairs splits "a=1, b=2,c" at commas, skipping empty parts: the
+// string form of the config keys that hold mappings (run.queues,
+// schedules.celery_tasks).
+func splitPairs(s string) []pair {
+	var out []pair
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, value, ok := strings.Cut(part, "=")
+		out = append(out, pair{name: strings.TrimSpace(name), value: strings.TrimSpace(value), hasValue: ok})
+	}
+	return out
 }
 
 func checkQueueName(name string) error {
