@@ -101,7 +101,7 @@ func TestAnomalies(t *testing.T) {
 	require.NoError(t, err)
 	dueEvent(t, db.Pool, plain.GenerationID, time.Minute)
 
-	logs := &syncBuffer{}
+	logs := &wassotest.SyncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	res, err := attendance.SettleDueFunc(ctx, db.Pool, attendance.SettleParams{Now: testNow}, attendance.ReportAnomalies(logger))
 	require.NoError(t, err)

@@ -106,12 +106,15 @@ type burstJob struct {
 	Output  attendance.SettleEventOutput
 }
 
-func burstJobs(t *testing.T, db seed.DB) []burstJob {
-	t.Helper()
+// burstJobs returns the settle_event jobs, oldest first. It returns errors
+// instead of failing the test, for Eventually conditions.
+func burstJobs(db seed.DB) ([]burstJob, error) {
 	rows, err := db.Query(context.Background(), `
 		SELECT (args ->> 'event_id')::bigint, state::text, coalesce(metadata -> 'output', '{}'::jsonb)
 		FROM river_job WHERE kind = 'attendance.settle_event' ORDER BY id`)
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	var out []burstJob
 	var j burstJob
 	var raw []byte
@@ -123,8 +126,7 @@ func burstJobs(t *testing.T, db seed.DB) []burstJob {
 		out = append(out, j)
 		return nil
 	})
-	require.NoError(t, err)
-	return out
+	return out, err
 }
 
 // dbNow is the database clock, which deadlines are compared with.
@@ -169,8 +171,9 @@ func TestSettleBurst(t *testing.T) {
 	// by one job, and the jobs that settled their own event say so.
 	var jobs []burstJob
 	require.Eventually(t, func() bool {
-		jobs = burstJobs(t, db.Pool)
-		if len(jobs) < events {
+		var err error
+		jobs, err = burstJobs(db.Pool)
+		if err != nil || len(jobs) < events {
 			return false
 		}
 		for _, j := range jobs {
@@ -215,7 +218,8 @@ func TestSettleBurstMovedDeadlines(t *testing.T) {
 	}
 	// Wait until the runner has planned the jobs for the shared deadline.
 	require.Eventually(t, func() bool {
-		return count(t, db.Pool, `SELECT count(*) FROM river_job WHERE kind = 'attendance.settle_event'`) >= len(ids)
+		n, err := queryCount(db.Pool, `SELECT count(*) FROM river_job WHERE kind = 'attendance.settle_event'`)
+		return err == nil && n >= len(ids)
 	}, eventuallyWait, 20*time.Millisecond)
 
 	later, earlier := ids[:10], ids[10:20]

@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertest"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/internal/seed"
@@ -53,11 +56,37 @@ func statusesOf(t *testing.T, db seed.DB, eventID, mappingID int64) []int {
 	return out
 }
 
+// count runs a query returning one integer.
 func count(t *testing.T, db seed.DB, sql string, args ...any) int {
 	t.Helper()
-	var n int
-	require.NoError(t, db.QueryRow(context.Background(), sql, args...).Scan(&n))
+	n, err := queryCount(db, sql, args...)
+	require.NoError(t, err)
 	return n
+}
+
+// queryCount is count for require.Eventually conditions: it returns the
+// error instead of failing the test, since a require there would fail on
+// testify's goroutine and show as a timeout.
+func queryCount(db seed.DB, sql string, args ...any) (int, error) {
+	var n int
+	err := db.QueryRow(context.Background(), sql, args...).Scan(&n)
+	return n, err
+}
+
+// workJob works one job of args with worker through rivertest.Worker: the
+// job is inserted and worked as River would, in a transaction rolled back
+// before workJob returns, so that no client runs and nothing of the job
+// stays; what the worker commits through its own pool does. Tests of a
+// worker's Work use it; tests of scheduling, leadership or concurrency run
+// a real client (startRunner).
+func workJob[T river.JobArgs](t *testing.T, db *wassotest.DB, worker river.Worker[T], args T, opts *river.InsertOpts) (*rivertest.WorkResult, error) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck // the job's row is not kept
+	tw := rivertest.NewWorker(t, riverpgxv5.New(nil), &river.Config{Schema: db.Schema}, worker)
+	return tw.Work(ctx, t, tx, args, opts)
 }
 
 // dueEvent creates an event whose deadline (start + 30 min) is

@@ -10,6 +10,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertest"
 	"github.com/riverqueue/river/rivertype"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/attendance"
@@ -326,21 +327,18 @@ func TestExactDeadlines(t *testing.T) {
 		}))
 		return event
 	}
-	// jobDone waits until every settle_event job of the event is completed
-	// and returns them.
+	// jobsDone waits until the event has n settle_event jobs, all
+	// completed, and returns them.
 	jobsDone := func(t *testing.T, event int64, n int) []settleJob {
 		var jobs []settleJob
-		require.Eventually(t, func() bool {
-			jobs = settleJobsOf(t, db.Pool, event)
-			if len(jobs) < n {
-				return false
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			got, err := querySettleJobs(db.Pool, event)
+			require.NoError(c, err)
+			require.GreaterOrEqual(c, len(got), n, "settle_event jobs of event %d", event)
+			for _, j := range got {
+				require.Equal(c, "completed", j.State, "job %d", j.ID)
 			}
-			for _, j := range jobs {
-				if j.State != "completed" {
-					return false
-				}
-			}
-			return true
+			jobs = got
 		}, eventuallyWait, 20*time.Millisecond)
 		return jobs
 	}
@@ -401,8 +399,8 @@ func TestExactDeadlines(t *testing.T) {
 
 		// The first deadline's job runs and finds nothing due.
 		require.Eventually(t, func() bool {
-			jobs := settleJobsOf(t, db.Pool, event)
-			return len(jobs) > 0 && jobs[0].State == "completed"
+			jobs, err := querySettleJobs(db.Pool, event)
+			return err == nil && len(jobs) > 0 && jobs[0].State == "completed"
 		}, eventuallyWait, 20*time.Millisecond)
 		first0 := settleJobsOf(t, db.Pool, event)[0]
 		require.False(t, first0.Output.Settled)

@@ -6,8 +6,8 @@ import "errors"
 // settlement params or job args are out of range.
 var ErrInvalidParams = errors.New("invalid settlement params")
 
-// ErrSchemaMissing is returned (wrapped, with the missing relation named)
-// when a table or function the settlement needs does not exist: the
+// ErrSchemaMissing is returned, as a *SchemaMissingError naming the
+// relation or function, when one the settlement needs does not exist: the
 // database is not a Wasso database, or the scheduler's migrations are not
 // applied.
 var ErrSchemaMissing = errors.New("scheduler schema missing")

@@ -6,12 +6,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/internal/seed"
 	"github.com/wasso/scheduler/internal/wassotest"
-	wassoriver "github.com/wasso/scheduler/river"
 )
 
 // TestDiscoverReplansLostJobs deletes a planned event's job, as an
@@ -65,35 +66,27 @@ func eventIDs(found []attendance.DiscoveredEvent) []int64 {
 	return ids
 }
 
-// TestSettleEventRetriedEarly retries an exact-deadline job by hand long
-// before its deadline, as River UI's retry button does: the job waits for
-// the deadline instead of completing and leaving the event to the sweep.
+// TestSettleEventRetriedEarly works an exact-deadline job long before its
+// deadline, as it runs once River UI's retry button has made it available:
+// the job waits for the deadline (snoozed until then) instead of
+// completing and leaving the event to the sweep.
 func TestSettleEventRetriedEarly(t *testing.T) {
 	t.Parallel()
 
 	ctx := context.Background()
 	db := wassotest.NewDB(t, wassotest.Options{})
-	client := startRunner(t, db, wassoriver.Config{NoNotify: true})
-	var now time.Time
-	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT now()`).Scan(&now))
-	club, err := seed.CreateClub(ctx, db.Pool, "Go", 2, now.Add(-time.Hour))
+	deadline := dbNow(t, db.Pool).Add(time.Hour).Truncate(time.Microsecond)
+	club, err := seed.CreateClub(ctx, db.Pool, "Go", 2, deadline.Add(-2*time.Hour))
 	require.NoError(t, err)
-	event := djangoEvent(t, db.Pool, club.GenerationID, now.Add(time.Hour))
-	scheduled, err := attendance.ScheduleEvent(ctx, db.Pool, client, event)
+	event := djangoEvent(t, db.Pool, club.GenerationID, deadline)
+	worker, err := attendance.NewSettleEventWorker(db.Pool, attendance.SettleEventConfig{})
 	require.NoError(t, err)
-	jobs := settleJobsOf(t, db.Pool, event)
-	require.Len(t, jobs, 1)
 
-	_, err = client.JobRetry(ctx, jobs[0].ID)
+	res, err := workJob(t, db, worker, attendance.NewSettleEventArgs(event, deadline), nil)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		job, err := client.JobGet(ctx, jobs[0].ID)
-		require.NoError(t, err)
-		return job.State == "scheduled"
-	}, 30*time.Second, 20*time.Millisecond)
-	job, err := client.JobGet(ctx, jobs[0].ID)
-	require.NoError(t, err)
-	require.WithinDuration(t, scheduled.Deadline, job.ScheduledAt, time.Second, "snoozed until its deadline")
+	require.Equal(t, river.EventKindJobSnoozed, res.EventKind)
+	require.Equal(t, rivertype.JobStateScheduled, res.Job.State)
+	require.WithinDuration(t, deadline, res.Job.ScheduledAt, time.Second, "snoozed until its deadline")
 	_, settled := settlementOf(t, db.Pool, event)
 	require.False(t, settled)
 }

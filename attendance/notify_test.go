@@ -135,14 +135,7 @@ func TestNotifyAbsentWorker(t *testing.T) {
 	work := func(t *testing.T, db *wassotest.DB, notifier attendance.Notifier, args attendance.NotifyAbsentArgs) (*rivertest.WorkResult, error) {
 		worker, err := attendance.NewNotifyAbsentWorker(db.Pool, attendance.NotifyAbsentConfig{Notifier: notifier, Logger: testLogger(t)})
 		require.NoError(t, err)
-		tw := rivertest.NewWorker(t, riverpgxv5.New(nil), &river.Config{Schema: db.Schema}, worker)
-		var res *rivertest.WorkResult
-		var workErr error
-		require.NoError(t, pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-			res, workErr = tw.Work(ctx, t, tx, args, nil)
-			return nil
-		}))
-		return res, workErr
+		return workJob(t, db, worker, args, nil)
 	}
 
 	t.Run("ResolvesNames", func(t *testing.T) {

@@ -19,13 +19,24 @@ import (
 // between runs, off the clock), and reports each one's ratio to the
 // reference. How much the parallel sweep gains depends on the cores the
 // database can give it: on a 2-core machine shared with the benchmark
-// itself, little.
+// itself, little. The large size is BenchmarkSweep's large data set.
 //
-//	go test ./attendance -run '^$' -bench BenchmarkSweepParallel -benchtime 3x
+//	go test ./attendance -run '^$' -bench BenchmarkSweepParallel -benchtime 2x
 func BenchmarkSweepParallel(b *testing.B) {
+	for _, size := range []struct {
+		name  string
+		shape seed.Shape
+	}{
+		{"500x200", seed.Shape{Generations: 10, Members: 200, DueEvents: 500}},
+		{"large_1000x1000", seed.Shape{Generations: 10, Members: 1000, DueEvents: 1000}},
+	} {
+		b.Run(size.name, func(b *testing.B) { benchSweepParallel(b, size.shape) })
+	}
+}
+
+func benchSweepParallel(b *testing.B, shape seed.Shape) {
 	ctx := context.Background()
 	db := wassotest.NewDB(b, wassotest.Options{})
-	shape := seed.Shape{Generations: 10, Members: 200, DueEvents: 500}
 	now := time.Now()
 	_, err := seed.Generate(ctx, db.Pool, shape, now)
 	require.NoError(b, err)

@@ -44,20 +44,6 @@ func settlementConn(t *testing.T, db *wassotest.DB) (*pgx.Conn, uint32) {
 	return conn, conn.PgConn().PID()
 }
 
-// waitUntil polls cond until it holds, failing the test after a generous
-// bound; cond reports errors as false so that a failure is a clear
-// timeout message rather than a panic inside the poll.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // backendAt returns whether the backend pid waits on what, as
 // pg_stat_activity shows it ("Lock" for a row lock) or, for "marker",
 // whether it holds the settlement's advisory lock (it is waiting for
@@ -112,7 +98,7 @@ func TestSettleWaitsForWritersInFlight(t *testing.T) {
 		res, err := attendance.SettleDue(ctx, conn, attendance.SettleParams{WriterWait: 20 * time.Second})
 		done <- outcome{res, err}
 	}()
-	waitUntil(t, "the settlement waits for the writers", func() bool { return backendAt(t, db, pid, "marker") })
+	wassotest.WaitFor(t, 30*time.Second, "the settlement to wait for the writers", func() bool { return backendAt(t, db, pid, "marker") })
 	require.NoError(t, edit.Commit(ctx))
 	require.NoError(t, checkIn.Commit(ctx))
 	out := <-done
@@ -158,7 +144,7 @@ func TestSettleKeepsEditCommittedDuringUpdate(t *testing.T) {
 		res, err = attendance.SettleDue(ctx, conn, attendance.SettleParams{WriterWait: -1})
 		done <- err
 	}()
-	waitUntil(t, "the settlement's UPDATE waits for the row lock", func() bool { return backendAt(t, db, pid, "Lock") })
+	wassotest.WaitFor(t, 30*time.Second, "the settlement's UPDATE to wait for the row lock", func() bool { return backendAt(t, db, pid, "Lock") })
 	require.NoError(t, edit.Commit(ctx))
 	require.NoError(t, <-done)
 	require.Equal(t, 1, res.UpdatedRows, "only the row nobody edited is updated")

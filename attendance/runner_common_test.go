@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river/rivertype"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/internal/seed"
@@ -51,12 +52,7 @@ func startRunner(t *testing.T, db *wassotest.DB, config wassoriver.Config) *wass
 	}
 	client, err := wassoriver.NewClient(db.Pool, config)
 	require.NoError(t, err)
-	require.NoError(t, client.Start(context.Background()))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, client.Stop(ctx))
-	})
+	wassotest.StartClient(t, client)
 	return client
 }
 
@@ -86,26 +82,36 @@ type settlementRow struct {
 // settlementOf returns the event's settlement, or false when there is none.
 func settlementOf(t *testing.T, db seed.DB, eventID int64) (settlementRow, bool) {
 	t.Helper()
+	s, ok, err := querySettlement(db, eventID)
+	require.NoError(t, err)
+	return s, ok
+}
+
+// querySettlement is settlementOf for Eventually conditions: it returns
+// the error instead of failing the test.
+func querySettlement(db seed.DB, eventID int64) (settlementRow, bool, error) {
 	var s settlementRow
 	err := db.QueryRow(context.Background(), `SELECT deadline, settled_at, settle_count FROM wasso_settlement WHERE event_id = $1`, eventID).
 		Scan(&s.Deadline, &s.SettledAt, &s.SettleCount)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return s, false
+		return s, false, nil
 	}
-	require.NoError(t, err)
-	return s, true
+	return s, err == nil, err
 }
 
 // requireSettledFor waits until the event is settled for deadline and
-// returns the settlement.
+// returns the settlement. On a timeout it reports what the last look
+// found: no settlement, one for another deadline, or the query's error.
 func requireSettledFor(t *testing.T, db seed.DB, eventID int64, deadline time.Time) settlementRow {
 	t.Helper()
 	var s settlementRow
-	require.Eventually(t, func() bool {
-		var ok bool
-		s, ok = settlementOf(t, db, eventID)
-		return ok && s.Deadline.Equal(deadline)
-	}, eventuallyWait, 20*time.Millisecond, "event %d not settled for %s", eventID, deadline)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		got, ok, err := querySettlement(db, eventID)
+		require.NoError(c, err)
+		require.True(c, ok, "event %d not settled", eventID)
+		require.True(c, got.Deadline.Equal(deadline), "event %d settled for %s, want %s", eventID, got.Deadline, deadline)
+		s = got
+	}, eventuallyWait, 20*time.Millisecond)
 	require.False(t, s.SettledAt.Before(deadline), "settled at %s, before its deadline %s", s.SettledAt, deadline)
 	return s
 }
@@ -126,11 +132,21 @@ type settleOutput struct {
 // settleJobsOf returns the event's settle_event jobs, oldest first.
 func settleJobsOf(t *testing.T, db seed.DB, eventID int64) []settleJob {
 	t.Helper()
+	jobs, err := querySettleJobs(db, eventID)
+	require.NoError(t, err)
+	return jobs
+}
+
+// querySettleJobs is settleJobsOf for Eventually conditions: it returns
+// the error instead of failing the test.
+func querySettleJobs(db seed.DB, eventID int64) ([]settleJob, error) {
 	rows, err := db.Query(context.Background(), `
 		SELECT id, state::text, args, scheduled_at, metadata -> 'output'
 		FROM river_job WHERE kind = 'attendance.settle_event' AND (args ->> 'event_id')::bigint = $1
 		ORDER BY id`, eventID)
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	var out []settleJob
 	var j settleJob
 	var output []byte
@@ -145,6 +161,5 @@ func settleJobsOf(t *testing.T, db seed.DB, eventID int64) []settleJob {
 		out = append(out, j)
 		return nil
 	})
-	require.NoError(t, err)
-	return out
+	return out, err
 }

@@ -3,7 +3,6 @@ package attendance
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -759,16 +758,12 @@ func nullLimit(limit int) *int {
 }
 
 // translate wraps a database error with what was being done, and maps the
-// errors callers branch on to sentinels.
+// errors callers branch on to typed errors: a missing table or function
+// (wasso_deadline) becomes a *SchemaMissingError naming it, which says what
+// is missing and leaves what to run about it to the program that called.
 func translate(doing string, err error) error {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case "42P01": // undefined_table
-			return fmt.Errorf("%s: %w: %s (run migrate up; on a scratch database add --with-wasso-schema)", doing, ErrSchemaMissing, pgErr.Message)
-		case "42883": // undefined_function: wasso_deadline
-			return fmt.Errorf("%s: %w: %s (run migrate up)", doing, ErrSchemaMissing, pgErr.Message)
-		}
+	if missing, ok := SchemaMissingFrom(err); ok {
+		return fmt.Errorf("%s: %w", doing, missing)
 	}
 	return fmt.Errorf("%s: %w", doing, err)
 }

@@ -323,7 +323,12 @@ func TestSettleDue(t *testing.T) {
 		db := wassotest.NewDB(t, wassotest.Options{Bare: true})
 		_, err := attendance.SettleDue(ctx, db.Pool, attendance.SettleParams{})
 		require.ErrorIs(t, err, attendance.ErrSchemaMissing)
-		require.ErrorContains(t, err, `relation "events" does not exist`)
+		var missing *attendance.SchemaMissingError
+		require.ErrorAs(t, err, &missing)
+		require.Equal(t, "relation", missing.Kind)
+		require.Equal(t, "events", missing.Name)
+		require.ErrorContains(t, err, `scheduler schema missing: relation "events" does not exist`)
+		require.NotContains(t, err.Error(), "migrate", "the library names no command")
 	})
 }
 
@@ -515,7 +520,8 @@ func TestSettleDueAfterLosingEveryClaim(t *testing.T) {
 		done <- res
 	}()
 	require.Eventually(t, func() bool {
-		return count(t, db.Pool, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`, db.Schema) == 1
+		n, err := queryCount(db.Pool, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`, db.Schema)
+		return err == nil && n == 1
 	}, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, first.Commit(ctx))
 

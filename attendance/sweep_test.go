@@ -1,7 +1,6 @@
 package attendance_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -12,7 +11,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertest"
 	"github.com/riverqueue/river/rivertype"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/attendance"
@@ -20,71 +21,19 @@ import (
 	"github.com/wasso/scheduler/internal/wassotest"
 )
 
-// syncBuffer is a log sink shared by the worker goroutines and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// startClient starts a real River client working the sweep on db.
-func startClient(t *testing.T, db *wassotest.DB, logs *syncBuffer) *river.Client[pgx.Tx] {
-	t.Helper()
-	return startClientWith(t, db, attendance.SweepConfig{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
-}
-
-// startClientWith starts a real River client working the sweep on db with
-// the given worker configuration.
-func startClientWith(t *testing.T, db *wassotest.DB, config attendance.SweepConfig) *river.Client[pgx.Tx] {
-	t.Helper()
-	worker, err := attendance.NewSweepWorker(db.Pool, config)
-	require.NoError(t, err)
-	workers := river.NewWorkers()
-	river.AddWorker(workers, worker)
-	client, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{
-		Logger:  slog.New(slog.DiscardHandler),
-		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}},
-		Schema:  db.Schema,
-		Workers: workers,
-	})
-	require.NoError(t, err)
-	require.NoError(t, client.Start(context.Background()))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, client.Stop(ctx))
-	})
-	return client
-}
-
-// waitJob waits for the job to reach a final state and returns it.
-func waitJob(t *testing.T, client *river.Client[pgx.Tx], id int64) *rivertype.JobRow {
-	t.Helper()
-	var job *rivertype.JobRow
-	require.Eventually(t, func() bool {
-		var err error
-		job, err = client.JobGet(context.Background(), id)
-		require.NoError(t, err)
-		return job.FinalizedAt != nil
-	}, 30*time.Second, 20*time.Millisecond)
-	return job
-}
-
+// TestSweepWorker works single sweep jobs through rivertest: what is
+// checked is the worker's result, not how a client fetches the job.
 func TestSweepWorker(t *testing.T) {
 	t.Parallel()
 
 	ctx := context.Background()
+	sweep := func(t *testing.T, db *wassotest.DB, config attendance.SweepConfig, args attendance.SweepArgs, opts *river.InsertOpts) (*rivertest.WorkResult, error) {
+		t.Helper()
+		worker, err := attendance.NewSweepWorker(db.Pool, config)
+		require.NoError(t, err)
+		return workJob(t, db, worker, args, opts)
+	}
+	jsonLogger := func(logs *wassotest.SyncBuffer) *slog.Logger { return slog.New(slog.NewJSONHandler(logs, nil)) }
 
 	t.Run("RecordsCountsAsOutputAndLogs", func(t *testing.T) {
 		t.Parallel()
@@ -98,14 +47,13 @@ func TestSweepWorker(t *testing.T) {
 		_, err = seed.AddAttendance(ctx, db.Pool, event, club.MappingIDs[0], unchecked, now.Add(-time.Hour))
 		require.NoError(t, err)
 
-		logs := &syncBuffer{}
-		client := startClient(t, db, logs)
-		inserted, err := client.Insert(ctx, attendance.SweepArgs{}, nil)
+		logs := &wassotest.SyncBuffer{}
+		res, err := sweep(t, db, attendance.SweepConfig{Logger: jsonLogger(logs)}, attendance.SweepArgs{}, nil)
 		require.NoError(t, err)
-		job := waitJob(t, client, inserted.Job.ID)
-		require.Equal(t, rivertype.JobStateCompleted, job.State)
+		require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+		require.Equal(t, rivertype.JobStateCompleted, res.Job.State)
 		var out attendance.SweepOutput
-		require.NoError(t, json.Unmarshal(job.Output(), &out))
+		require.NoError(t, json.Unmarshal(res.Job.Output(), &out))
 		require.Equal(t, attendance.SweepOutput{CreatedRows: 2, ProcessedEvents: 1, UpdatedRows: 1}, out)
 		require.Contains(t, logs.String(), `"msg":"attendance sweep"`)
 		require.Contains(t, logs.String(), `"processed_events":1,"updated_rows":1,"created_rows":2`)
@@ -130,7 +78,7 @@ func TestSweepWorker(t *testing.T) {
 			batches  int
 			maxBatch int
 		)
-		client := startClientWith(t, db, attendance.SweepConfig{BatchSize: 4, Parallel: 2, FollowUp: func(ctx context.Context, tx pgx.Tx, batch *attendance.SettleResult) error {
+		res, err := sweep(t, db, attendance.SweepConfig{BatchSize: 4, Parallel: 2, FollowUp: func(ctx context.Context, tx pgx.Tx, batch *attendance.SettleResult) error {
 			mu.Lock()
 			defer mu.Unlock()
 			batches++
@@ -139,13 +87,11 @@ func TestSweepWorker(t *testing.T) {
 				inBatch[ev.EventID]++
 			}
 			return nil
-		}})
-		inserted, err := client.Insert(ctx, attendance.SweepArgs{}, nil)
+		}}, attendance.SweepArgs{}, nil)
 		require.NoError(t, err)
-		job := waitJob(t, client, inserted.Job.ID)
-		require.Equal(t, rivertype.JobStateCompleted, job.State)
+		require.Equal(t, rivertype.JobStateCompleted, res.Job.State)
 		var out attendance.SweepOutput
-		require.NoError(t, json.Unmarshal(job.Output(), &out))
+		require.NoError(t, json.Unmarshal(res.Job.Output(), &out))
 		require.Equal(t, attendance.SweepOutput{ProcessedEvents: 30, CreatedRows: 90}, out)
 
 		mu.Lock()
@@ -167,28 +113,26 @@ func TestSweepWorker(t *testing.T) {
 		t.Parallel()
 
 		db := wassotest.NewDB(t, wassotest.Options{})
-		client := startClient(t, db, &syncBuffer{})
-		inserted, err := client.Insert(ctx, attendance.SweepArgs{Lookback: -time.Hour}, nil)
-		require.NoError(t, err)
-		job := waitJob(t, client, inserted.Job.ID)
-		require.Equal(t, rivertype.JobStateCancelled, job.State)
-		require.Len(t, job.Errors, 1)
-		require.Contains(t, job.Errors[0].Error, "lookback -1h0m0s must not be negative")
+		res, err := sweep(t, db, attendance.SweepConfig{}, attendance.SweepArgs{Lookback: -time.Hour}, nil)
+		require.NoError(t, err, "a cancellation is not an error to retry")
+		require.Equal(t, river.EventKindJobCancelled, res.EventKind)
+		require.Equal(t, rivertype.JobStateCancelled, res.Job.State)
+		require.Len(t, res.Job.Errors, 1)
+		require.Contains(t, res.Job.Errors[0].Error, "lookback -1h0m0s must not be negative")
 	})
 
 	t.Run("MissingSchemaFailsTheJob", func(t *testing.T) {
 		t.Parallel()
 
 		db := wassotest.NewDB(t, wassotest.Options{})
-		logs := &syncBuffer{}
-		client := startClient(t, db, logs)
 		_, err := db.Pool.Exec(ctx, `DROP TABLE wasso_settlement`)
 		require.NoError(t, err)
-		inserted, err := client.Insert(ctx, attendance.SweepArgs{}, &river.InsertOpts{MaxAttempts: 1})
-		require.NoError(t, err)
-		job := waitJob(t, client, inserted.Job.ID)
-		require.Equal(t, rivertype.JobStateDiscarded, job.State)
-		require.Contains(t, job.Errors[0].Error, `relation "wasso_settlement" does not exist`)
+		logs := &wassotest.SyncBuffer{}
+		res, err := sweep(t, db, attendance.SweepConfig{Logger: jsonLogger(logs)}, attendance.SweepArgs{}, &river.InsertOpts{MaxAttempts: 1})
+		require.ErrorContains(t, err, `relation "wasso_settlement" does not exist`)
+		require.Equal(t, river.EventKindJobFailed, res.EventKind)
+		require.Equal(t, rivertype.JobStateDiscarded, res.Job.State, "its only attempt failed")
+		require.Contains(t, res.Job.Errors[0].Error, `relation "wasso_settlement" does not exist`)
 		require.Contains(t, logs.String(), `"msg":"attendance sweep failed"`)
 	})
 }
@@ -214,15 +158,97 @@ func TestNewSweepWorker(t *testing.T) {
 	require.ErrorContains(t, err, "database is nil")
 }
 
+// TestPeriodicSweep checks the schedule PeriodicSweep gives a real client
+// (River keeps a periodic job's schedule unexported, so the test watches
+// the jobs the leader enqueues): a sweep at once when the client leads,
+// then one every interval, each scheduled on its slot and unique for its
+// period.
 func TestPeriodicSweep(t *testing.T) {
 	t.Parallel()
 
-	_, err := attendance.PeriodicSweep(-5 * time.Minute)
-	require.ErrorIs(t, err, attendance.ErrInvalidParams)
-	require.ErrorContains(t, err, "sweep interval -5m0s must be positive")
-	_, err = attendance.PeriodicSweep(500 * time.Millisecond)
-	require.ErrorContains(t, err, "shorter than one second")
-	job, err := attendance.PeriodicSweep(0)
-	require.NoError(t, err)
-	require.NotNil(t, job)
+	ctx := context.Background()
+
+	t.Run("InvalidInterval", func(t *testing.T) {
+		t.Parallel()
+
+		_, err := attendance.PeriodicSweep(-5 * time.Minute)
+		require.ErrorIs(t, err, attendance.ErrInvalidParams)
+		require.ErrorContains(t, err, "sweep interval -5m0s must be positive")
+		_, err = attendance.PeriodicSweep(500 * time.Millisecond)
+		require.ErrorIs(t, err, attendance.ErrInvalidParams)
+		require.ErrorContains(t, err, "shorter than one second")
+	})
+
+	// sweepsEnqueued starts a client whose only periodic job is
+	// PeriodicSweep(interval) and waits until the leader has enqueued n
+	// sweeps, which it returns oldest first. The client works only a
+	// queue the sweeps do not go to (it must work one to start and lead),
+	// so they stay as enqueued.
+	sweepsEnqueued := func(t *testing.T, interval time.Duration, n int) (*river.Client[pgx.Tx], []*rivertype.JobRow) {
+		t.Helper()
+		db := wassotest.NewDB(t, wassotest.Options{})
+		periodic, err := attendance.PeriodicSweep(interval)
+		require.NoError(t, err)
+		worker, err := attendance.NewSweepWorker(db.Pool, attendance.SweepConfig{})
+		require.NoError(t, err)
+		workers := river.NewWorkers()
+		river.AddWorker(workers, worker)
+		client, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{
+			Logger:       slog.New(slog.DiscardHandler),
+			PeriodicJobs: []*river.PeriodicJob{periodic},
+			Queues:       map[string]river.QueueConfig{"unused": {MaxWorkers: 1}},
+			Schema:       db.Schema,
+			Workers:      workers,
+		})
+		require.NoError(t, err)
+		wassotest.StartClient(t, client)
+		var jobs []*rivertype.JobRow
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			res, err := client.JobList(ctx, river.NewJobListParams().Kinds(attendance.SweepKind).OrderBy(river.JobListOrderByID, river.SortOrderAsc))
+			require.NoError(c, err)
+			require.GreaterOrEqual(c, len(res.Jobs), n, "sweeps enqueued")
+			jobs = res.Jobs
+		}, 30*time.Second, 20*time.Millisecond)
+		return client, jobs
+	}
+
+	t.Run("OnStartUniquePerPeriod", func(t *testing.T) {
+		t.Parallel()
+
+		// With an hour's interval, a sweep within seconds of the start is
+		// the one enqueued on start.
+		client, jobs := sweepsEnqueued(t, time.Hour, 1)
+		require.Len(t, jobs, 1)
+		job := jobs[0]
+		require.Equal(t, river.QueueDefault, job.Queue)
+		require.JSONEq(t, `{}`, string(job.EncodedArgs), "the zero SweepArgs: the worker's lookback")
+		var meta struct {
+			Periodic bool   `json:"periodic"`
+			ID       string `json:"river:periodic_job_id"`
+		}
+		require.NoError(t, json.Unmarshal(job.Metadata, &meta))
+		require.True(t, meta.Periodic)
+		require.Equal(t, attendance.PeriodicSweepID, meta.ID)
+
+		// Unique per period: another sweep for the same slot, unique by
+		// the hour, is a duplicate of it.
+		dup, err := client.Insert(ctx, attendance.SweepArgs{}, &river.InsertOpts{
+			ScheduledAt: job.ScheduledAt,
+			UniqueOpts:  river.UniqueOpts{ByPeriod: time.Hour},
+		})
+		require.NoError(t, err)
+		require.True(t, dup.UniqueSkippedAsDuplicate)
+		require.Equal(t, job.ID, dup.Job.ID)
+	})
+
+	t.Run("EveryInterval", func(t *testing.T) {
+		t.Parallel()
+
+		// River schedules each run from the previous slot, not from the
+		// moment it ran, so the slots are exactly one interval apart.
+		_, jobs := sweepsEnqueued(t, time.Second, 3)
+		for i := 1; i < len(jobs); i++ {
+			require.Equal(t, time.Second, jobs[i].ScheduledAt.Sub(jobs[i-1].ScheduledAt), "slot of sweep %d", i)
+		}
+	})
 }

@@ -526,7 +526,8 @@ func TestNotifierDownThenBack(t *testing.T) {
 		return got[len(got)-1].Status == http.StatusNoContent
 	}, eventuallyWait, 20*time.Millisecond)
 	require.Eventually(t, func() bool {
-		return count(t, db.Pool, `SELECT count(*) FROM river_job WHERE kind = 'attendance.notify_absent' AND state = 'completed'`) == 1
+		n, err := queryCount(db.Pool, `SELECT count(*) FROM river_job WHERE kind = 'attendance.notify_absent' AND state = 'completed'`)
+		return err == nil && n == 1
 	}, eventuallyWait, 20*time.Millisecond)
 
 	got := rc.all()

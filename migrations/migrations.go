@@ -45,9 +45,12 @@ var ErrMissingTable = errors.New("missing table")
 
 // MissingTableError names a table that does not exist.
 type MissingTableError struct {
-	// Table is the missing table's name.
+	// Table is the missing table's name (the first one, when several are
+	// missing).
 	Table string
-	// Hint says how to create it.
+	// Hint says what the missing table means, in this package's terms
+	// ("this is not a Wasso database: ..."). It never names a command or a
+	// flag: the program that called adds how to create the tables.
 	Hint string
 }
 
@@ -582,12 +585,19 @@ func CheckWassoTables(ctx context.Context, db Querier) error {
 		return err
 	}
 	if len(missing) > 0 {
-		return &MissingTableError{
-			Table: missing[0],
-			Hint:  "this is not a Wasso database (point the database URL at the one the Django backend uses, or create the tables on a scratch database with migrate --with-wasso-schema)",
-		}
+		return &MissingTableError{Table: missing[0], Hint: notWassoHint(missing)}
 	}
 	return nil
+}
+
+// notWassoHint is the Hint of a *MissingTableError for missing Wasso
+// tables. It says what is wrong and not what to run: that is for the
+// program that called (wasso-runner adds its own advice).
+func notWassoHint(missing []string) string {
+	if len(missing) == 1 {
+		return "this is not a Wasso database: the table " + missing[0] + " is missing"
+	}
+	return "this is not a Wasso database: the tables " + strings.Join(missing, ", ") + " are missing"
 }
 
 // CheckScheduler returns an error naming what is missing when the database

@@ -44,7 +44,12 @@ func TestUp(t *testing.T) {
 		db := wassotest.NewDB(t, wassotest.Options{Bare: true})
 		_, err := migrations.Up(ctx, db.Pool, migrations.Options{Schema: db.Schema})
 		require.ErrorIs(t, err, migrations.ErrMissingTable)
-		require.ErrorContains(t, err, `table "club_club" does not exist`)
+		var missing *migrations.MissingTableError
+		require.ErrorAs(t, err, &missing)
+		require.Equal(t, "club_club", missing.Table)
+		require.Equal(t, "this is not a Wasso database: the tables club_club, club_generation, club_member, generation_mapping, events, attendances are missing", missing.Hint)
+		require.ErrorContains(t, err, `table "club_club" does not exist: this is not a Wasso database`)
+		require.NotContains(t, err.Error(), "--with-wasso-schema", "the library names no command or flag")
 		var n int
 		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = $1`, db.Schema).Scan(&n))
 		require.Zero(t, n, "nothing created")

@@ -262,6 +262,7 @@ func (c Config) WithDefaults() Config {
 	c.Lookback = cmp.Or(c.Lookback, attendance.LookbackDefault)
 	c.SweepInterval = cmp.Or(c.SweepInterval, attendance.SweepIntervalDefault)
 	c.SweepParallel = cmp.Or(c.SweepParallel, SweepParallelDefault)
+	c.Schedules = c.Schedules.WithDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -284,7 +285,7 @@ func (c *Config) LongestJobTimeout() time.Duration {
 	return max(job, cmp.Or(c.SweepTimeout, job), cmp.Or(c.NotifyTimeout, job))
 }
 
-// Validate returns an error naming the first field out of range.
+// Validate returns the first field out of range as a *ConfigFieldError.
 func (c *Config) Validate() error {
 	durations := []struct {
 		name  string
@@ -305,45 +306,70 @@ func (c *Config) Validate() error {
 	}
 	for _, d := range durations {
 		if d.value < 0 {
-			return fmt.Errorf("%w: %s %s must not be negative", ErrInvalidConfig, d.name, d.value)
+			return configFieldError(d.name, "%s must not be negative", d.value)
 		}
 	}
 	if longest := c.LongestJobTimeout(); c.RescueStuckJobsAfter != 0 && c.RescueStuckJobsAfter < longest {
-		return fmt.Errorf("%w: RescueStuckJobsAfter %s is shorter than the longest job timeout (%s): River would retry jobs that are still running", ErrInvalidConfig, c.RescueStuckJobsAfter, longest)
+		return configFieldError("RescueStuckJobsAfter", "%s is shorter than the longest job timeout (%s): River would retry jobs that are still running", c.RescueStuckJobsAfter, longest)
 	}
 	if c.SweepInterval > 0 && c.SweepInterval < time.Second {
-		return fmt.Errorf("%w: SweepInterval %s is shorter than one second", ErrInvalidConfig, c.SweepInterval)
+		return configFieldError("SweepInterval", "%s is shorter than one second", c.SweepInterval)
 	}
 	if c.Concurrency < 0 {
-		return fmt.Errorf("%w: Concurrency %d must not be negative", ErrInvalidConfig, c.Concurrency)
+		return configFieldError("Concurrency", "%d must not be negative", c.Concurrency)
 	}
 	if c.BurstLimit < 0 {
-		return fmt.Errorf("%w: BurstLimit %d must not be negative", ErrInvalidConfig, c.BurstLimit)
+		return configFieldError("BurstLimit", "%d must not be negative", c.BurstLimit)
 	}
 	if c.SweepParallel < 0 || c.SweepParallel > SweepParallelMax {
-		return fmt.Errorf("%w: SweepParallel %d must be between 0 (default) and %d", ErrInvalidConfig, c.SweepParallel, SweepParallelMax)
+		return configFieldError("SweepParallel", "%d must be between 0 (default) and %d", c.SweepParallel, SweepParallelMax)
 	}
 	if c.ExactConcurrency < 0 {
-		return fmt.Errorf("%w: ExactConcurrency %d must not be negative", ErrInvalidConfig, c.ExactConcurrency)
+		return configFieldError("ExactConcurrency", "%d must not be negative", c.ExactConcurrency)
 	}
 	if c.ExactPollInterval != 0 && (c.ExactPollInterval < 10*time.Millisecond || c.ExactPollInterval > time.Second) {
-		return fmt.Errorf("%w: ExactPollInterval %s must be between 10ms and 1s", ErrInvalidConfig, c.ExactPollInterval)
+		return configFieldError("ExactPollInterval", "%s must be between 10ms and 1s", c.ExactPollInterval)
 	}
 	if c.DiscoveryInterval != 0 && c.DiscoveryInterval < 100*time.Millisecond {
-		return fmt.Errorf("%w: DiscoveryInterval %s is shorter than 100ms", ErrInvalidConfig, c.DiscoveryInterval)
+		return configFieldError("DiscoveryInterval", "%s is shorter than 100ms", c.DiscoveryInterval)
 	}
 	if c.DiscoveryHorizon != 0 && c.DiscoveryInterval != 0 && c.DiscoveryHorizon < 2*c.DiscoveryInterval {
-		return fmt.Errorf("%w: DiscoveryHorizon %s must be at least twice DiscoveryInterval (%s), or jobs are inserted after their deadline", ErrInvalidConfig, c.DiscoveryHorizon, c.DiscoveryInterval)
+		return configFieldError("DiscoveryHorizon", "%s must be at least twice DiscoveryInterval (%s), or jobs are inserted after their deadline", c.DiscoveryHorizon, c.DiscoveryInterval)
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Queues)) {
 		if n := c.Queues[name]; n < 1 || n > 10_000 {
-			return fmt.Errorf("%w: Queues[%q] = %d: workers must be between 1 and 10000", ErrInvalidConfig, name, n)
+			return configFieldError("Queues", "%q has %d workers: must be between 1 and 10000", name, n)
 		}
 		if name == "" {
-			return fmt.Errorf("%w: Queues: queue name must not be empty", ErrInvalidConfig)
+			return configFieldError("Queues", "queue name must not be empty")
 		}
 	}
 	return nil
+}
+
+// ConfigFieldError is a field of Config out of range. It matches
+// ErrInvalidConfig with errors.Is; Field lets a caller that fills the
+// config from settings of its own (the runner's keys) name the one at
+// fault.
+type ConfigFieldError struct {
+	// Field is the Config field, such as "SweepParallel".
+	Field string
+	// Err says what is wrong with its value.
+	Err error
+}
+
+func (e *ConfigFieldError) Error() string {
+	return fmt.Sprintf("%s: %s %v", ErrInvalidConfig, e.Field, e.Err)
+}
+
+// Unwrap returns Err.
+func (e *ConfigFieldError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrInvalidConfig) true.
+func (e *ConfigFieldError) Is(target error) bool { return target == ErrInvalidConfig }
+
+func configFieldError(field, format string, args ...any) *ConfigFieldError {
+	return &ConfigFieldError{Field: field, Err: fmt.Errorf(format, args...)}
 }
 
 // AddWorkers registers the attendance workers on workers, for a backend

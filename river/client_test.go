@@ -2,8 +2,10 @@ package wassoriver_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,9 +35,13 @@ func TestConfigValidate(t *testing.T) {
 		{wassoriver.Config{BurstLimit: -1}, "BurstLimit -1 must not be negative"},
 		{wassoriver.Config{SweepParallel: -1}, "SweepParallel -1 must be between 0 (default) and 16"},
 		{wassoriver.Config{SweepParallel: wassoriver.SweepParallelMax + 1}, "SweepParallel 17 must be between 0 (default) and 16"},
-		{wassoriver.Config{Queues: map[string]int{"default": 0}}, `Queues["default"] = 0: workers must be between 1 and 10000`},
+		{wassoriver.Config{Queues: map[string]int{"default": 0}}, `Queues "default" has 0 workers: must be between 1 and 10000`},
 	} {
 		require.ErrorIs(t, tc.config.Validate(), wassoriver.ErrInvalidConfig)
+		// The field, for a caller that names its own setting.
+		fieldErr, ok := errors.AsType[*wassoriver.ConfigFieldError](tc.config.Validate())
+		require.True(t, ok)
+		require.True(t, strings.HasPrefix(tc.want, fieldErr.Field+" "), "field %s of %q", fieldErr.Field, tc.want)
 		require.ErrorContains(t, tc.config.Validate(), tc.want)
 		_, err := wassoriver.NewClient(wassotest.AdminPool(t), tc.config)
 		require.ErrorContains(t, err, tc.want, "NewClient validates too")

@@ -104,12 +104,7 @@ func TestNewClientSettlesAtDeadlines(t *testing.T) {
 		Notifier: notifierFunc(func(_ context.Context, n attendance.AbsentNotice) error { notices <- n; return nil }),
 	})
 	require.NoError(t, err)
-	require.NoError(t, client.Start(ctx))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, client.Stop(ctx))
-	})
+	wassotest.StartClient(t, client)
 
 	club, err := seed.CreateClub(ctx, db.Pool, "Chess club", 2, time.Now())
 	require.NoError(t, err)
@@ -154,12 +149,7 @@ func TestNewClientSettlesScheduledJobAtDeadline(t *testing.T) {
 	res, err := attendance.ScheduleEvent(ctx, db.Pool, client, event)
 	require.NoError(t, err)
 	require.Equal(t, rivertype.JobStateScheduled, res.Job.Job.State)
-	require.NoError(t, client.Start(ctx))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, client.Stop(ctx))
-	})
+	wassotest.StartClient(t, client)
 
 	// While it waits, the job shows as scheduled, until the leader makes
 	// it available shortly before its deadline.
@@ -178,8 +168,12 @@ func TestNewClientSettlesScheduledJobAtDeadline(t *testing.T) {
 		require.False(t, n.SettledAt.Before(deadline), "settled at %s, before its deadline %s", n.SettledAt, deadline)
 		t.Logf("settled %s after its deadline", n.SettledAt.Sub(deadline))
 		// River's own scheduler alone would make the job available up to
-		// five seconds late; the discovery pass keeps it within a poll.
-		require.WithinDuration(t, deadline, n.SettledAt, 3*time.Second)
+		// five seconds late; the discovery pass keeps it within a poll
+		// (ExactPollIntervalDefault, 500 ms). The bound is generous, so
+		// that a loaded machine does not fail it, and it is asserted, not
+		// only logged, so that a change of ours or of River's that breaks
+		// the exact-time fetch fails here instead of passing silently.
+		require.Less(t, n.SettledAt.Sub(deadline), 3*time.Second)
 	case <-time.After(30 * time.Second):
 		t.Fatal("no notice")
 	}

@@ -436,12 +436,23 @@ func TestScheduleHandlerErrors(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
 	require.Equal(t, http.StatusInternalServerError, rec.Code)
 	require.Contains(t, rec.Body.String(), "Could not list the schedules")
-	require.Contains(t, rec.Body.String(), "run migrate up")
+	require.Contains(t, rec.Body.String(), "scheduler schema missing: relation")
+	require.Contains(t, rec.Body.String(), "wasso_schedule")
 	require.NotContains(t, rec.Body.String(), "River UI")
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/schedules", nil))
 	require.Equal(t, http.StatusInternalServerError, rec.Code)
-	require.Contains(t, rec.Body.String(), "run migrate up")
+	require.Contains(t, rec.Body.String(), "scheduler schema missing: relation")
+
+	// The store's error names the missing table, for the program to say
+	// what to run (wasso-runner says migrate up).
+	_, err = store.List(context.Background(), db.Pool)
+	require.ErrorIs(t, err, attendance.ErrSchemaMissing)
+	var missing *attendance.SchemaMissingError
+	require.ErrorAs(t, err, &missing)
+	require.Equal(t, "relation", missing.Kind)
+	require.Equal(t, "wasso_schedule", missing.Name)
+	require.NotContains(t, err.Error(), "migrate", "the library names no command")
 }
 
 // handlerCount returns the result of a count query.

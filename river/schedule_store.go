@@ -100,10 +100,22 @@ type ScheduleStore struct {
 
 type scheduleInserter struct{ attendance.Inserter }
 
+// WithDefaults returns a copy of the config with the zero values of its
+// settings replaced by their defaults (Logger and Now are left to
+// NewScheduleStore).
+func (c ScheduleStoreConfig) WithDefaults() ScheduleStoreConfig {
+	c.DefaultTimeZone = cmp.Or(c.DefaultTimeZone, ScheduleTimeZoneDefault)
+	c.MaxBackfill = cmp.Or(c.MaxBackfill, ScheduleMaxBackfillDefault)
+	c.MaxCatchUp = cmp.Or(c.MaxCatchUp, ScheduleMaxCatchUpDefault)
+	c.PollInterval = cmp.Or(c.PollInterval, SchedulePollIntervalDefault)
+	c.SlotRetention = cmp.Or(c.SlotRetention, ScheduleSlotRetentionDefault)
+	return c
+}
+
 // NewScheduleStore returns a store with config, its zero values replaced
 // by their defaults.
 func NewScheduleStore(config ScheduleStoreConfig) (*ScheduleStore, error) {
-	config.DefaultTimeZone = cmp.Or(config.DefaultTimeZone, ScheduleTimeZoneDefault)
+	config = config.WithDefaults()
 	if _, err := compileTimetable(time.Hour, "", config.DefaultTimeZone, time.Time{}); err != nil {
 		return nil, fmt.Errorf("%w: DefaultTimeZone: %w", ErrInvalidConfig, err)
 	}
@@ -120,13 +132,9 @@ func NewScheduleStore(config ScheduleStoreConfig) (*ScheduleStore, error) {
 			return nil, fmt.Errorf("%w: schedules: %s must not be negative", ErrInvalidConfig, d.name)
 		}
 	}
-	if config.PollInterval != 0 && config.PollInterval < 10*time.Millisecond {
+	if config.PollInterval < 10*time.Millisecond {
 		return nil, fmt.Errorf("%w: schedules: PollInterval %s is shorter than 10ms", ErrInvalidConfig, config.PollInterval)
 	}
-	config.MaxBackfill = cmp.Or(config.MaxBackfill, ScheduleMaxBackfillDefault)
-	config.MaxCatchUp = cmp.Or(config.MaxCatchUp, ScheduleMaxCatchUpDefault)
-	config.PollInterval = cmp.Or(config.PollInterval, SchedulePollIntervalDefault)
-	config.SlotRetention = cmp.Or(config.SlotRetention, ScheduleSlotRetentionDefault)
 	if config.Logger == nil {
 		config.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -818,12 +826,13 @@ func optString(s string) *string {
 	return &s
 }
 
-// scheduleErr wraps err with what was being done, and says to migrate when
-// the tables are missing.
+// scheduleErr wraps err with what was being done, and maps a missing table
+// (the scheduler's migrations are not applied) to an
+// *attendance.SchemaMissingError naming it, as the attendance package does:
+// the program that called says what to run about it.
 func scheduleErr(doing string, err error) error {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
-		return fmt.Errorf("%s: %w: %s (run migrate up)", doing, attendance.ErrSchemaMissing, pgErr.Message)
+	if missing, ok := attendance.SchemaMissingFrom(err); ok {
+		return fmt.Errorf("%s: %w", doing, missing)
 	}
 	return fmt.Errorf("%s: %w", doing, err)
 }

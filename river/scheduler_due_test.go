@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wasso/scheduler/internal/wassotest"
 )
 
 // TestSchedulerSlotDueDuringPass: a pass that begins just before a slot and
@@ -21,7 +23,7 @@ func TestSchedulerSlotDueDuringPass(t *testing.T) {
 	f.create(t, Schedule{Name: "due", Every: ScheduleEveryMax, StartAt: slot, Overlap: OverlapAllow})
 	require.NoError(t, f.sched.Start(ctx, nil))
 	defer f.sched.Stop()
-	waitFor(t, 10*time.Second, func() bool { return f.sched.listenerPID.Load() != 0 })
+	wassotest.WaitFor(t, 10*time.Second, "the scheduler to listen", func() bool { return f.sched.listenerPID.Load() != 0 })
 	other, err := pgxpool.New(ctx, f.db.URL)
 	require.NoError(t, err)
 	defer other.Close()
@@ -42,5 +44,5 @@ func TestSchedulerSlotDueDuringPass(t *testing.T) {
 	for _, c := range held {
 		c.Release()
 	}
-	waitFor(t, 10*time.Second, func() bool { return len(f.jobSlots(t, "due")) == 1 })
+	wassotest.WaitFor(t, 10*time.Second, "the job of the due slot", func() bool { return len(f.jobSlots(t, "due")) == 1 })
 }

@@ -5,7 +5,6 @@ package wassoriver
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -367,16 +366,16 @@ func TestSchedulerNotify(t *testing.T) {
 	// The client is leader and the loop runs once a one-second schedule
 	// has a job; the loop then sleeps an hour once it is disabled.
 	f.create(t, Schedule{Name: "warm-up", Every: time.Second, Overlap: OverlapAllow})
-	waitFor(t, 30*time.Second, func() bool { return len(f.jobSlots(t, "warm-up")) > 0 })
+	wassotest.WaitFor(t, 30*time.Second, "a job of warm-up", func() bool { return len(f.jobSlots(t, "warm-up")) > 0 })
 	_, err = f.store.Disable(ctx, f.db.Pool, "warm-up")
 	require.NoError(t, err)
-	waitFor(t, 10*time.Second, func() bool { return f.sched.listenerPID.Load() != 0 })
+	wassotest.WaitFor(t, 10*time.Second, "the scheduler to listen", func() bool { return f.sched.listenerPID.Load() != 0 })
 
 	measure := func(name string) {
 		t.Helper()
 		// Nothing is due within the hour: the loop sleeps until a
 		// notification wakes it.
-		waitFor(t, 10*time.Second, func() bool { return time.Duration(f.sched.sleeping.Load()) == time.Hour })
+		wassotest.WaitFor(t, 10*time.Second, "the loop to sleep an hour", func() bool { return time.Duration(f.sched.sleeping.Load()) == time.Hour })
 		created, err := f.store.Create(ctx, f.db.Pool, Schedule{Name: name, Kind: attendance.SweepKind, Every: ScheduleEveryMax,
 			StartAt: time.Now().Add(time.Hour), Overlap: OverlapAllow})
 		require.NoError(t, err)
@@ -386,7 +385,7 @@ func TestSchedulerNotify(t *testing.T) {
 		_, err = f.store.Update(ctx, f.db.Pool, name, ScheduleUpdate{Enabled: ptrTo(true), StartAt: &start})
 		require.NoError(t, err)
 		enabled := time.Now()
-		waitFor(t, 10*time.Second, func() bool { return len(f.jobSlots(t, name)) > 0 })
+		wassotest.WaitFor(t, 10*time.Second, "a job of "+name, func() bool { return len(f.jobSlots(t, name)) > 0 })
 		var createdAt time.Time
 		require.NoError(t, f.db.Pool.QueryRow(ctx, `SELECT created_at FROM river_job WHERE metadata->>'schedule' = $1`, name).Scan(&createdAt))
 		t.Logf("%s: enable to job seen %s; slot to job inserted %s", name, time.Since(enabled).Round(time.Millisecond), createdAt.Sub(truncMicro(start)).Round(time.Millisecond))
@@ -398,7 +397,7 @@ func TestSchedulerNotify(t *testing.T) {
 	pid := f.sched.listenerPID.Load()
 	_, err = wassotest.AdminPool(t).Exec(ctx, `SELECT pg_terminate_backend($1)`, pid)
 	require.NoError(t, err)
-	waitFor(t, 10*time.Second, func() bool { p := f.sched.listenerPID.Load(); return p != 0 && p != pid })
+	wassotest.WaitFor(t, 10*time.Second, "the scheduler to listen again", func() bool { p := f.sched.listenerPID.Load(); return p != 0 && p != pid })
 	measure("notified-again")
 
 	require.NoError(t, client.Stop(ctx))
@@ -409,17 +408,5 @@ func TestSchedulerNotify(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the scheduler loop did not stop with the client")
-	}
-}
-
-// waitFor polls cond every 10 ms until it holds, failing after limit.
-func waitFor(t *testing.T, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal(fmt.Sprintf("condition not met within %s", limit))
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -1,11 +1,9 @@
 package wassoriver_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,24 +14,6 @@ import (
 	"github.com/wasso/scheduler/internal/wassotest"
 	wassoriver "github.com/wasso/scheduler/river"
 )
-
-// lockedBuffer is a log sink safe for the client's goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestClientStopWaitsForLeaderLoops starts a client, waits until it leads
 // and runs its deadline discovery, and stops it: when Stop returns, the
@@ -46,18 +26,21 @@ func TestClientStopWaitsForLeaderLoops(t *testing.T) {
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, db.URL)
 	require.NoError(t, err)
-	logs := &lockedBuffer{}
+	logs := &wassotest.SyncBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("client logs:\n%s", logs.String())
+		}
+	})
 	client, err := wassoriver.NewClient(pool, wassoriver.Config{
 		Schema: db.Schema,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	require.NoError(t, err)
 	require.NoError(t, client.Start(ctx))
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(logs.String(), "deadline discovery started") {
-		require.True(t, time.Now().Before(deadline), "the client never led:\n%s", logs.String())
-		time.Sleep(20 * time.Millisecond)
-	}
+	wassotest.WaitFor(t, 30*time.Second, "the client to lead and start its deadline discovery", func() bool {
+		return strings.Contains(logs.String(), "deadline discovery started")
+	})
 
 	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -85,22 +68,16 @@ func TestNewClientSeedsTheSweep(t *testing.T) {
 			return n
 		}
 		if !noPeriodic {
-			deadline := time.Now().Add(30 * time.Second)
-			for swept() == 0 && time.Now().Before(deadline) {
-				time.Sleep(50 * time.Millisecond)
-			}
+			wassotest.WaitFor(t, 30*time.Second, "a sweep from the seeded schedule", func() bool { return swept() > 0 })
 			require.Equal(t, 1, swept(), "one sweep, from the seeded schedule, at once")
 		} else {
-			// The client leads and its scheduler would have seeded by now.
-			deadline := time.Now().Add(30 * time.Second)
-			for time.Now().Before(deadline) {
+			// Once the client leads, its scheduler would seed within a
+			// moment.
+			wassotest.WaitFor(t, 30*time.Second, "the client to lead", func() bool {
 				var leaders int
 				_ = db.Pool.QueryRow(ctx, `SELECT count(*) FROM river_leader`).Scan(&leaders)
-				if leaders > 0 {
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+				return leaders > 0
+			})
 			time.Sleep(2 * time.Second)
 			require.Zero(t, swept())
 		}

@@ -332,9 +332,9 @@ func TestBadInput(t *testing.T) {
 				return false
 			}
 		}
-		return count(t, db.Pool, `SELECT count(*) FROM river_job WHERE id = ANY($1) AND finalized_at IS NULL AND coalesce(cardinality(errors), 0) = 0`, mapValues(jobIDs)) == 0 &&
-			count(t, db.Pool, `SELECT count(*) FROM wasso_settlement WHERE event_id = ANY($1)`, due) == len(due) &&
-			count(t, db.Pool, `SELECT count(*) FROM river_job WHERE kind LIKE 'attendance.%' AND finalized_at IS NULL AND coalesce(cardinality(errors), 0) = 0`) == 0
+		return countNoFail(db, `SELECT count(*) FROM river_job WHERE id = ANY($1) AND finalized_at IS NULL AND coalesce(cardinality(errors), 0) = 0`, mapValues(jobIDs)) == 0 &&
+			countNoFail(db, `SELECT count(*) FROM wasso_settlement WHERE event_id = ANY($1)`, due) == len(due) &&
+			countNoFail(db, `SELECT count(*) FROM river_job WHERE kind LIKE 'attendance.%' AND finalized_at IS NULL AND coalesce(cardinality(errors), 0) = 0`) == 0
 	}, 2*time.Minute, 100*time.Millisecond)
 	p.signal(t, syscall.SIGTERM)
 	require.Equal(t, 0, p.wait(t, time.Minute), "the runner stops cleanly: nothing crashed it")

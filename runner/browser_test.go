@@ -30,7 +30,7 @@ func TestRiverUIInChromium(t *testing.T) {
 	p := startRunner(t, db, cliOpts{}, "--sweep-interval", "2s")
 	base := p.baseURL(t)
 	require.Eventually(t, func() bool {
-		return count(t, db.Pool, `SELECT count(*) FROM river_job WHERE kind = 'attendance.sweep' AND state = 'completed'`) >= 1
+		return countNoFail(db, `SELECT count(*) FROM river_job WHERE kind = 'attendance.sweep' AND state = 'completed'`) >= 1
 	}, time.Minute, 100*time.Millisecond)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],

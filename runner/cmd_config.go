@@ -2,10 +2,11 @@ package runner
 
 import (
 	"fmt"
-	"maps"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -13,62 +14,41 @@ import (
 )
 
 // configValues returns the resolved value of every key, as printed by the
-// config command: secrets are redacted, durations in Go notation.
+// config command: secrets masked, durations in Go notation, mappings as
+// the "a=1,b=2" of a flag.
 func (c *Config) configValues() map[string]any {
-	queues := "(default queue with run.concurrency workers)"
-	if len(c.Run.Queues) > 0 {
-		var parts []string
-		for _, name := range slices.Sorted(maps.Keys(c.Run.Queues)) {
-			parts = append(parts, fmt.Sprintf("%s=%d", name, c.Run.Queues[name]))
+	v := reflect.ValueOf(c).Elem()
+	out := make(map[string]any, len(configKeys))
+	for _, k := range configKeys {
+		value := v.FieldByIndex(k.index).Interface()
+		switch x := value.(type) {
+		case time.Duration, *time.Location:
+			value = fmt.Sprint(x)
+		case map[string]int, map[string]string:
+			m := reflect.ValueOf(x)
+			var parts []string
+			for _, name := range m.MapKeys() {
+				parts = append(parts, fmt.Sprintf("%s=%v", name, m.MapIndex(name)))
+			}
+			slices.Sort(parts)
+			value = strings.Join(parts, ",")
 		}
-		queues = strings.Join(parts, ",")
+		switch k.tag("secret") {
+		case "url":
+			value = redactURL(value.(string))
+		case "webhook":
+			value = redactWebhookURL(value.(string))
+		case "true":
+			value = redactSecret(value.(string))
+		}
+		out[k.name] = value
 	}
-	var tasks []string
-	for _, name := range slices.Sorted(maps.Keys(c.Schedules.CeleryTasks)) {
-		tasks = append(tasks, name+"="+c.Schedules.CeleryTasks[name])
+	if len(c.Run.Queues) == 0 {
+		out["run.queues"] = "(default queue with run.concurrency workers)"
 	}
-	return map[string]any{
-		"database_url":                 redactURL(c.DatabaseURL),
-		"schema":                       c.Schema,
-		"time_zone":                    c.TimeZone.String(),
-		"log.format":                   c.Log.Format,
-		"log.level":                    c.Log.Level,
-		"database.connect_timeout":     c.Database.ConnectTimeout.String(),
-		"database.max_conns":           c.Database.MaxConns,
-		"run.concurrency":              c.Run.Concurrency,
-		"run.queues":                   queues,
-		"run.periodic":                 c.Run.Periodic,
-		"run.shutdown_timeout":         c.Run.ShutdownTimeout.String(),
-		"run.job_timeout":              c.Run.JobTimeout.String(),
-		"run.rescue_after":             c.RiverConfig().WithDefaults().RescueStuckJobsAfter.String(),
-		"http.enabled":                 c.HTTP.Enabled,
-		"http.addr":                    c.HTTP.Addr,
-		"http.username":                c.HTTP.Username,
-		"http.password":                redactSecret(c.HTTP.Password),
-		"http.read_only":               c.HTTP.ReadOnly,
-		"sweep.interval":               c.Sweep.Interval.String(),
-		"sweep.timeout":                c.Sweep.Timeout.String(),
-		"sweep.lookback":               c.Sweep.Lookback.String(),
-		"sweep.parallel":               c.Sweep.Parallel,
-		"deadlines.enabled":            c.Deadlines.Enabled,
-		"deadlines.concurrency":        c.Deadlines.Concurrency,
-		"deadlines.poll_interval":      c.Deadlines.PollInterval.String(),
-		"deadlines.discovery_interval": c.Deadlines.DiscoveryInterval.String(),
-		"deadlines.discovery_horizon":  c.Deadlines.DiscoveryHorizon.String(),
-		"deadlines.burst_limit":        c.Deadlines.BurstLimit,
-		"notify.enabled":               c.Notify.Enabled,
-		"notify.timeout":               c.Notify.Timeout.String(),
-		"notify.webhook.url":           redactWebhookURL(c.Notify.WebhookURL),
-		"notify.webhook.secret":        redactSecret(c.Notify.WebhookSecret),
-		"notify.webhook.timeout":       c.Notify.WebhookTimeout.String(),
-		"retention.completed":          c.Retention.Completed.String(),
-		"retention.cancelled":          c.Retention.Cancelled.String(),
-		"retention.discarded":          c.Retention.Discarded.String(),
-		"schedules.time_zone":          c.Schedules.TimeZone,
-		"schedules.max_catch_up":       c.Schedules.MaxCatchUp,
-		"schedules.poll_interval":      c.Schedules.PollInterval.String(),
-		"schedules.celery_tasks":       strings.Join(tasks, ","),
-	}
+	// Zero derives it from the job timeouts: print what that gives.
+	out["run.rescue_after"] = c.RiverConfig().WithDefaults().RescueStuckJobsAfter.String()
+	return out
 }
 
 func redactSecret(s string) string {
@@ -110,8 +90,8 @@ are not read here: use the environment or the config file to try them.`,
 			values := a.cfg.configValues()
 			if asJSON {
 				out := map[string]any{"file": a.cfg.File, "keys": map[string]any{}}
-				for _, s := range keySpecs {
-					out["keys"].(map[string]any)[s.name] = map[string]any{"value": values[s.name], "source": a.cfg.Source(s.name)}
+				for _, k := range configKeys {
+					out["keys"].(map[string]any)[k.name] = map[string]any{"value": values[k.name], "source": a.cfg.Source(k.name)}
 				}
 				return printJSON(a.stdout, out)
 			}
@@ -121,12 +101,12 @@ are not read here: use the environment or the config file to try them.`,
 			}
 			fmt.Fprintf(a.stdout, "config file: %s\n", file)
 			t := newTable(a.stdout, "KEY", "VALUE", "SOURCE")
-			for _, s := range keySpecs {
-				v := fmt.Sprint(values[s.name])
+			for _, k := range configKeys {
+				v := fmt.Sprint(values[k.name])
 				if v == "" {
 					v = `""`
 				}
-				t.row(s.name, v, a.cfg.Source(s.name))
+				t.row(k.name, v, a.cfg.Source(k.name))
 			}
 			return t.flush()
 		},

@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -30,12 +29,9 @@ func (a *app) migrationOptions() migrations.Options {
 }
 
 // notReady words an error of migrations.CheckScheduler for the commands
-// that refuse to work on a database that is not ready, with the command
-// that applies pending migrations.
+// that refuse to work on a database that is not ready (Main's hint adds
+// the command that applies pending migrations).
 func notReady(err error) error {
-	if errors.Is(err, migrations.ErrMigrationsPending) {
-		return fmt.Errorf("database not ready: %w (run wasso-runner migrate up)", err)
-	}
 	return fmt.Errorf("database not ready: %w", err)
 }
 

@@ -537,7 +537,7 @@ func (a *app) scheduleAddCmd() *cobra.Command {
 		Args: oneName,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			sched, err := f.schedule(cmd, name, a.cfg.Schedules.TimeZone)
+			sched, err := f.schedule(cmd, name, a.cfg.Schedules.TimeZone.String())
 			if err != nil {
 				return err
 			}
@@ -574,7 +574,7 @@ not run are dropped, not counted missed.`,
 			return a.withScheduleStore(ctx, false, func(pool *pgxpool.Pool, store *wassoriver.ScheduleStore) error {
 				// The stored zone reads a local --start or --expires given
 				// without --tz.
-				zone := a.cfg.Schedules.TimeZone
+				zone := a.cfg.Schedules.TimeZone.String()
 				if cmd.Flags().Changed("start") || cmd.Flags().Changed("expires") {
 					current, err := store.Get(ctx, pool, name)
 					if err != nil {

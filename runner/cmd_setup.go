@@ -1,14 +1,11 @@
 package runner
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/wasso/scheduler/attendance"
@@ -145,26 +142,6 @@ func (a *app) printSeeded(seeds []seedJSON, exists map[string]*wassoriver.Schedu
 	if len(kept) > 0 {
 		fmt.Fprintf(a.stdout, "default schedules left as the operator set them: %s\n", strings.Join(kept, ", "))
 	}
-}
-
-// leaderInfo is the elected leader, from river_leader.
-type leaderInfo struct {
-	ID        string    `json:"id"`
-	ElectedAt time.Time `json:"elected_at"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
-func (a *app) leader(ctx context.Context, db *pgxpool.Pool) (*leaderInfo, error) {
-	var l leaderInfo
-	err := db.QueryRow(ctx, `SELECT leader_id, elected_at, expires_at FROM `+a.qualify("river_leader")+` WHERE expires_at > now()`).
-		Scan(&l.ID, &l.ElectedAt, &l.ExpiresAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read leader: %w", err)
-	}
-	return &l, nil
 }
 
 func yesNo(b bool) string {

@@ -3,10 +3,12 @@ package runner
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
@@ -160,6 +162,11 @@ func (a *app) sweepDryRun(ctx context.Context, pool *pgxpool.Pool, params attend
 		return nil, fmt.Errorf("dry run: %w", err)
 	}
 	res, err := attendance.SettleDueTx(ctx, tx, params)
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "53200" { // out_of_memory: "out of shared memory"
+		// Each event claimed holds a lock until the rollback: a backlog of
+		// several thousand events fills the lock table of one transaction.
+		return nil, fmt.Errorf("dry run: %d due events are more than one transaction can lock (max_locks_per_transaction x max_connections): narrow it with --lookback: %w", len(due), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dry run: %w", err)
 	}

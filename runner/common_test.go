@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -140,30 +139,12 @@ func args(groups ...[]string) []string {
 	return out
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer goroutine and readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // proc is a wasso-runner started in the background (run).
 type proc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	stdout syncBuffer
-	stderr syncBuffer
+	stdout wassotest.SyncBuffer
+	stderr wassotest.SyncBuffer
 	done   chan struct{}
 	code   int
 	exited time.Time
@@ -229,25 +210,46 @@ func (p *proc) logLines() []map[string]any {
 }
 
 // waitLog waits for a log line whose msg is msg and returns it. It fails
-// the test if the process exits first.
+// the test if the process exits first. (The process's output is logged
+// when the test fails, by startProc.)
 func (p *proc) waitLog(t *testing.T, msg string, timeout time.Duration) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	var found map[string]any
+	waitFor(t, p, timeout, fmt.Sprintf("a %q log line", msg), func() bool {
 		for _, line := range p.logLines() {
 			if line["msg"] == msg {
-				return line
+				found = line
+				return true
 			}
 		}
-		select {
-		case <-p.done:
-			t.Fatalf("wasso-runner exited (code %d) before logging %q:\n%s", p.code, msg, p.stderr.String())
-		case <-time.After(50 * time.Millisecond):
+		return false
+	})
+	return found
+}
+
+// waitFor waits as wassotest.WaitFor does, failing the test as soon as p
+// (if not nil) exits: these tests are about runners that must not exit.
+func waitFor(t *testing.T, p *proc, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	wassotest.WaitFor(t, timeout, what, func() bool {
+		// Whether p had exited is read before cond runs, so that a
+		// condition on its output sees all of it when p is gone.
+		exited := false
+		if p != nil {
+			select {
+			case <-p.done:
+				exited = true
+			default:
+			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q log line after %s:\n%s", msg, timeout, p.stderr.String())
+		if cond() {
+			return true
 		}
-	}
+		if exited {
+			t.Fatalf("wasso-runner exited (code %d) while waiting for %s", p.code, what)
+		}
+		return false
+	})
 }
 
 // baseURL is the runner's HTTP address, from its start log line.
@@ -277,11 +279,21 @@ func (p *proc) wait(t *testing.T, timeout time.Duration) int {
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
-// get performs a request and returns the status and body.
+// doHTTP performs a request and returns the status and body.
 func doHTTP(t *testing.T, method, url string, body io.Reader, user, pass string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, body)
+	code, b, err := tryHTTP(method, url, body, user, pass)
 	require.NoError(t, err)
+	return code, b
+}
+
+// tryHTTP is doHTTP for Eventually conditions: it returns the error
+// instead of failing the test.
+func tryHTTP(method, url string, body io.Reader, user, pass string) (int, string, error) {
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		return 0, "", err
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -289,11 +301,12 @@ func doHTTP(t *testing.T, method, url string, body io.Reader, user, pass string)
 		req.SetBasicAuth(user, pass)
 	}
 	resp, err := httpClient.Do(req)
-	require.NoError(t, err)
+	if err != nil {
+		return 0, "", err
+	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, string(b), err
 }
 
 // controlClient is an insert-only River client on a test's schema.
@@ -314,9 +327,29 @@ func (noopArgs) Kind() string { return "test.noop" }
 
 func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
 	t.Helper()
-	var n int
-	require.NoError(t, pool.QueryRow(context.Background(), sql, args...).Scan(&n))
+	n, err := queryInt(pool, sql, args...)
+	require.NoError(t, err)
 	return n
+}
+
+// countNoFail is count for Eventually conditions: -1 on error.
+func countNoFail(db *wassotest.DB, sql string, args ...any) int {
+	n, err := queryInt(db.Pool, sql, args...)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// queryInt runs a query returning one integer. It returns errors instead
+// of failing the test, for Eventually conditions (the database may be
+// away when they run).
+func queryInt(pool *pgxpool.Pool, sql string, args ...any) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var n int
+	err := pool.QueryRow(ctx, sql, args...).Scan(&n)
+	return n, err
 }
 
 // dueClub creates a club of members and one event whose deadline passed

@@ -75,7 +75,7 @@ func TestRunOnNewerMigrations(t *testing.T) {
 	require.Equal(t, []any{float64(newerRiver)}, warn["river_newer"])
 	require.Equal(t, []any{float64(newerWasso)}, warn["wasso_newer"])
 	require.Eventually(t, func() bool {
-		return count(t, db.Pool, `SELECT count(*) FROM attendances WHERE event_id = $1 AND status = 3`, eventID) == 2
+		return countNoFail(db, `SELECT count(*) FROM attendances WHERE event_id = $1 AND status = 3`, eventID) == 2
 	}, time.Minute, 100*time.Millisecond)
 	p.signal(t, syscall.SIGTERM)
 	require.Equal(t, 0, p.wait(t, time.Minute))
@@ -114,7 +114,7 @@ func TestRunRefusesPendingMigrations(t *testing.T) {
 
 	p := startRunner(t, db, cliOpts{})
 	require.Eventually(t, func() bool {
-		return count(t, db.Pool, `SELECT count(*) FROM attendances WHERE event_id = $1 AND status = 3`, eventID) == 2
+		return countNoFail(db, `SELECT count(*) FROM attendances WHERE event_id = $1 AND status = 3`, eventID) == 2
 	}, time.Minute, 100*time.Millisecond)
 	p.signal(t, syscall.SIGTERM)
 	require.Equal(t, 0, p.wait(t, time.Minute))

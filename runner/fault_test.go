@@ -101,15 +101,6 @@ func faultJob(client *river.Client[pgx.Tx], id int64) *rivertype.JobRow {
 	return j
 }
 
-// countNoFail is count for Eventually conditions: -1 on error.
-func countNoFail(db *wassotest.DB, sql string, args ...any) int {
-	var n int
-	if err := db.Pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
-		return -1
-	}
-	return n
-}
-
 // settleJobOf is the id of the attendance.settle_event job of an event,
 // or 0 while there is none.
 func settleJobOf(db *wassotest.DB, eventID int64) int64 {

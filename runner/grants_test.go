@@ -126,11 +126,11 @@ func TestLeastPrivilegeRole(t *testing.T) {
 
 	p := startRunner(t, runnerDB, cliOpts{env: []string{"WASSO_LOG_LEVEL=debug"}}, "--sweep-interval", "1s")
 	settled := func(event int64) bool {
-		return count(t, db.Pool, `SELECT count(*) FROM wasso_settlement WHERE event_id = $1`, event) == 1 &&
-			count(t, db.Pool, `SELECT count(*) FROM attendances WHERE event_id = $1 AND status = 3`, event) == 3
+		return countNoFail(db, `SELECT count(*) FROM wasso_settlement WHERE event_id = $1`, event) == 1 &&
+			countNoFail(db, `SELECT count(*) FROM attendances WHERE event_id = $1 AND status = 3`, event) == 3
 	}
 	jobs := func(kind, state string) int {
-		return count(t, db.Pool, `SELECT count(*) FROM river_job WHERE kind = $1 AND state = $2`, kind, state)
+		return countNoFail(db, `SELECT count(*) FROM river_job WHERE kind = $1 AND state = $2`, kind, state)
 	}
 	require.Eventually(t, func() bool {
 		return settled(due) && settled(exact) &&

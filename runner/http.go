@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"log"
 	"log/slog"
 	"net"
@@ -225,4 +226,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// checkHTTPExposure refuses to serve River UI (which can cancel and delete
+// jobs) and the metrics on a non-loopback address without credentials.
+func (c *Config) checkHTTPExposure() error {
+	if !c.HTTP.Enabled || c.HTTP.Username != "" {
+		return nil
+	}
+	host, _, _ := net.SplitHostPort(c.HTTP.Addr)
+	if isLoopback(host) {
+		return nil
+	}
+	return &ConfigError{Key: "http.addr", Source: c.Source("http.addr"), Err: fmt.Errorf(
+		"%s is not a loopback address: set http.username and http.password (WASSO_HTTP_USERNAME, WASSO_HTTP_PASSWORD) to serve River UI and metrics there, or bind to 127.0.0.1", c.HTTP.Addr)}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -3,7 +3,6 @@ package runner
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -131,40 +130,27 @@ func (a *app) inspectActive(ctx context.Context, pool *pgxpool.Pool, client *riv
 	return nil
 }
 
-// registeredKinds lists the job kinds a runner with this configuration
-// works.
-func (a *app) registeredKinds(*pgxpool.Pool) ([]string, error) {
-	return wassoriver.Kinds(a.cfg.RiverConfig()), nil
-}
-
 type kindCountsJSON struct {
 	Kind   string           `json:"kind"`
 	Counts map[string]int64 `json:"jobs_by_state"`
 }
 
+// inspectRegistered lists the job kinds a runner with this configuration
+// works, with their jobs by state.
 func (a *app) inspectRegistered(ctx context.Context, pool *pgxpool.Pool, _ *river.Client[pgx.Tx], _ int, asJSON bool) error {
-	kinds, err := a.registeredKinds(pool)
-	if err != nil {
-		return err
-	}
-	// river_job_kind index.
-	rows, err := pool.Query(ctx, `SELECT kind, state::text, count(*) FROM `+a.qualify("river_job")+` WHERE kind = any($1) GROUP BY kind, state`, kinds)
-	if err != nil {
-		return fmt.Errorf("count jobs: %w", err)
-	}
+	kinds := wassoriver.Kinds(a.cfg.RiverConfig())
 	counts := map[string]map[string]int64{}
 	for _, k := range kinds {
 		counts[k] = map[string]int64{}
 	}
-	var (
-		kind, state string
-		n           int64
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&kind, &state, &n}, func() error {
-		counts[kind][state] = n
-		return nil
-	}); err != nil {
-		return fmt.Errorf("count jobs: %w", err)
+	jobCounts, err := a.countJobs(ctx, pool, kinds, nil, nil)
+	if err != nil {
+		return err
+	}
+	for _, c := range jobCounts {
+		if byState := counts[c.kind]; byState != nil {
+			byState[c.state] += c.n
+		}
 	}
 	queues := slices.Sorted(maps.Keys(a.cfg.RiverConfig().WithDefaults().Queues))
 	if asJSON {
@@ -266,7 +252,7 @@ func (a *app) inspectQueues(ctx context.Context, pool *pgxpool.Pool, client *riv
 		updated := q.UpdatedAt
 		byName[q.Name] = &queueJSON{Name: q.Name, Paused: q.PausedAt != nil, PausedAt: q.PausedAt, UpdatedAt: &updated, Counts: map[string]int64{}}
 	}
-	counts, err := a.jobCounts(ctx, pool)
+	counts, err := a.countJobs(ctx, pool, nil, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -277,7 +263,7 @@ func (a *app) inspectQueues(ctx context.Context, pool *pgxpool.Pool, client *riv
 			q = &queueJSON{Name: c.queue, Counts: map[string]int64{}}
 			byName[c.queue] = q
 		}
-		q.Counts[c.state] = c.n
+		q.Counts[c.state] += c.n
 	}
 	names := slices.Sorted(maps.Keys(byName))
 	if asJSON {
@@ -305,30 +291,6 @@ func (a *app) inspectQueues(ctx context.Context, pool *pgxpool.Pool, client *riv
 	return nil
 }
 
-type jobCount struct {
-	queue, state string
-	n            int64
-}
-
-func (a *app) jobCounts(ctx context.Context, pool *pgxpool.Pool) ([]jobCount, error) {
-	rows, err := pool.Query(ctx, `SELECT queue, state::text, count(*) FROM `+a.qualify("river_job")+` GROUP BY queue, state ORDER BY queue, state`)
-	if err != nil {
-		return nil, fmt.Errorf("count jobs: %w", err)
-	}
-	var (
-		out []jobCount
-		c   jobCount
-	)
-	_, err = pgx.ForEachRow(rows, []any{&c.queue, &c.state, &c.n}, func() error {
-		out = append(out, c)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("count jobs: %w", err)
-	}
-	return out, nil
-}
-
 type sweepStatsJSON struct {
 	CompletedLast24h int64 `json:"completed_last_24h"`
 	// FailedLast24h counts sweeps that failed at least one attempt.
@@ -343,12 +305,12 @@ type statsJSON struct {
 	Sweep       sweepStatsJSON   `json:"sweep"`
 }
 
-func (a *app) inspectStats(ctx context.Context, pool *pgxpool.Pool, _ *river.Client[pgx.Tx], _ int, asJSON bool) error {
+func (a *app) inspectStats(ctx context.Context, pool *pgxpool.Pool, client *river.Client[pgx.Tx], _ int, asJSON bool) error {
 	out := statsJSON{JobsByState: map[string]int64{}}
 	for _, s := range stateNames() {
 		out.JobsByState[s] = 0
 	}
-	counts, err := a.jobCounts(ctx, pool)
+	counts, err := a.countJobs(ctx, pool, nil, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -358,32 +320,19 @@ func (a *app) inspectStats(ctx context.Context, pool *pgxpool.Pool, _ *river.Cli
 	if out.Leader, err = a.leader(ctx, pool); err != nil {
 		return err
 	}
-	// river_job_kind index, then the few sweeps of a day.
-	err = pool.QueryRow(ctx, `
-		SELECT count(*) FILTER (WHERE state = 'completed'),
-		       count(*) FILTER (WHERE errors IS NOT NULL)
-		FROM `+a.qualify("river_job")+`
-		WHERE kind = $1 AND created_at > now() - interval '24 hours'`, attendance.SweepKind).
-		Scan(&out.Sweep.CompletedLast24h, &out.Sweep.FailedLast24h)
-	if err != nil {
-		return fmt.Errorf("sweep stats: %w", err)
+	if out.Sweep.CompletedLast24h, out.Sweep.FailedLast24h, err = a.sweepCounts(ctx, pool); err != nil {
+		return err
 	}
-	var (
-		finalized *time.Time
-		metadata  []byte
-	)
-	err = pool.QueryRow(ctx, `
-		SELECT finalized_at, metadata FROM `+a.qualify("river_job")+`
-		WHERE kind = $1 AND state = 'completed' ORDER BY finalized_at DESC LIMIT 1`, attendance.SweepKind).Scan(&finalized, &metadata)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-	case err != nil:
+	res, err := client.JobList(ctx, river.NewJobListParams().Kinds(attendance.SweepKind).States(rivertype.JobStateCompleted).
+		OrderBy(river.JobListOrderByFinalizedAt, river.SortOrderDesc).First(1))
+	if err != nil {
 		return fmt.Errorf("last sweep: %w", err)
-	default:
-		out.Sweep.LastCompletedAt = finalized
-		j := rivertype.JobRow{Metadata: metadata}
+	}
+	if len(res.Jobs) > 0 {
+		last := res.Jobs[0]
+		out.Sweep.LastCompletedAt = last.FinalizedAt
 		var o attendance.SweepOutput
-		if raw := j.Output(); len(raw) > 0 && json.Unmarshal(raw, &o) == nil {
+		if raw := last.Output(); len(raw) > 0 && json.Unmarshal(raw, &o) == nil {
 			out.Sweep.LastOutput = &o
 		}
 	}

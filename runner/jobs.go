@@ -128,27 +128,6 @@ func (f *jobFilter) listParams() (*river.JobListParams, error) {
 	return p, nil
 }
 
-// countJobs counts the jobs a filter selects, for confirmation prompts.
-// river_job_kind and river_job_prioritized_fetching_index (state, queue)
-// serve the usual filters.
-func (a *app) countJobs(ctx context.Context, pool *pgxpool.Pool, f *jobFilter, states []rivertype.JobState) (int64, error) {
-	sql := `SELECT count(*) FROM ` + a.qualify("river_job") + ` WHERE ($1::text[] IS NULL OR kind = any($1)) AND ($2::text[] IS NULL OR queue = any($2)) AND ($3::text[] IS NULL OR state::text = any($3))`
-	var stateStrings []string
-	for _, s := range states {
-		stateStrings = append(stateStrings, string(s))
-	}
-	var n int64
-	err := pool.QueryRow(ctx, sql, nilIfEmpty(f.kinds), nilIfEmpty(f.queues), nilIfEmpty(stateStrings)).Scan(&n)
-	return n, err
-}
-
-func nilIfEmpty(s []string) []string {
-	if len(s) == 0 {
-		return nil
-	}
-	return s
-}
-
 func (a *app) jobsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "jobs",
@@ -301,25 +280,22 @@ select; with filters it asks for confirmation unless --yes.`,
 			if err != nil {
 				return err
 			}
-			return a.withControl(ctx, func(pool *pgxpool.Pool, client *river.Client[pgx.Tx]) error {
+			return a.withControl(ctx, func(_ *pgxpool.Pool, client *river.Client[pgx.Tx]) error {
 				if len(ids) == 0 {
-					states, _ := filter.jobStates()
-					n, err := a.countJobs(ctx, pool, &filter, states)
+					// The jobs are listed before the question, so that the
+					// action applies to exactly the jobs it counted.
+					ids, err = matchingIDs(ctx, client, params)
 					if err != nil {
-						return fmt.Errorf("count jobs: %w", err)
+						return err
 					}
-					if n == 0 {
+					if len(ids) == 0 {
 						fmt.Fprintf(a.stdout, "no jobs match (%s)\n", filter.String())
 						return nil
 					}
 					if !yes {
-						if err := a.confirm(fmt.Sprintf("%s %d jobs (%s)?", titleCase(string(action)), n, filter.String()), "--yes"); err != nil {
+						if err := a.confirm(fmt.Sprintf("%s %d jobs (%s)?", titleCase(string(action)), len(ids), filter.String()), "--yes"); err != nil {
 							return err
 						}
-					}
-					ids, err = matchingIDs(ctx, client, params)
-					if err != nil {
-						return err
 					}
 				}
 				return a.applyAction(ctx, client, action, ids, asJSON)
@@ -479,9 +455,15 @@ unless --yes; without a terminal (cron, CI, a pipe) it refuses unless --yes.`,
 				return usagef("running jobs cannot be purged (cancel them with jobs cancel)")
 			}
 			return a.withControl(ctx, func(pool *pgxpool.Pool, client *river.Client[pgx.Tx]) error {
-				n, err := a.countJobs(ctx, pool, &filter, states)
+				// River can delete jobs by filter but not count them: the
+				// count for the question and the progress is SQL.
+				counts, err := a.countJobs(ctx, pool, filter.kinds, filter.queues, states)
 				if err != nil {
-					return fmt.Errorf("count jobs: %w", err)
+					return err
+				}
+				var n int64
+				for _, c := range counts {
+					n += c.n
 				}
 				if n == 0 {
 					if asJSON {

@@ -104,6 +104,7 @@ func TestJobsListCancelRetryDelete(t *testing.T) {
 	res = runCLI(t, cliOpts{}, args([]string{"jobs", "cancel", "--kind", "test.other"}, dbArgs(db))...)
 	require.Equal(t, 1, res.code, res.String())
 	require.Contains(t, res.stderr, "pass --yes")
+	require.Contains(t, oneLine(t, res.stderr), "Cancel 1 jobs (kind=test.other)?", "the question counts the jobs the filter selects")
 	res = runCLI(t, cliOpts{}, args([]string{"jobs", "cancel", "--kind", "test.other", "--yes", "--json"}, dbArgs(db))...)
 	require.Equal(t, 0, res.code, res.String())
 	require.Equal(t, "cancelled", listJobs(t, db, "--kind", "test.other")[0].State)

@@ -87,6 +87,9 @@ func Main(ctx context.Context, args []string, env Env) int {
 		return ExitOK
 	}
 	msg := a.redact.redact(oneLine(err.Error()))
+	if h := hint(err); h != "" {
+		msg += " (" + h + ")"
+	}
 	fmt.Fprintln(env.Stderr, "wasso-runner: "+msg)
 	if exitCode(err) == ExitConfig {
 		return ExitConfig
@@ -172,9 +175,9 @@ started).`,
 	pf.String("config", "", "config file (default ./"+ConfigFileName+", then "+ConfigDirSystem+"/"+ConfigFileName+"; env WASSO_CONFIG)")
 	pf.String("database-url", "", "Postgres URL (env WASSO_DATABASE_URL or DATABASE_URL; key database_url)")
 	pf.String("schema", "", "schema of River's tables; empty: search_path (key schema)")
-	pf.String("log-format", LogFormatDefault, "log format: text or json (key log.format)")
-	pf.String("log-level", LogLevelDefault, "log level: debug, info, warn or error (key log.level)")
-	pf.String("time-zone", TimeZoneDefault, "time zone times are printed in (key time_zone)")
+	pf.String("log-format", defaultConfig.Log.Format, "log format: text or json (key log.format)")
+	pf.String("log-level", defaultConfig.Log.Level, "log level: debug, info, warn or error (key log.level)")
+	pf.String("time-zone", defaultConfig.TimeZone.String(), "time zone times are printed in (key time_zone)")
 
 	root.AddCommand(
 		a.runCmd(),
@@ -198,10 +201,10 @@ func (a *app) loadConfig(flags *pflag.FlagSet) error {
 	}
 	a.cfg = cfg
 	a.redact.add(cfg.HTTP.Password)
-	a.redact.add(cfg.Notify.WebhookSecret)
+	a.redact.add(cfg.Notify.Webhook.Secret)
 	// A token in the webhook URL's query or user info: the notifier never
 	// prints them, and the logger scrubs them should anything else.
-	for _, s := range attendance.URLSecrets(cfg.Notify.WebhookURL) {
+	for _, s := range attendance.URLSecrets(cfg.Notify.Webhook.URL) {
 		a.redact.add(s)
 	}
 	a.logger = newLogger(a.stderr, cfg.Log.Format, cfg.Log.Level, a.redact)

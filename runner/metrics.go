@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -245,42 +244,41 @@ func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	// Uses river_job_prioritized_fetching_index (state, queue, ...) for
-	// the waiting states; finalized jobs are bounded by the retention
-	// periods.
-	rows, err := c.pool.Query(ctx, `SELECT queue, state::text, count(*) FROM `+c.a.qualify("river_job")+` GROUP BY queue, state`)
-	if err == nil {
-		var (
-			queue, state string
-			n            int64
-		)
-		_, err = pgx.ForEachRow(rows, []any{&queue, &state, &n}, func() error {
-			ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(n), queue, state)
-			return nil
-		})
-	}
-	if err != nil {
-		c.a.logger.Warn("metrics: count jobs", slog.String("error", err.Error()))
+	if err := c.collectJobs(ctx, ch); err != nil {
+		c.a.logger.Warn("metrics: scrape", slog.String("error", err.Error()))
 		ch <- prometheus.NewInvalidMetric(jobsDesc, err)
 	}
-
-	var leaderID string
-	err = c.pool.QueryRow(ctx, `SELECT leader_id FROM `+c.a.qualify("river_leader")+` WHERE expires_at > now()`).Scan(&leaderID)
-	switch {
-	case err == nil || err == pgx.ErrNoRows:
+	if l, err := c.a.leader(ctx, c.pool); err != nil {
+		c.a.logger.Warn("metrics: scrape", slog.String("error", err.Error()))
+		ch <- prometheus.NewInvalidMetric(leaderDesc, err)
+	} else {
 		v := 0.0
-		if leaderID != "" && leaderID == c.clientID() {
+		if l != nil && l.ID == c.clientID() {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(leaderDesc, prometheus.GaugeValue, v)
-	default:
-		c.a.logger.Warn("metrics: read leader", slog.String("error", err.Error()))
-		ch <- prometheus.NewInvalidMetric(leaderDesc, err)
 	}
 
 	if c.store != nil {
 		c.collectSchedules(ctx, ch)
 	}
+}
+
+// collectJobs exports the cluster's jobs by queue and state.
+func (c *dbCollector) collectJobs(ctx context.Context, ch chan<- prometheus.Metric) error {
+	counts, err := c.a.countJobs(ctx, c.pool, nil, nil, nil)
+	if err != nil {
+		return err
+	}
+	type queueState struct{ queue, state string }
+	byQueueState := map[queueState]int64{}
+	for _, jc := range counts {
+		byQueueState[queueState{jc.queue, jc.state}] += jc.n
+	}
+	for qs, n := range byQueueState {
+		ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(n), qs.queue, qs.state)
+	}
+	return nil
 }
 
 // collectSchedules exports the counters of every stored schedule, one

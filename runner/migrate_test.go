@@ -59,7 +59,8 @@ func TestMigrate(t *testing.T) {
 	// Without the Wasso tables, up refuses and names the first one.
 	res = runCLI(t, cliOpts{}, args([]string{"migrate", "up"}, dbArgs(db))...)
 	require.Equal(t, 1, res.code, res.String())
-	require.Contains(t, oneLine(t, lastLine(res.stderr)), `"club_club" does not exist`)
+	require.Contains(t, oneLine(t, lastLine(res.stderr)), `"club_club" does not exist: this is not a Wasso database`)
+	require.Contains(t, oneLine(t, lastLine(res.stderr)), "on a scratch database run wasso-runner migrate up --with-wasso-schema")
 
 	res = runCLI(t, cliOpts{}, args([]string{"migrate", "up", "--with-wasso-schema"}, dbArgs(db))...)
 	require.Equal(t, 0, res.code, res.String())
@@ -166,6 +167,7 @@ func TestSetup(t *testing.T) {
 	res = runCLI(t, cliOpts{}, args([]string{"setup"}, dbArgs(bare))...)
 	require.Equal(t, 1, res.code, res.String())
 	require.Contains(t, oneLine(t, res.stderr), "database not ready")
+	require.Contains(t, oneLine(t, res.stderr), "--with-wasso-schema")
 }
 
 // TestVersion: version works without any configuration, even a broken one.

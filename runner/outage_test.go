@@ -112,17 +112,6 @@ func (e *eventDB) dbNow(t *testing.T) time.Time {
 	return now
 }
 
-// queryInt runs a query returning one integer. It returns errors instead
-// of failing the test, for Eventually conditions (the database may be
-// away when they run).
-func queryInt(pool *pgxpool.Pool, sql string, args ...any) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var n int
-	err := pool.QueryRow(ctx, sql, args...).Scan(&n)
-	return n, err
-}
-
 // settledCount counts the events of ids settled for their current
 // deadline.
 func (e *eventDB) settledCount(ids []int64) (int, error) {
@@ -140,27 +129,6 @@ func (e *eventDB) waitSettled(t *testing.T, p *proc, ids []int64, timeout time.D
 		n, err := e.settledCount(ids)
 		return err == nil && n == len(ids)
 	})
-}
-
-// waitFor polls cond until it holds, failing the test after timeout or as
-// soon as p (if not nil) exits: these tests are about runners that must
-// not exit.
-func waitFor(t *testing.T, p *proc, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if p != nil {
-			select {
-			case <-p.done:
-				t.Fatalf("wasso-runner exited (code %d) while waiting for %s", p.code, what)
-			default:
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s after %s", what, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // readyz asks a runner's /readyz. It returns errors instead of failing the

@@ -112,3 +112,7 @@ func (a *app) confirm(question, yesFlag string) error {
 		return fmt.Errorf("%w: answered %q", errNotConfirmed, strings.TrimSpace(line))
 	}
 }
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ; ")), " ")
+}

@@ -226,11 +226,7 @@ FROM attendances GROUP BY 1, 2`)
 		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'attendance.sweep' AND state = 'completed' AND attempted_at > $1`, lastDone).Scan(&n)
 		return err == nil && n > 0
 	}
-	deadline := time.Now().Add(90 * time.Second)
-	for !sweptAfter() && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	require.True(t, sweptAfter(), "no sweep completed after the backend's last write")
+	wassotest.WaitFor(t, 90*time.Second, "a sweep completed after the backend's last write", sweptAfter)
 
 	got, err := state()
 	require.NoError(t, err)

@@ -53,12 +53,13 @@ func TestRun(t *testing.T) {
 	// The event gets settled (by the sweep or by its exact-deadline job,
 	// whichever comes first), and sweeps run every two seconds.
 	require.Eventually(t, func() bool {
-		return count(t, db.Pool, `SELECT count(*) FROM attendances WHERE event_id = $1 AND status = 3`, eventID) == 3
+		return countNoFail(db, `SELECT count(*) FROM attendances WHERE event_id = $1 AND status = 3`, eventID) == 3
 	}, time.Minute, 100*time.Millisecond)
 	var metrics string
 	require.Eventually(t, func() bool {
-		_, metrics = doHTTP(t, "GET", base+"/metrics", nil, "", "")
-		return metricValue(metrics, `wasso_sweep_runs_total{result="completed"}`) >= 2
+		code, body, err := tryHTTP("GET", base+"/metrics", nil, "", "")
+		metrics = body
+		return err == nil && code == http.StatusOK && metricValue(metrics, `wasso_sweep_runs_total{result="completed"}`) >= 2
 	}, time.Minute, 200*time.Millisecond)
 	require.GreaterOrEqual(t, metricValue(metrics, `wasso_jobs_completed_total{kind="attendance.sweep"}`), 2.0)
 	require.Equal(t, 1.0, metricValue(metrics, `wasso_leader`), "a lone runner is the leader")
@@ -99,7 +100,7 @@ func TestRunNoHTTPNoPeriodic(t *testing.T) {
 	_, err := controlClient(t, db).Insert(context.Background(), attendance.SweepArgs{}, nil)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
-		return count(t, db.Pool, `SELECT count(*) FROM river_job WHERE kind = 'attendance.sweep' AND state = 'completed'`) == 1
+		return countNoFail(db, `SELECT count(*) FROM river_job WHERE kind = 'attendance.sweep' AND state = 'completed'`) == 1
 	}, time.Minute, 100*time.Millisecond)
 	// It is the leader (the only client) yet enqueues no sweep: the one
 	// job is the test's. The deadline discovery starts with the leader's

@@ -121,19 +121,6 @@ func spLeaderNoFail(db *wassotest.DB) string {
 	return id
 }
 
-// spWaitFor polls cond every 50 ms until it is true, failing the test
-// after timeout (a bound far above what the condition needs).
-func spWaitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting after %s: %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // spCheckTimetable checks the jobs of an interval schedule against its
 // row, once no runner runs it any more: one job per slot at most, every
 // job on a slot of the timetable starting at first (the schedule's first
@@ -234,13 +221,13 @@ func TestScheduleLeaderKilledMidRun(t *testing.T) {
 		Name: name, Kind: attendance.SweepKind, Every: every,
 		Missed: wassoriver.MissedAll, Overlap: wassoriver.OverlapAllow,
 	})
-	spWaitFor(t, 2*time.Minute, "ten jobs before the kill", func() bool {
+	wassotest.WaitFor(t, 2*time.Minute, "ten jobs before the kill", func() bool {
 		jobs, err := spJobsNoFail(db, name)
 		return err == nil && len(jobs) >= 10
 	})
 
 	var leaderID string
-	spWaitFor(t, time.Minute, "a leader among the two runners", func() bool {
+	wassotest.WaitFor(t, time.Minute, "a leader among the two runners", func() bool {
 		leaderID = spLeaderNoFail(db)
 		return runners[leaderID] != nil
 	})
@@ -254,7 +241,7 @@ func TestScheduleLeaderKilledMidRun(t *testing.T) {
 
 	// Twenty slots after the kill: the failover's and enough after it to
 	// see the new leader keep the beat.
-	spWaitFor(t, 3*time.Minute, "twenty slots after the kill", func() bool {
+	wassotest.WaitFor(t, 3*time.Minute, "twenty slots after the kill", func() bool {
 		jobs, err := spJobsNoFail(db, name)
 		if err != nil {
 			return false
@@ -339,7 +326,7 @@ func TestScheduleAllRunnersDown(t *testing.T) {
 		})
 		first[policy] = created.NextRunAt
 	}
-	spWaitFor(t, time.Minute, "three jobs of each schedule", func() bool {
+	wassotest.WaitFor(t, time.Minute, "three jobs of each schedule", func() bool {
 		for _, policy := range policies {
 			jobs, err := spJobsNoFail(db, "missed-"+string(policy))
 			if err != nil || len(jobs) < 3 {
@@ -374,11 +361,11 @@ func TestScheduleAllRunnersDown(t *testing.T) {
 	for _, policy := range policies {
 		restart[policy] = restartedAt.Add(-every)
 	}
-	spWaitFor(t, time.Minute, "a pass after the restart", resumed(restart))
+	wassotest.WaitFor(t, time.Minute, "a pass after the restart", resumed(restart))
 	for _, policy := range policies {
 		restart[policy] = spGet(t, store, db, "missed-"+string(policy)).LastRunAt.Add(2 * every)
 	}
-	spWaitFor(t, time.Minute, "two slots after that pass", resumed(restart))
+	wassotest.WaitFor(t, time.Minute, "two slots after that pass", resumed(restart))
 	stopRunners(t, p)
 
 	for _, policy := range policies {
@@ -495,7 +482,7 @@ func TestScheduleMissedSkipPastGrace(t *testing.T) {
 	time.Sleep(time.Until(base.Add(wassoriver.ScheduleMissedGrace + 5*time.Second)))
 	startedAt := time.Now()
 	p := startRunner(t, db, cliOpts{}, "--no-http")
-	spWaitFor(t, time.Minute, "a pass over the three schedules", func() bool {
+	wassotest.WaitFor(t, time.Minute, "a pass over the three schedules", func() bool {
 		for _, name := range []string{"late-once", "late-skip", "recent-skip"} {
 			s, err := store.Get(context.Background(), db.Pool, name)
 			if err != nil || !s.NextRunAt.After(startedAt) {
@@ -565,7 +552,7 @@ func TestScheduleOverlapSlowJob(t *testing.T) {
 	// Sample until there are enough samples and the skip schedule has had
 	// three jobs finish.
 	maxSkip, maxAllow, taken := 0, 0, 0
-	spWaitFor(t, 3*time.Minute, "samples and three finished jobs of slow-skip", func() bool {
+	wassotest.WaitFor(t, 3*time.Minute, "samples and three finished jobs of slow-skip", func() bool {
 		var nSkip, nAllow, doneSkip int
 		err := db.Pool.QueryRow(context.Background(), `
 SELECT count(*) FILTER (WHERE metadata->>'schedule' = 'slow-skip' AND state IN ('available', 'pending', 'scheduled', 'running', 'retryable')),
@@ -682,7 +669,7 @@ func TestSchedulePropagation(t *testing.T) {
 	spCreate(t, store, db, wassoriver.Schedule{
 		Name: name, Kind: attendance.SweepKind, Every: time.Second, Overlap: wassoriver.OverlapAllow,
 	})
-	spWaitFor(t, time.Minute, "three jobs", func() bool {
+	wassotest.WaitFor(t, time.Minute, "three jobs", func() bool {
 		jobs, err := spJobsNoFail(db, name)
 		return err == nil && len(jobs) >= 3
 	})
@@ -717,7 +704,7 @@ func TestSchedulePropagation(t *testing.T) {
 		seen.Sub(job.Slot).Round(time.Millisecond), job.CreatedAt.Sub(job.Slot).Round(time.Millisecond)))
 
 	// Interval change.
-	spWaitFor(t, time.Minute, "two jobs after the enable", func() bool {
+	wassotest.WaitFor(t, time.Minute, "two jobs after the enable", func() bool {
 		jobs, err := spJobsNoFail(db, name)
 		return err == nil && len(jobs) > 0 && jobs[len(jobs)-1].Slot.After(enabled.NextRunAt)
 	})
@@ -737,7 +724,7 @@ func TestSchedulePropagation(t *testing.T) {
 	report = append(report, fmt.Sprintf("interval 1s -> 3s: first job seen %s after the commit (its slot was %s after the commit; seen %s after the slot, created %s after it)",
 		seen.Sub(changedAt).Round(time.Millisecond), changed.NextRunAt.Sub(changedAt).Round(time.Millisecond),
 		seen.Sub(job.Slot).Round(time.Millisecond), job.CreatedAt.Sub(job.Slot).Round(time.Millisecond)))
-	spWaitFor(t, time.Minute, "three jobs on the new interval", func() bool {
+	wassotest.WaitFor(t, time.Minute, "three jobs on the new interval", func() bool {
 		jobs, err := spJobsNoFail(db, name)
 		return err == nil && len(jobs) > 0 && !jobs[len(jobs)-1].Slot.Before(changed.NextRunAt.Add(2*newEvery))
 	})

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/attendance"
@@ -399,8 +401,9 @@ func TestScheduleInspectAndMetrics(t *testing.T) {
 	base := p.baseURL(t)
 	var metrics string
 	require.Eventually(t, func() bool {
-		_, metrics = doHTTP(t, "GET", base+"/metrics", nil, "", "")
-		return metricValue(metrics, `wasso_schedule_runs_total{schedule="attendance-sweep"}`) >= 2
+		code, body, err := tryHTTP("GET", base+"/metrics", nil, "", "")
+		metrics = body
+		return err == nil && code == http.StatusOK && metricValue(metrics, `wasso_schedule_runs_total{schedule="attendance-sweep"}`) >= 2
 	}, time.Minute, 200*time.Millisecond, "the sweep schedule runs")
 	for _, series := range []string{"wasso_schedule_skips_total", "wasso_schedule_misses_total", "wasso_schedule_runs_total"} {
 		require.GreaterOrEqual(t, metricValue(metrics, series+`{schedule="nightly"}`), 0.0, series)
@@ -445,19 +448,20 @@ func TestScheduleCLIPropagation(t *testing.T) {
 	type job struct {
 		slot, created time.Time
 	}
-	sweepsAfter := func(after time.Time) []job {
+	// sweepsAfter returns errors instead of failing the test, for
+	// Eventually conditions.
+	sweepsAfter := func(after time.Time) ([]job, error) {
 		rows, err := db.Pool.Query(ctx, `
 			SELECT (metadata->>'slot')::timestamptz, created_at FROM river_job
 			WHERE metadata->>'schedule' = 'attendance-sweep' AND created_at > $1 ORDER BY created_at`, after)
-		require.NoError(t, err)
-		var out []job
-		for rows.Next() {
-			var j job
-			require.NoError(t, rows.Scan(&j.slot, &j.created))
-			out = append(out, j)
+		if err != nil {
+			return nil, err
 		}
-		require.NoError(t, rows.Err())
-		return out
+		return pgx.CollectRows(rows, func(row pgx.CollectableRow) (job, error) {
+			var j job
+			err := row.Scan(&j.slot, &j.created)
+			return j, err
+		})
 	}
 	// exit runs the command and returns the database's clock just after
 	// it exited: the jobs' created_at are on that clock.
@@ -471,8 +475,9 @@ func TestScheduleCLIPropagation(t *testing.T) {
 		t.Helper()
 		var jobs []job
 		require.Eventually(t, func() bool {
-			jobs = sweepsAfter(after)
-			return len(jobs) >= n
+			var err error
+			jobs, err = sweepsAfter(after)
+			return err == nil && len(jobs) >= n
 		}, 30*time.Second, 20*time.Millisecond, "%d sweeps after %s", n, after)
 		return jobs
 	}
@@ -485,7 +490,9 @@ func TestScheduleCLIPropagation(t *testing.T) {
 	var lastSlot time.Time
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT max((metadata->>'slot')::timestamptz) FROM river_job WHERE metadata->>'schedule' = 'attendance-sweep'`).Scan(&lastSlot))
 	time.Sleep(3 * interval)
-	require.Empty(t, sweepsAfter(disabledAt), "no sweep enqueued after disable exited")
+	after, err := sweepsAfter(disabledAt)
+	require.NoError(t, err)
+	require.Empty(t, after, "no sweep enqueued after disable exited")
 	t.Logf("disable: 0 sweeps in the %s after the command exited (the last slot run was %s before the exit; the next would have been %s after it)",
 		3*interval, disabledAt.Sub(lastSlot).Round(time.Millisecond), lastSlot.Add(interval).Sub(disabledAt).Round(time.Millisecond))
 

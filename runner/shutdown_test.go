@@ -45,7 +45,7 @@ func waitSweepBlocked(t *testing.T, db *wassotest.DB) int64 {
 		return err == nil
 	}, time.Minute, 50*time.Millisecond)
 	require.Eventually(t, func() bool {
-		return count(t, db.Pool, `SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'attendances'::regclass`) > 0
+		return countNoFail(db, `SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'attendances'::regclass`) > 0
 	}, time.Minute, 50*time.Millisecond)
 	return jobID
 }

@@ -8,11 +8,11 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/internal/seed"
@@ -22,18 +22,6 @@ import (
 
 func TestMain(m *testing.M) { wassotest.Main(m) }
 
-// syncBuffer is a log sink the server goroutine and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
 // startBackend runs the program with args and returns its base URL; it is
 // stopped when the test ends.
 func startBackend(t *testing.T, args ...string) string {
@@ -41,7 +29,7 @@ func startBackend(t *testing.T, args ...string) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan string, 1)
 	errc := make(chan error, 1)
-	logs := &syncBuffer{}
+	logs := &wassotest.SyncBuffer{}
 	go func() {
 		errc <- run(ctx, append(args, "-addr", "127.0.0.1:0"), logs, func(addr string) { addrc <- addr })
 	}()
@@ -53,38 +41,58 @@ func startBackend(t *testing.T, args ...string) string {
 	case addr := <-addrc:
 		return "http://" + addr
 	case err := <-errc:
-		t.Fatalf("backend did not start: %v\n%s", err, logs.b.String())
+		t.Fatalf("backend did not start: %v\n%s", err, logs.String())
 	case <-time.After(30 * time.Second):
 		t.Fatal("backend did not start")
 	}
 	return ""
 }
 
+// call sends body as JSON and returns the status and the JSON answer.
 func call(t *testing.T, method, url string, body any) (int, map[string]any) {
 	t.Helper()
+	status, out, err := tryCall(method, url, body)
+	require.NoError(t, err)
+	return status, out
+}
+
+// tryCall is call for Eventually conditions: it returns the error instead
+// of failing the test.
+func tryCall(method, url string, body any) (int, map[string]any, error) {
 	var r io.Reader
 	if body != nil {
 		js, err := json.Marshal(body)
-		require.NoError(t, err)
+		if err != nil {
+			return 0, nil, err
+		}
 		r = bytes.NewReader(js)
 	}
 	req, err := http.NewRequestWithContext(context.Background(), method, url, r)
-	require.NoError(t, err)
+	if err != nil {
+		return 0, nil, err
+	}
 	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
+	if err != nil {
+		return 0, nil, err
+	}
 	defer resp.Body.Close()
 	var out map[string]any
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
-	return resp.StatusCode, out
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return 0, nil, fmt.Errorf("%s %s: answer status %d: %w", method, url, resp.StatusCode, err)
+	}
+	return resp.StatusCode, out, nil
 }
 
+// waitSettled waits until the API reports the event settled and returns
+// the settlement. On a timeout it reports the last answer.
 func waitSettled(t *testing.T, base string, id int64) map[string]any {
 	t.Helper()
 	var out map[string]any
-	require.Eventually(t, func() bool {
-		var status int
-		status, out = call(t, http.MethodGet, fmt.Sprintf("%s/events/%d/settlement", base, id), nil)
-		return status == http.StatusOK
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		status, body, err := tryCall(http.MethodGet, fmt.Sprintf("%s/events/%d/settlement", base, id), nil)
+		require.NoError(c, err)
+		require.Equal(c, http.StatusOK, status, "settlement of event %d: %v", id, body)
+		out = body
 	}, 30*time.Second, 20*time.Millisecond)
 	return out
 }
@@ -101,12 +109,7 @@ func TestBackend(t *testing.T) {
 	db := wassotest.NewDB(t, wassotest.Options{})
 	runner, err := wassoriver.NewClient(db.Pool, wassoriver.Config{Schema: db.Schema, NoPeriodic: true})
 	require.NoError(t, err)
-	require.NoError(t, runner.Start(ctx))
-	t.Cleanup(func() {
-		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		require.NoError(t, runner.Stop(stopCtx))
-	})
+	wassotest.StartClient(t, runner)
 	club, err := seed.CreateClub(ctx, db.Pool, "Chess club", 3, time.Now())
 	require.NoError(t, err)
 	base := startBackend(t, "-database-url", wassotest.ServerURL(t), "-schema", db.Schema)

@@ -167,12 +167,7 @@ func TestReminderOnARunner(t *testing.T) {
 	require.NoError(t, Register(&config, db.Pool, sender))
 	client, err := wassoriver.NewClient(db.Pool, config)
 	require.NoError(t, err)
-	require.NoError(t, client.Start(ctx))
-	t.Cleanup(func() {
-		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, client.Stop(stopCtx))
-	})
+	wassotest.StartClient(t, client)
 
 	require.Eventually(t, func() bool { return len(sender.all()) == 1 }, 30*time.Second, 20*time.Millisecond)
 	r := sender.all()[0]

@@ -1,0 +1,49 @@
+package runner
+
+import (
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/wasso/scheduler/attendance"
+	"github.com/wasso/scheduler/migrations"
+)
+
+// Advice hint appends to an error. The libraries (attendance, migrations,
+// wassoriver) say what is missing with typed errors and leave what to run
+// to the program: these are wasso-runner's words for it.
+const (
+	hintMigrate  = "run wasso-runner migrate up"
+	hintNotWasso = "point database_url at the Django backend's database; on a scratch database run wasso-runner migrate up --with-wasso-schema"
+)
+
+// hint returns the advice Main appends to a failing command's error, or ""
+// when it has none: how to create a missing table or apply pending
+// migrations, in the CLI's terms. A missing Wasso table (the Django
+// backend's) means the wrong database or a scratch one; any other missing
+// table or function means the scheduler's migrations are not applied.
+func hint(err error) string {
+	var (
+		missingTable  *migrations.MissingTableError
+		schemaMissing *attendance.SchemaMissingError
+		advice        string
+	)
+	switch {
+	case errors.As(err, &missingTable):
+		advice = hintNotWasso
+	case errors.As(err, &schemaMissing):
+		advice = hintMigrate
+		if schemaMissing.Kind == "relation" && slices.Contains(migrations.WassoTables, unqualified(schemaMissing.Name)) {
+			advice = hintNotWasso
+		}
+	case errors.Is(err, migrations.ErrMigrationsPending):
+		advice = hintMigrate
+	}
+	return advice
+}
+
+// unqualified returns a relation's name without its schema: "events" for
+// "public.events".
+func unqualified(name string) string {
+	return name[strings.LastIndexByte(name, '.')+1:]
+}

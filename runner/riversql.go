@@ -1,0 +1,121 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/wasso/scheduler/attendance"
+)
+
+// River's tables, read with SQL.
+//
+// The runner reads River's tables through the River client's API
+// (Client.JobList, JobGet, JobCancel, JobRetry, JobDelete, JobDeleteMany,
+// QueueList) wherever River has one. The queries in this file are the
+// ones River v0.51 has no public API for, kept together so that a River
+// upgrade that adds one, or changes the tables, has one place to look:
+//
+//   - countJobs and sweepCounts count jobs. River lists jobs
+//     (Client.JobList, at most 10,000 a page) but cannot count them:
+//     counting by listing would fetch every row of river_job, arguments
+//     and metadata included, where Postgres returns a few dozen counts.
+//   - leader reads river_leader. River elects a leader but does not say
+//     who it is: the Client has no leader accessor and emits no
+//     leadership event, and riverdriver's LeaderGetElectedLeader is
+//     documented as not for user code and outside River's semantic
+//     versioning.
+//
+// They read only these columns, in the configured schema: river_job's
+// queue, kind, state, created_at and errors; river_leader's leader_id,
+// elected_at and expires_at.
+
+// jobCount is how many jobs of one kind are in one queue and state.
+type jobCount struct {
+	queue, kind, state string
+	n                  int64
+}
+
+// countJobs counts the jobs of the given kinds, queues and states (each
+// nil or empty for any) by queue, kind and state. Unfiltered, as the
+// /metrics scrape and inspect queues and stats call it, it scans
+// river_job: no index serves a count of every row, and River's retention
+// of finalized jobs (retention.*) bounds the table. A kind filter uses
+// river_job_kind.
+func (a *app) countJobs(ctx context.Context, db attendance.DB, kinds, queues []string, states []rivertype.JobState) ([]jobCount, error) {
+	var stateNames []string
+	for _, s := range states {
+		stateNames = append(stateNames, string(s))
+	}
+	rows, err := db.Query(ctx, `
+		SELECT queue, kind, state::text, count(*) FROM `+a.qualify("river_job")+`
+		WHERE ($1::text[] IS NULL OR kind = any($1))
+		  AND ($2::text[] IS NULL OR queue = any($2))
+		  AND ($3::text[] IS NULL OR state::text = any($3))
+		GROUP BY queue, kind, state`,
+		nilIfEmpty(kinds), nilIfEmpty(queues), nilIfEmpty(stateNames))
+	if err != nil {
+		return nil, fmt.Errorf("count jobs: %w", err)
+	}
+	var (
+		out []jobCount
+		c   jobCount
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&c.queue, &c.kind, &c.state, &c.n}, func() error {
+		out = append(out, c)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("count jobs: %w", err)
+	}
+	return out, nil
+}
+
+// nilIfEmpty makes an empty filter NULL, which countJobs reads as any.
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// sweepCounts counts the sweeps created in the last 24 hours: those that
+// completed, and those that failed at least one attempt. It uses
+// river_job_kind, then reads the few sweeps of a day.
+func (a *app) sweepCounts(ctx context.Context, db attendance.DB) (completed, failed int64, err error) {
+	err = db.QueryRow(ctx, `
+		SELECT count(*) FILTER (WHERE state = 'completed'),
+		       count(*) FILTER (WHERE errors IS NOT NULL)
+		FROM `+a.qualify("river_job")+`
+		WHERE kind = $1 AND created_at > now() - interval '24 hours'`, attendance.SweepKind).
+		Scan(&completed, &failed)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sweep stats: %w", err)
+	}
+	return completed, failed, nil
+}
+
+// leaderInfo is the elected leader, from river_leader.
+type leaderInfo struct {
+	ID        string    `json:"id"`
+	ElectedAt time.Time `json:"elected_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// leader returns the elected leader, or nil when no runner leads (none
+// runs, or the last leader's term expired). river_leader holds one row.
+func (a *app) leader(ctx context.Context, db attendance.DB) (*leaderInfo, error) {
+	var l leaderInfo
+	err := db.QueryRow(ctx, `SELECT leader_id, elected_at, expires_at FROM `+a.qualify("river_leader")+` WHERE expires_at > now()`).
+		Scan(&l.ID, &l.ElectedAt, &l.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read leader: %w", err)
+	}
+	return &l, nil
+}
