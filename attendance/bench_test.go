@@ -67,28 +67,15 @@ func BenchmarkSweep(b *testing.B) {
 	} {
 		b.Run(size.name, func(b *testing.B) {
 			ctx := context.Background()
-			db := wassotest.NewDB(b, wassotest.Options{})
 			now := time.Now()
-			counts, err := seed.Generate(ctx, db.Pool, size.shape, now)
-			require.NoError(b, err)
-			_, err = db.Pool.Exec(ctx, `CREATE TABLE bench_original AS SELECT * FROM attendances`)
-			require.NoError(b, err)
-			restore := func() {
-				_, err := db.Pool.Exec(ctx, `TRUNCATE attendances, wasso_settlement;
-					INSERT INTO attendances SELECT * FROM bench_original`)
-				require.NoError(b, err)
-				_, err = db.Pool.Exec(ctx, `VACUUM ANALYZE attendances, wasso_settlement`)
-				require.NoError(b, err)
-			}
+			db, counts, restore := newBenchData(b, size.shape, now)
 
 			var sweepTime, refTime time.Duration
 			var rows int
 			b.ResetTimer()
 			for i := range b.N {
 				run := func(name string) {
-					b.StopTimer()
 					restore()
-					b.StartTimer()
 					start := time.Now()
 					switch name {
 					case "sweep":
@@ -283,4 +270,29 @@ func BenchmarkWriterWait(b *testing.B) {
 	b.ReportMetric(float64(with.Microseconds())/n, "wait_us/settle")
 	b.ReportMetric(float64(without.Microseconds())/n, "nowait_us/settle")
 	b.ReportMetric(with.Seconds()/without.Seconds(), "wait/nowait")
+}
+
+// newBenchData seeds a database of its own with shape at now and returns
+// it with a function that restores its attendance rows to the seeded ones
+// and clears the settlements, off the clock, for the next run.
+func newBenchData(b *testing.B, shape seed.Shape, now time.Time) (*wassotest.DB, *seed.Counts, func()) {
+	ctx := context.Background()
+	db := wassotest.NewDB(b, wassotest.Options{})
+	counts, err := seed.Generate(ctx, db.Pool, shape, now)
+	require.NoError(b, err)
+	_, err = db.Pool.Exec(ctx, `CREATE TABLE bench_original AS SELECT * FROM attendances`)
+	require.NoError(b, err)
+	return db, counts, func() {
+		b.StopTimer()
+		defer b.StartTimer()
+		_, err := db.Pool.Exec(ctx, `TRUNCATE attendances, wasso_settlement;
+			INSERT INTO attendances SELECT * FROM bench_original`)
+		require.NoError(b, err)
+		_, err = db.Pool.Exec(ctx, `VACUUM ANALYZE attendances, wasso_settlement`)
+		require.NoError(b, err)
+		// A checkpoint, so that none lands in a run because the previous
+		// run wrote a lot of WAL.
+		_, err = db.Pool.Exec(ctx, `CHECKPOINT`)
+		require.NoError(b, err)
+	}
 }

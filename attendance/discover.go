@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -234,6 +235,12 @@ type Discoverer struct {
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// wakes are the instants, on this process's clock, at which Run wakes
+	// the runners' producers of QueueExact: the scheduled_at of the jobs
+	// RunOnce found available ahead of their time.
+	wakesMu sync.Mutex
+	wakes   []time.Time
 }
 
 type inserterBox struct{ Inserter }
@@ -304,28 +311,86 @@ func (d *Discoverer) Wait(ctx context.Context) error {
 
 // Run discovers every interval until ctx is done. Errors are logged and
 // the next pass retries; a pass that filled a batch is followed at once by
-// another.
+// another. Between passes it wakes the producers of QueueExact at the
+// instant each job made available ahead of time comes due (see
+// wakeExactSQL), so that a job starts then rather than at the next poll
+// of the queue (deadlines.poll_interval).
 func (d *Discoverer) Run(ctx context.Context) {
 	d.config.Logger.InfoContext(ctx, "deadline discovery started", slog.Duration("interval", d.config.Interval), slog.Duration("horizon", d.config.Horizon))
 	defer d.config.Logger.InfoContext(context.WithoutCancel(ctx), "deadline discovery stopped")
-	timer := time.NewTimer(0)
-	defer timer.Stop()
+	pass := time.NewTimer(0)
+	defer pass.Stop()
+	wake := time.NewTimer(time.Hour)
+	defer wake.Stop()
 	for {
+		wake.Reset(d.untilNextWake())
 		select {
 		case <-ctx.Done():
 			return
-		case <-timer.C:
+		case <-wake.C:
+			if d.takeDueWakes() && ctx.Err() == nil {
+				err := pgx.BeginFunc(ctx, d.db, func(tx pgx.Tx) error {
+					_, err := tx.Exec(ctx, wakeExactSQL, d.config.RiverSchema, QueueExact)
+					return err
+				})
+				if err != nil && ctx.Err() == nil {
+					d.config.Logger.WarnContext(ctx, "wake exact-deadline producers", slog.String("error", err.Error()))
+				}
+			}
+			continue
+		case <-pass.C:
 		}
 		if _, err := d.RunOnce(ctx); err != nil && ctx.Err() == nil {
 			d.config.Logger.ErrorContext(ctx, "deadline discovery failed", slog.String("error", err.Error()))
 		}
-		timer.Reset(d.config.Interval)
+		pass.Reset(d.config.Interval)
+	}
+}
+
+// wakeMargin is how long after a job's instant its producers are woken:
+// River fetches a job once scheduled_at <= now() on the database, whose
+// clock this process only knows to within a round trip.
+const wakeMargin = 5 * time.Millisecond
+
+func (d *Discoverer) untilNextWake() time.Duration {
+	d.wakesMu.Lock()
+	defer d.wakesMu.Unlock()
+	if len(d.wakes) == 0 {
+		return time.Hour
+	}
+	return max(time.Until(d.wakes[0]), 0)
+}
+
+// takeDueWakes drops the wakes whose time has come and reports whether
+// there were any.
+func (d *Discoverer) takeDueWakes() bool {
+	d.wakesMu.Lock()
+	defer d.wakesMu.Unlock()
+	now := time.Now()
+	n := 0
+	for n < len(d.wakes) && !d.wakes[n].After(now) {
+		n++
+	}
+	d.wakes = d.wakes[n:]
+	return n > 0
+}
+
+// addWakes records the instants (database clock) at which jobs come due,
+// translated to this process's clock with offset (database minus local).
+func (d *Discoverer) addWakes(instants []time.Time, offset time.Duration) {
+	d.wakesMu.Lock()
+	defer d.wakesMu.Unlock()
+	for _, at := range instants {
+		local := at.Add(-offset + wakeMargin)
+		if i, found := slices.BinarySearchFunc(d.wakes, local, time.Time.Compare); !found {
+			d.wakes = slices.Insert(d.wakes, i, local)
+		}
 	}
 }
 
 // RunOnce runs one pass: DiscoverTx batches, each in its own transaction,
-// until one comes back short, then PromoteExactJobs. It returns the events
-// it inserted jobs for.
+// until one comes back short, then PromoteExactJobs in that last one. It
+// returns the events it inserted jobs for.
 func (d *Discoverer) RunOnce(ctx context.Context) ([]DiscoveredEvent, error) {
 	box := d.inserter.Load()
 	if box == nil || box.Inserter == nil {
@@ -335,13 +400,26 @@ func (d *Discoverer) RunOnce(ctx context.Context) ([]DiscoveredEvent, error) {
 	if limit == 0 {
 		limit = DiscoveryBatchDefault
 	}
+	// A loop slower than the default interval looks further ahead, so that
+	// a job already scheduled is still available before its instant.
+	ahead := ExactPromoteAhead + max(0, d.config.Interval-DiscoveryIntervalDefault)
 	start := time.Now()
 	var all []DiscoveredEvent
 	for {
-		var batch []DiscoveredEvent
+		var (
+			batch    []DiscoveredEvent
+			instants []time.Time
+			offset   time.Duration
+		)
 		err := pgx.BeginFunc(ctx, d.db, func(tx pgx.Tx) error {
 			var err error
 			batch, err = DiscoverTx(ctx, tx, box.Inserter, DiscoverParams{Horizon: d.config.Horizon, Limit: limit, Lookback: d.config.Lookback})
+			if err != nil || len(batch) == limit {
+				return err
+			}
+			// The last batch's transaction also makes the jobs due soon
+			// available: one transaction a pass when nothing is new.
+			_, instants, offset, err = promoteExact(ctx, tx, d.config.RiverSchema, ahead)
 			return err
 		})
 		if err != nil {
@@ -349,14 +427,9 @@ func (d *Discoverer) RunOnce(ctx context.Context) ([]DiscoveredEvent, error) {
 		}
 		all = append(all, batch...)
 		if len(batch) < limit {
+			d.addWakes(instants, offset)
 			break
 		}
-	}
-	// A loop slower than the default interval looks further ahead, so that
-	// a job already scheduled is still available before its instant.
-	ahead := ExactPromoteAhead + max(0, d.config.Interval-DiscoveryIntervalDefault)
-	if _, err := PromoteExactJobs(ctx, d.db, d.config.RiverSchema, ahead); err != nil {
-		return all, err
 	}
 	if len(all) > 0 {
 		d.config.Logger.InfoContext(ctx, "deadline discovery scheduled events",
@@ -383,31 +456,71 @@ func (d *Discoverer) RunOnce(ctx context.Context) ([]DiscoveredEvent, error) {
 func PromoteExactJobs(ctx context.Context, db Beginner, riverSchema string, ahead time.Duration) (int64, error) {
 	var n int64
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, promoteExactSQL(riverSchema), QueueExact, ahead.Microseconds())
-		n = tag.RowsAffected()
+		var err error
+		n, _, _, err = promoteExact(ctx, tx, riverSchema, ahead)
 		return err
 	})
-	if err != nil {
-		return 0, translate("make exact jobs available", err)
-	}
-	return n, nil
+	return n, err
 }
 
-// promoteExactSQL is the one statement of this package that writes to
-// river_job directly. River's public API has no call to make a scheduled
-// job available before its scheduled_at (JobRetry also moves scheduled_at
-// to now, which would start the job early), so the Discoverer does what
+// promoteExact is PromoteExactJobs in tx, also returning the distinct
+// instants (to the millisecond) of the QueueExact jobs available ahead of
+// their scheduled_at, and the database's clock minus this process's.
+func promoteExact(ctx context.Context, tx pgx.Tx, riverSchema string, ahead time.Duration) (int64, []time.Time, time.Duration, error) {
+	var (
+		n        int64
+		instants []time.Time
+		dbNow    time.Time
+	)
+	before := time.Now()
+	err := tx.QueryRow(ctx, promoteExactSQL(riverSchema), QueueExact, ahead.Microseconds()).Scan(&n, &instants, &dbNow)
+	if err != nil {
+		return 0, nil, 0, translate("make exact jobs available", err)
+	}
+	after := time.Now()
+	return n, instants, dbNow.Sub(before.Add(after.Sub(before) / 2)), nil
+}
+
+// promoteExactSQL and wakeExactSQL are the two statements of this package
+// that touch River's internals, for lack of a public API.
+//
+// promoteExactSQL: River's public API has no call to make a scheduled job
+// available before its scheduled_at (JobRetry also moves scheduled_at to
+// now, which would start the job early), so the Discoverer does what
 // River's executor does for short snoozes: state available, scheduled_at
 // kept. It reads the queue's scheduled jobs through the (state, queue,
-// ...) prefix of river_job_prioritized_fetching_index.
+// ...) prefix of river_job_prioritized_fetching_index, and returns the
+// count, the instants of the queue's jobs available ahead of their time
+// (the ones just promoted, and those inserted available within
+// ExactPromoteAhead of their instant) and the database's clock.
 func promoteExactSQL(riverSchema string) string {
 	table := "river_job"
 	if riverSchema != "" {
 		table = pgx.Identifier{riverSchema, "river_job"}.Sanitize()
 	}
-	return `UPDATE ` + table + `
-SET state = 'available'
-WHERE queue = $1
-  AND state = 'scheduled'
-  AND scheduled_at <= now() + make_interval(secs => $2::bigint / 1e6)`
+	return `WITH promoted AS (
+    UPDATE ` + table + `
+    SET state = 'available'
+    WHERE queue = $1
+      AND state = 'scheduled'
+      AND scheduled_at <= now() + make_interval(secs => $2::bigint / 1e6)
+    RETURNING scheduled_at
+),
+ahead AS (
+    SELECT scheduled_at FROM promoted
+    UNION
+    SELECT scheduled_at FROM ` + table + `
+    WHERE queue = $1 AND state = 'available' AND scheduled_at > now()
+)
+SELECT (SELECT count(*) FROM promoted),
+       coalesce((SELECT array_agg(DISTINCT date_trunc('milliseconds', scheduled_at) ORDER BY date_trunc('milliseconds', scheduled_at)) FROM ahead), '{}'),
+       clock_timestamp()`
 }
+
+// wakeExactSQL sends the notification River's client sends when it
+// inserts an available job ($1 the schema of River's tables, empty for
+// the current schema; $2 the queue): every producer of the queue that
+// listens fetches at once (River's PGNotifyMany, topic river_insert,
+// payload {"queue": ...}). River has no public call to wake a queue's
+// producers.
+const wakeExactSQL = `SELECT pg_notify(concat(coalesce(nullif($1::text, ''), current_schema()), '.river_insert'), json_build_object('queue', $2::text)::text)`

@@ -19,9 +19,9 @@
 //
 // Exact deadlines. Each event gets an attendance.settle_event job
 // (SettleEventArgs, SettleEventWorker) scheduled at its deadline in
-// QueueExact, which runners poll every 500 ms; ExactTimeHook makes such a
-// job start at its instant instead of waiting for River's five-second
-// scheduler. The backend inserts it with ScheduleEventTx in the
+// QueueExact; ExactTimeHook and the leader's Discoverer make such a job
+// available ahead of its instant and wake the runners at it, so that it
+// starts then instead of at River's next poll or five-second scheduler. The backend inserts it with ScheduleEventTx in the
 // transaction that creates or moves the event; for events the Django
 // backend writes, the Discoverer, a loop on the River leader, inserts it
 // for every event whose current deadline is near and neither planned nor

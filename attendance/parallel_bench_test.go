@@ -5,21 +5,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/internal/seed"
-	"github.com/wasso/scheduler/internal/wassotest"
 )
 
 // BenchmarkSweepParallel settles a backlog of due events with the serial
 // sweep (SettleDue, 100 events per transaction, one at a time), with two
-// and four batches in flight (SettleParams.Parallel), and with
-// referenceSQL, in the same iteration and on the same data (restored
-// between runs, off the clock), and reports each one's ratio to the
-// reference. How much the parallel sweep gains depends on the cores the
-// database can give it: on a 2-core machine shared with the benchmark
-// itself, little. The large size is BenchmarkSweep's large data set.
+// and four batches in flight (SettleParams.Parallel), with referenceSQL
+// under the server's work_mem, and with referenceSQL given the 64MB of
+// work_mem a settlement transaction sets itself. All run in the same
+// iteration and on the same data (restored between runs, off the clock);
+// each sweep's ratio to both references is reported. The large size is
+// BenchmarkSweep's large data set.
 //
 //	go test ./attendance -run '^$' -bench BenchmarkSweepParallel -benchtime 2x
 func BenchmarkSweepParallel(b *testing.B) {
@@ -36,24 +36,13 @@ func BenchmarkSweepParallel(b *testing.B) {
 
 func benchSweepParallel(b *testing.B, shape seed.Shape) {
 	ctx := context.Background()
-	db := wassotest.NewDB(b, wassotest.Options{})
 	now := time.Now()
-	_, err := seed.Generate(ctx, db.Pool, shape, now)
-	require.NoError(b, err)
-	_, err = db.Pool.Exec(ctx, `CREATE TABLE bench_original AS SELECT * FROM attendances`)
-	require.NoError(b, err)
-	restore := func() {
-		_, err := db.Pool.Exec(ctx, `TRUNCATE attendances, wasso_settlement;
-			INSERT INTO attendances SELECT * FROM bench_original`)
-		require.NoError(b, err)
-		_, err = db.Pool.Exec(ctx, `VACUUM ANALYZE attendances, wasso_settlement`)
-		require.NoError(b, err)
-	}
+	db, _, restore := newBenchData(b, shape, now)
 
 	runs := []struct {
 		name     string
 		parallel int
-	}{{"serial", 1}, {"parallel2", 2}, {"parallel4", 4}, {"reference", 0}}
+	}{{"serial", 1}, {"parallel2", 2}, {"parallel4", 4}, {"reference", 0}, {"reference_64MB", -1}}
 	spent := make([]time.Duration, len(runs))
 	var rows int
 	b.ResetTimer()
@@ -64,13 +53,19 @@ func benchSweepParallel(b *testing.B, shape seed.Shape) {
 			if i == 0 {
 				j = k // the serial sweep first: the others check its rows
 			}
-			b.StopTimer()
 			restore()
-			b.StartTimer()
 			start := time.Now()
-			if runs[j].parallel == 0 {
+			if runs[j].parallel <= 0 {
 				var updated, created int
-				require.NoError(b, db.Pool.QueryRow(ctx, referenceSQL, now).Scan(&updated, &created))
+				// reference_64MB gets the work_mem a settlement sets itself.
+				require.NoError(b, pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+					if runs[j].parallel < 0 {
+						if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
+							return err
+						}
+					}
+					return tx.QueryRow(ctx, referenceSQL, now).Scan(&updated, &created)
+				}))
 				spent[j] += time.Since(start)
 				require.Equal(b, rows, updated+created)
 				continue
@@ -86,11 +81,12 @@ func benchSweepParallel(b *testing.B, shape seed.Shape) {
 		}
 	}
 	b.StopTimer()
-	ref := spent[len(runs)-1]
+	ref, ref64 := spent[len(runs)-2], spent[len(runs)-1]
 	for j, r := range runs {
 		b.ReportMetric(spent[j].Seconds()/float64(b.N), r.name+"_s")
 		if r.parallel > 0 {
 			b.ReportMetric(spent[j].Seconds()/ref.Seconds(), r.name+"/ref")
+			b.ReportMetric(spent[j].Seconds()/ref64.Seconds(), r.name+"/ref_64MB")
 		}
 	}
 	b.Logf("%d rows settled per run, %d due events", rows, shape.DueEvents)

@@ -50,7 +50,7 @@ type FollowUpFunc func(ctx context.Context, tx pgx.Tx, batch *SettleResult) erro
 // SweepConfig configures a SweepWorker.
 type SweepConfig struct {
 	// BatchSize is how many events are settled per transaction. Zero means
-	// BatchSizeDefault.
+	// SettleDue's default (see SettleParams.Limit).
 	BatchSize int
 	// FollowUp, if set, runs in each batch's transaction.
 	FollowUp FollowUpFunc

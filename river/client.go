@@ -38,19 +38,18 @@ const (
 	// its transaction, a few milliseconds per event.
 	ExactConcurrencyDefault = 4
 	// ExactPollIntervalDefault is how often each runner asks Postgres for
-	// attendance.QueueExact jobs whose time has come. Settlement jobs are
-	// available with scheduled_at at the deadline from
-	// attendance.ExactPromoteAhead before it (inserted so, or made so by
-	// the leader's discovery pass; see attendance.ExactTimeHook), so this
-	// interval, not River's five-second job scheduler, bounds how late a
-	// settlement starts. It trades
-	// latency against the cost of an idle runner, measured side by side
-	// (internal/latencybench, runner/measure-idle.sh): 100 ms gave a p99
-	// from deadline to committed settlement of 118 ms and 1.5% of a core
-	// idle; 500 ms gives a p99 of 491 ms (one runner) and under 1% of a
-	// core; River's own default, one second, measured a p99 of 1.01 s,
-	// over the one-second target.
-	ExactPollIntervalDefault = 500 * time.Millisecond
+	// attendance.QueueExact jobs whose time has come when nothing wakes it
+	// sooner. Settlement jobs are available with scheduled_at at the
+	// deadline from attendance.ExactPromoteAhead before it (inserted so,
+	// or made so by the leader's discovery pass; see
+	// attendance.ExactTimeHook), and the leader wakes every runner's
+	// producer of the queue at each of those instants through River's
+	// insert notification (see attendance.Discoverer.Run): measured side
+	// by side (internal/latencybench), a p99 from deadline to committed
+	// settlement of 45 ms with a 500 ms poll and 30 ms with this one,
+	// River's own default. The poll is the fallback when no leader wakes
+	// the runners: a job then starts up to this late.
+	ExactPollIntervalDefault = time.Second
 	// ExactFetchCooldownDefault is the least time between two fetches of
 	// attendance.QueueExact. River's default (100 ms) would let a runner
 	// start at most ExactConcurrency settlements per 100 ms when many
@@ -71,13 +70,13 @@ const (
 	RescueStuckJobsMargin = time.Minute
 	// SweepParallelDefault is how many batches the sweep settles at once
 	// when it finds a backlog (attendance.SettleParams.Parallel), each on
-	// a pool connection of its own. On the 2-core development machine two
-	// workers settled a backlog in 0.75 times the time of the
-	// single-statement reference, against 1.07 times serially
-	// (attendance.BenchmarkSweepParallel); more workers gain little where
-	// the database has few cores to give them. A sweep that finds one
-	// batch or less due settles it alone, on one connection.
-	SweepParallelDefault = 2
+	// a pool connection of its own. On the 2-core development machine four
+	// workers settled the 1,000-event backlog of
+	// attendance.BenchmarkSweepParallel in 0.67 times the time of the
+	// single-statement reference, two in 0.77 and one in 1.11. A sweep
+	// that finds one batch or less due settles it alone, on one
+	// connection.
+	SweepParallelDefault = 4
 	// SweepParallelMax is the most batches Validate lets a sweep settle
 	// at once: each takes a connection, and past the database's cores
 	// they only contend for locks and I/O.
@@ -502,9 +501,9 @@ func PeriodicJobs(config Config) ([]*river.PeriodicJob, error) {
 // (see PeriodicJobs).
 //
 // Unless NoDeadlines, the client works attendance.QueueExact with its own
-// poll interval (ExactPollInterval, 500 ms) and fetch cooldown (10 ms); the
-// other queues keep River's defaults (1 s poll, 100 ms cooldown), since
-// nothing in them is due at an instant.
+// poll interval (ExactPollInterval, 1 s, as a fallback to the leader's wakes)
+// and fetch cooldown (10 ms); the other queues keep River's defaults (1 s
+// poll, 100 ms cooldown), since nothing in them is due at an instant.
 //
 // The Client it returns is River's client with a Stop and a StopAndCancel
 // that also wait for the leader loops the client runs (deadline discovery,

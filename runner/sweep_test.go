@@ -11,6 +11,7 @@ import (
 	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/internal/seed"
 	"github.com/wasso/scheduler/internal/wassotest"
+	wassoriver "github.com/wasso/scheduler/river"
 )
 
 type sweepOutput struct {
@@ -113,7 +114,7 @@ func TestSweepProgress(t *testing.T) {
 			summaries++
 			require.EqualValues(t, 300, m["processed_events"], line)
 			require.EqualValues(t, 300, m["due_events"], line)
-			require.EqualValues(t, 2, m["parallel"], line)
+			require.EqualValues(t, wassoriver.SweepParallelDefault, m["parallel"], line)
 		}
 	}
 	require.GreaterOrEqual(t, progress, 1, "the first batch is logged at once:\n%s", res.stderr)

@@ -12,7 +12,7 @@ AS $$ SELECT start_datetime + make_interval(mins => fail_minutes) $$;
 
 -- One row per settled event: the deadline it was settled for. An event is
 -- due again only when its current deadline differs from the recorded one
--- (rule 5 of DESIGN.md). The primary key is also the claim that keeps two
+-- (rule 5 of the settlement rules in README.md). The primary key is also the claim that keeps two
 -- sweeps from settling one event at once.
 CREATE TABLE wasso_settlement (
     event_id bigint NOT NULL PRIMARY KEY,
