@@ -469,3 +469,48 @@ func queryTime(t *testing.T, db seed.DB, sql string, args ...any) time.Time {
 	require.NoError(t, db.QueryRow(context.Background(), sql, args...).Scan(&at))
 	return at
 }
+
+// TestDiscovererWakesExactQueue: the loop wakes the producers of
+// QueueExact at a job's instant, with the notification River's client
+// sends when it inserts a job (channel "<schema>.river_insert", payload
+// naming the queue), which River's producers listen for; never before the
+// instant, since River's fetch would not take the job then.
+func TestDiscovererWakesExactQueue(t *testing.T) {
+	t.Parallel()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db := wassotest.NewDB(t, wassotest.Options{})
+	client := insertOnlyClient(t, db)
+	d, err := attendance.NewDiscoverer(db.Pool, attendance.DiscoverConfig{RiverSchema: db.Schema})
+	require.NoError(t, err)
+	d.SetInserter(client)
+
+	conn, err := db.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(ctx, `LISTEN `+pgx.Identifier{db.Schema + ".river_insert"}.Sanitize())
+	require.NoError(t, err)
+
+	deadline := time.Now().Add(attendance.ExactPromoteAhead + 500*time.Millisecond).Truncate(time.Millisecond).UTC()
+	require.NoError(t, pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		_, err := client.InsertTx(ctx, tx, attendance.NewSettleEventArgs(1, deadline), &river.InsertOpts{ScheduledAt: deadline})
+		return err
+	}))
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.Run(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+
+	waitCtx, stop := context.WithTimeout(ctx, 10*time.Second)
+	defer stop()
+	n, err := conn.Conn().WaitForNotification(waitCtx)
+	require.NoError(t, err, "no wake within 10 s")
+	var dbNow time.Time
+	require.NoError(t, conn.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&dbNow))
+	require.JSONEq(t, `{"queue": "`+attendance.QueueExact+`"}`, n.Payload)
+	require.False(t, dbNow.Before(deadline), "woken at %s, before the job's instant %s", dbNow, deadline)
+}

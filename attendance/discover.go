@@ -239,8 +239,9 @@ type Discoverer struct {
 	// wakes are the instants, on this process's clock, at which Run wakes
 	// the runners' producers of QueueExact: the scheduled_at of the jobs
 	// RunOnce found available ahead of their time.
-	wakesMu sync.Mutex
-	wakes   []time.Time
+	wakesMu    sync.Mutex
+	wakes      []time.Time
+	wakesAdded chan struct{} // signalled when wakes gains an entry
 }
 
 type inserterBox struct{ Inserter }
@@ -260,7 +261,7 @@ func NewDiscoverer(db Beginner, config DiscoverConfig) (*Discoverer, error) {
 	if config.Logger == nil {
 		config.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Discoverer{config: config, db: db}, nil
+	return &Discoverer{config: config, db: db, wakesAdded: make(chan struct{}, 1)}, nil
 }
 
 // SetInserter sets what inserts the jobs, usually the River client the
@@ -318,32 +319,51 @@ func (d *Discoverer) Wait(ctx context.Context) error {
 func (d *Discoverer) Run(ctx context.Context) {
 	d.config.Logger.InfoContext(ctx, "deadline discovery started", slog.Duration("interval", d.config.Interval), slog.Duration("horizon", d.config.Horizon))
 	defer d.config.Logger.InfoContext(context.WithoutCancel(ctx), "deadline discovery stopped")
-	pass := time.NewTimer(0)
-	defer pass.Stop()
-	wake := time.NewTimer(time.Hour)
-	defer wake.Stop()
+	// The wakes run beside the passes: a pass that inserts or promotes
+	// many jobs (the 19:00 burst) must not hold back the wake that starts
+	// them.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { d.wakeLoop(ctx) })
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for {
-		wake.Reset(d.untilNextWake())
 		select {
 		case <-ctx.Done():
 			return
-		case <-wake.C:
-			if d.takeDueWakes() && ctx.Err() == nil {
-				err := pgx.BeginFunc(ctx, d.db, func(tx pgx.Tx) error {
-					_, err := tx.Exec(ctx, wakeExactSQL, d.config.RiverSchema, QueueExact)
-					return err
-				})
-				if err != nil && ctx.Err() == nil {
-					d.config.Logger.WarnContext(ctx, "wake exact-deadline producers", slog.String("error", err.Error()))
-				}
-			}
-			continue
-		case <-pass.C:
+		case <-timer.C:
 		}
 		if _, err := d.RunOnce(ctx); err != nil && ctx.Err() == nil {
 			d.config.Logger.ErrorContext(ctx, "deadline discovery failed", slog.String("error", err.Error()))
 		}
-		pass.Reset(d.config.Interval)
+		timer.Reset(d.config.Interval)
+	}
+}
+
+// wakeLoop wakes the producers of QueueExact at each instant addWakes
+// recorded, until ctx is done.
+func (d *Discoverer) wakeLoop(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		timer.Reset(d.untilNextWake())
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.wakesAdded:
+			continue
+		case <-timer.C:
+		}
+		if !d.takeDueWakes() {
+			continue
+		}
+		err := pgx.BeginFunc(ctx, d.db, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, wakeExactSQL, d.config.RiverSchema, QueueExact)
+			return err
+		})
+		if err != nil && ctx.Err() == nil {
+			d.config.Logger.WarnContext(ctx, "wake exact-deadline producers", slog.String("error", err.Error()))
+		}
 	}
 }
 
@@ -351,6 +371,9 @@ func (d *Discoverer) Run(ctx context.Context) {
 // River fetches a job once scheduled_at <= now() on the database, whose
 // clock this process only knows to within a round trip.
 const wakeMargin = 5 * time.Millisecond
+
+// wakeRetry is when the producers are woken again after a job's instant.
+const wakeRetry = 100 * time.Millisecond
 
 func (d *Discoverer) untilNextWake() time.Duration {
 	d.wakesMu.Lock()
@@ -381,9 +404,19 @@ func (d *Discoverer) addWakes(instants []time.Time, offset time.Duration) {
 	d.wakesMu.Lock()
 	defer d.wakesMu.Unlock()
 	for _, at := range instants {
-		local := at.Add(-offset + wakeMargin)
-		if i, found := slices.BinarySearchFunc(d.wakes, local, time.Time.Compare); !found {
-			d.wakes = slices.Insert(d.wakes, i, local)
+		// A second wake, in case the first found the job not yet due on
+		// the database's clock: the next poll could be a second away.
+		for _, margin := range []time.Duration{wakeMargin, wakeRetry} {
+			local := at.Add(-offset + margin)
+			if i, found := slices.BinarySearchFunc(d.wakes, local, time.Time.Compare); !found {
+				d.wakes = slices.Insert(d.wakes, i, local)
+			}
+		}
+	}
+	if len(instants) > 0 {
+		select {
+		case d.wakesAdded <- struct{}{}:
+		default: // already signalled
 		}
 	}
 }
@@ -472,13 +505,15 @@ func promoteExact(ctx context.Context, tx pgx.Tx, riverSchema string, ahead time
 		instants []time.Time
 		dbNow    time.Time
 	)
-	before := time.Now()
 	err := tx.QueryRow(ctx, promoteExactSQL(riverSchema), QueueExact, ahead.Microseconds()).Scan(&n, &instants, &dbNow)
 	if err != nil {
 		return 0, nil, 0, translate("make exact jobs available", err)
 	}
-	after := time.Now()
-	return n, instants, dbNow.Sub(before.Add(after.Sub(before) / 2)), nil
+	// clock_timestamp() is read as the statement returns its row, which
+	// may be long after it started (an UPDATE of a thousand jobs): the
+	// offset is taken against the moment the row arrives, which errs
+	// late by the network's one-way delay, never early.
+	return n, instants, dbNow.Sub(time.Now()), nil
 }
 
 // promoteExactSQL and wakeExactSQL are the two statements of this package
