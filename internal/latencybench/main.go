@@ -215,12 +215,19 @@ func runOnce(ctx context.Context, o options, runners int) (*result, error) {
 	}
 
 	// The runners.
-	var clients []*wassoriver.Client
+	var (
+		clients []*wassoriver.Client
+		pools   []*pgxpool.Pool
+	)
+	// The clients stop before their pools close.
 	defer func() {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		for _, c := range clients {
 			_ = c.Stop(stopCtx)
+		}
+		for _, p := range pools {
+			p.Close()
 		}
 	}()
 	inProcess := runners
@@ -237,7 +244,7 @@ func runOnce(ctx context.Context, o options, runners int) (*result, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer pool.Close()
+		pools = append(pools, pool)
 		client, err := wassoriver.NewClient(pool, wassoriver.Config{Schema: db.Schema, Logger: logger, ExactPollInterval: o.exactPoll})
 		if err != nil {
 			return nil, err
