@@ -24,8 +24,7 @@ func TestSettleFirstNotCrowdedOut(t *testing.T) {
 
 	ctx := context.Background()
 	db := wassotest.NewDB(t, wassotest.Options{})
-	club, err := seed.CreateClub(ctx, db.Pool, "Go", 2, testNow.Add(-48*time.Hour))
-	require.NoError(t, err)
+	club := goClub(t, db, 2)
 	own := dueEvent(t, db.Pool, club.GenerationID, time.Minute)
 	var older []int64
 	for i := range 6 {
@@ -70,12 +69,8 @@ func TestSettleBurstSkipsHeldEvents(t *testing.T) {
 
 	ctx := context.Background()
 	db := wassotest.NewDB(t, wassotest.Options{})
-	club, err := seed.CreateClub(ctx, db.Pool, "Go", 2, testNow.Add(-48*time.Hour))
-	require.NoError(t, err)
-	var events []int64
-	for range 6 {
-		events = append(events, dueEvent(t, db.Pool, club.GenerationID, time.Minute))
-	}
+	club := goClub(t, db, 2)
+	events := dueEvents(t, db, club.GenerationID, 6)
 
 	first, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)

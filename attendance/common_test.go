@@ -89,6 +89,26 @@ func workJob[T river.JobArgs](t *testing.T, db *wassotest.DB, worker river.Worke
 	return tw.Work(ctx, t, tx, args, opts)
 }
 
+// goClub creates the club "Go" with members current members, two days
+// before testNow.
+func goClub(t *testing.T, db *wassotest.DB, members int) *seed.Club {
+	t.Helper()
+	club, err := seed.CreateClub(context.Background(), db.Pool, "Go", members, testNow.Add(-48*time.Hour))
+	require.NoError(t, err)
+	return club
+}
+
+// dueEvents creates n events of a generation whose deadlines passed a
+// minute before testNow.
+func dueEvents(t *testing.T, db *wassotest.DB, generationID int64, n int) []int64 {
+	t.Helper()
+	events := make([]int64, 0, n)
+	for range n {
+		events = append(events, dueEvent(t, db.Pool, generationID, time.Minute))
+	}
+	return events
+}
+
 // dueEvent creates an event whose deadline (start + 30 min) is
 // deadlineAgo before testNow.
 func dueEvent(t *testing.T, db seed.DB, generationID int64, deadlineAgo time.Duration) int64 {

@@ -312,8 +312,7 @@ func TestExactDeadlines(t *testing.T) {
 	ctx := context.Background()
 	db := wassotest.NewDB(t, wassotest.Options{MaxConns: 20})
 	client := startRunner(t, db, wassoriver.Config{NoNotify: true})
-	club, err := seed.CreateClub(ctx, db.Pool, "Go", 3, testNow.Add(-48*time.Hour))
-	require.NoError(t, err)
+	club := goClub(t, db, 3)
 	soon := func(d time.Duration) time.Time { return time.Now().Add(d).Truncate(time.Microsecond) }
 	absentRows := func(event int64) int {
 		return count(t, db.Pool, `SELECT count(*) FROM attendances WHERE event_id = $1 AND status = 3`, event)

@@ -25,8 +25,7 @@ func TestDiscoverReplansLostJobs(t *testing.T) {
 	ctx := context.Background()
 	db := wassotest.NewDB(t, wassotest.Options{})
 	client := insertOnlyClient(t, db)
-	club, err := seed.CreateClub(ctx, db.Pool, "Go", 2, testNow.Add(-48*time.Hour))
-	require.NoError(t, err)
+	club := goClub(t, db, 2)
 	deadline := testNow.Add(time.Minute)
 	event := djangoEvent(t, db.Pool, club.GenerationID, deadline)
 	discoverAt := func(now time.Time) []attendance.DiscoveredEvent {
@@ -40,7 +39,7 @@ func TestDiscoverReplansLostJobs(t *testing.T) {
 	}
 
 	require.Len(t, discoverAt(testNow), 1)
-	_, err = db.Pool.Exec(ctx, `DELETE FROM river_job WHERE kind = $1`, attendance.SettleEventKind)
+	_, err := db.Pool.Exec(ctx, `DELETE FROM river_job WHERE kind = $1`, attendance.SettleEventKind)
 	require.NoError(t, err)
 
 	require.Empty(t, discoverAt(deadline.Add(5*time.Second)), "the job may still be running")

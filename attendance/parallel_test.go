@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/attendance"
-	"github.com/wasso/scheduler/internal/seed"
 	"github.com/wasso/scheduler/internal/wassotest"
 )
 
@@ -22,8 +21,7 @@ func TestSettleDueParallel(t *testing.T) {
 
 	ctx := context.Background()
 	db := wassotest.NewDB(t, wassotest.Options{})
-	club, err := seed.CreateClub(ctx, db.Pool, "Go", 5, testNow.Add(-48*time.Hour))
-	require.NoError(t, err)
+	club := goClub(t, db, 5)
 	var ids []int64
 	for i := range 40 {
 		ids = append(ids, dueEvent(t, db.Pool, club.GenerationID, time.Duration(1+i%7)*time.Minute))
@@ -77,8 +75,7 @@ func TestSettleDueParallelCancelled(t *testing.T) {
 
 	ctx := context.Background()
 	db := wassotest.NewDB(t, wassotest.Options{})
-	club, err := seed.CreateClub(ctx, db.Pool, "Go", 30, testNow.Add(-48*time.Hour))
-	require.NoError(t, err)
+	club := goClub(t, db, 30)
 	for range 40 {
 		dueEvent(t, db.Pool, club.GenerationID, time.Minute)
 	}

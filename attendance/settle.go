@@ -718,9 +718,13 @@ func settle(ctx context.Context, tx pgx.Tx, params SettleParams, limit int) (*Se
 	// The latest row of each member is found by a sort of the batch's
 	// attendance rows: about 130,000 rows for 100 events of 1,000
 	// members, which Postgres's default work_mem (4MB) sends to disk.
-	// The memory is the transaction's alone and freed at its end.
-	if _, err := tx.Exec(ctx, settleWorkMemSQL); err != nil {
-		return nil, translate("settle: set work_mem", err)
+	// The memory is the transaction's alone and freed at its end. One
+	// event's rows fit in the default: its settlement, the common case
+	// of an exact-deadline job, spares the round trip.
+	if len(ids) > 1 {
+		if _, err := tx.Exec(ctx, settleWorkMemSQL); err != nil {
+			return nil, translate("settle: set work_mem", err)
+		}
 	}
 	rows, err := tx.Query(ctx, applySQL, customPlan, ids, now)
 	if err != nil {

@@ -490,12 +490,8 @@ func TestSettleDueAfterLosingEveryClaim(t *testing.T) {
 
 	ctx := context.Background()
 	db := wassotest.NewDB(t, wassotest.Options{})
-	club, err := seed.CreateClub(ctx, db.Pool, "Go", 2, testNow.Add(-48*time.Hour))
-	require.NoError(t, err)
-	var events []int64
-	for range 4 {
-		events = append(events, dueEvent(t, db.Pool, club.GenerationID, time.Minute))
-	}
+	club := goClub(t, db, 2)
+	events := dueEvents(t, db, club.GenerationID, 4)
 
 	first, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)

@@ -370,7 +370,7 @@ func (c *Config) check() error {
 		}
 		return fail(key, err)
 	}
-	store, err := wassoriver.NewScheduleStore(c.scheduleStoreConfig())
+	store, err := wassoriver.NewScheduleStore(rc.Schedules)
 	if err != nil {
 		return fail("schedules", err)
 	}
