@@ -29,35 +29,46 @@ const QueueExact = "attendance_exact"
 // this as available at once; a job due later stays scheduled, and the
 // leader's Discoverer makes it available on the pass (every
 // DiscoveryIntervalDefault, one second) that finds it due within
-// ExactPromoteAhead. It is longer than the discovery interval plus a margin
-// for a slow pass, so that a job is available before its instant.
-const ExactPromoteAhead = 2 * time.Second
+// ExactPromoteAhead.
+//
+// It is River's own look-ahead plus a pass and a margin. River's job
+// scheduler makes the scheduled jobs due within its interval (five
+// seconds) available on each of its runs; ahead of that, the Discoverer
+// has promoted every job River's scheduler would see, so River's scheduler
+// never has a burst of these jobs to promote. It matters: River's
+// statement (JobSchedule) checks each job's unique key against the others
+// through a nested loop when the table's statistics predate the burst
+// (autovacuum analyses a few seconds later), which takes over a second for
+// 1,000 settle_event jobs and holds their rows meanwhile.
+const ExactPromoteAhead = 7 * time.Second
 
 // ExactTimeHook is a River insert hook that lets a job scheduled for a
 // future instant start at that instant rather than up to five seconds later.
 //
 // River inserts a job with InsertOpts.ScheduledAt in state "scheduled", and
-// only the leader's job scheduler moves scheduled jobs to "available", once
+// only the leader's job scheduler moves scheduled jobs to "available": once
 // every five seconds (maintenance.JobSchedulerIntervalDefault, which River
-// does not let a client change outside its own tests). Producers, on the
-// other hand, fetch with "state = 'available' AND scheduled_at <= now()"
-// (the driver's JobGetAvailable query), so a job that is available with a
-// future scheduled_at is fetched by the first poll after that instant.
-// River does exactly this itself for snoozes and retries shorter than the
-// scheduler interval (JobSetStateSnoozedAvailable and
-// JobSetStateErrorAvailable in internal/jobexecutor).
+// does not let a client change outside its own tests), taking the jobs due
+// within the next five seconds. Producers fetch with "state = 'available'
+// AND scheduled_at <= now()" (the driver's JobGetAvailable query), so a job
+// that is available with a future scheduled_at is fetched by the first
+// fetch after that instant. River does exactly this itself for snoozes and
+// retries shorter than the scheduler interval (JobSetStateSnoozedAvailable
+// and JobSetStateErrorAvailable in internal/jobexecutor). A job inserted
+// less than five seconds before its instant, though, can miss the
+// scheduler run that would have looked far enough ahead, and wait for the
+// next one: up to five seconds.
 //
-// The hook applies the same rule to a job due within ExactPromoteAhead: it
+// The hook applies River's rule to a job due within ExactPromoteAhead: it
 // is inserted as available, with its scheduled_at kept. A job due later is
 // left scheduled, so that River UI shows it as Scheduled while it waits,
 // and the leader's Discoverer (PromoteExactJobs) makes it available, its
-// scheduled_at unchanged, about ExactPromoteAhead before its instant. How
-// late it then starts is bounded by its queue's FetchPollInterval (see
-// QueueExact and wassoriver.ExactPollIntervalDefault) instead of by the
-// scheduler. Without a Discoverer running (a client built with
-// NoDeadlines, or no leader for a while), River's own scheduler still makes
-// the job available at its instant: it starts up to five seconds late, but
-// is never lost.
+// scheduled_at unchanged, about ExactPromoteAhead before its instant, and
+// wakes the queue's producers at that instant. Without a Discoverer
+// running (a client built with NoDeadlines, or no leader for a while),
+// River's own scheduler still makes the job available (before its instant
+// when it was inserted far enough ahead, up to five seconds after it
+// otherwise), and the queue's poll (its FetchPollInterval) starts it.
 //
 // Only jobs within ExactPromoteAhead wait in the fetch index as available
 // (river_job_prioritized_fetching_index, in scheduled_at order), so the

@@ -2,6 +2,7 @@ package attendance_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -512,4 +513,87 @@ func TestDiscovererWakesExactQueue(t *testing.T) {
 	require.NoError(t, conn.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&dbNow))
 	require.JSONEq(t, `{"queue": "`+attendance.QueueExact+`"}`, n.Payload)
 	require.False(t, dbNow.Before(deadline), "woken at %s, before the job's instant %s", dbNow, deadline)
+}
+
+// TestPromoteExactSkipsHeldJobs: a waiting job whose row another
+// transaction holds (River's own scheduler promoting it, which takes over a
+// second for a burst) is skipped rather than waited for, and its instant is
+// still reported, so that the producers are woken at it once River has
+// made it available. A job beyond the window is left alone.
+func TestPromoteExactSkipsHeldJobs(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	db := wassotest.NewDB(t, wassotest.Options{})
+	client := insertOnlyClient(t, db)
+	deadline := dbNow(t, db.Pool).Add(3 * time.Second).Truncate(time.Millisecond).UTC()
+	insert := func(event int64, at time.Time) int64 {
+		var id int64
+		require.NoError(t, pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+			res, err := client.InsertTx(ctx, tx, attendance.NewSettleEventArgs(event, at), &river.InsertOpts{ScheduledAt: at})
+			if err != nil {
+				return err
+			}
+			id = res.Job.ID
+			// Waiting as a job inserted long before its instant does.
+			_, err = tx.Exec(ctx, `UPDATE river_job SET state = 'scheduled' WHERE id = $1`, id)
+			return err
+		}))
+		return id
+	}
+	held := insert(1, deadline)
+	free := insert(2, deadline.Add(time.Millisecond))
+	far := insert(3, deadline.Add(time.Hour))
+
+	holder, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = holder.Rollback(ctx) }()
+	_, err = holder.Exec(ctx, `SELECT id FROM river_job WHERE id = $1 FOR UPDATE`, held)
+	require.NoError(t, err)
+
+	// Were the held row waited for, this would end at the timeout.
+	passCtx, stop := context.WithTimeout(ctx, 5*time.Second)
+	defer stop()
+	var (
+		n        int64
+		instants []time.Time
+	)
+	require.NoError(t, pgx.BeginFunc(passCtx, db.Pool, func(tx pgx.Tx) error {
+		var err error
+		n, instants, err = attendance.PromoteExact(passCtx, tx, db.Schema, attendance.ExactPromoteAhead)
+		return err
+	}))
+	require.EqualValues(t, 1, n, "only the free job is promoted")
+	require.Len(t, instants, 2)
+	require.True(t, instants[0].Equal(deadline), "instants %v", instants)
+	require.True(t, instants[1].Equal(deadline.Add(time.Millisecond)), "instants %v", instants)
+
+	state := func(id int64) string {
+		var s string
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT state::text FROM river_job WHERE id = $1`, id).Scan(&s))
+		return s
+	}
+	require.Equal(t, "scheduled", state(held))
+	require.Equal(t, "available", state(free))
+	require.Equal(t, "scheduled", state(far))
+}
+
+// TestDiscovererRecordsEachInstantOnce: every pass reports the instants of
+// all jobs still waiting, with a clock offset that differs by a few
+// microseconds each time; each instant gets its two wakes once.
+func TestDiscovererRecordsEachInstantOnce(t *testing.T) {
+	t.Parallel()
+
+	db := wassotest.NewDB(t, wassotest.Options{})
+	d, err := attendance.NewDiscoverer(db.Pool, attendance.DiscoverConfig{RiverSchema: db.Schema})
+	require.NoError(t, err)
+	at := time.Now().Add(5 * time.Second).Truncate(time.Millisecond)
+	later := at.Add(time.Second)
+	attendance.AddWakes(d, []time.Time{at}, 0)
+	attendance.AddWakes(d, []time.Time{at, later}, 30*time.Microsecond)
+	attendance.AddWakes(d, []time.Time{at, later}, -20*time.Microsecond)
+	wakes := attendance.Wakes(d)
+	require.Len(t, wakes, 4, "two wakes for each of two instants: %v", wakes)
+	require.True(t, wakes[0].After(at), "the first wake follows its instant")
+	require.True(t, slices.IsSortedFunc(wakes, time.Time.Compare))
 }

@@ -238,10 +238,11 @@ type Discoverer struct {
 
 	// wakes are the instants, on this process's clock, at which Run wakes
 	// the runners' producers of QueueExact: the scheduled_at of the jobs
-	// RunOnce found available ahead of their time.
+	// RunOnce found waiting for an instant within ExactPromoteAhead.
 	wakesMu    sync.Mutex
 	wakes      []time.Time
-	wakesAdded chan struct{} // signalled when wakes gains an entry
+	woken      map[time.Time]struct{} // the instants (database clock) wakes holds or held
+	wakesAdded chan struct{}          // signalled when wakes gains an entry
 }
 
 type inserterBox struct{ Inserter }
@@ -261,7 +262,7 @@ func NewDiscoverer(db Beginner, config DiscoverConfig) (*Discoverer, error) {
 	if config.Logger == nil {
 		config.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Discoverer{config: config, db: db, wakesAdded: make(chan struct{}, 1)}, nil
+	return &Discoverer{config: config, db: db, woken: map[time.Time]struct{}{}, wakesAdded: make(chan struct{}, 1)}, nil
 }
 
 // SetInserter sets what inserts the jobs, usually the River client the
@@ -313,7 +314,7 @@ func (d *Discoverer) Wait(ctx context.Context) error {
 // Run discovers every interval until ctx is done. Errors are logged and
 // the next pass retries; a pass that filled a batch is followed at once by
 // another. Between passes it wakes the producers of QueueExact at the
-// instant each job made available ahead of time comes due (see
+// instant each job due within ExactPromoteAhead comes due (see
 // wakeExactSQL), so that a job starts then rather than at the next poll
 // of the queue (deadlines.poll_interval).
 func (d *Discoverer) Run(ctx context.Context) {
@@ -400,10 +401,18 @@ func (d *Discoverer) takeDueWakes() bool {
 
 // addWakes records the instants (database clock) at which jobs come due,
 // translated to this process's clock with offset (database minus local).
+// Each pass reports the instants of every job still waiting; an instant
+// already recorded by an earlier pass is not recorded again.
 func (d *Discoverer) addWakes(instants []time.Time, offset time.Duration) {
 	d.wakesMu.Lock()
 	defer d.wakesMu.Unlock()
+	added := false
 	for _, at := range instants {
+		if _, seen := d.woken[at]; seen {
+			continue
+		}
+		d.woken[at] = struct{}{}
+		added = true
 		// A second wake, in case the first found the job not yet due on
 		// the database's clock: the next poll could be a second away.
 		for _, margin := range []time.Duration{wakeMargin, wakeRetry} {
@@ -413,13 +422,23 @@ func (d *Discoverer) addWakes(instants []time.Time, offset time.Duration) {
 			}
 		}
 	}
-	if len(instants) > 0 {
+	// Forget instants well behind both clocks: passes no longer report
+	// them (they look back one second).
+	for at := range d.woken {
+		if at.Add(-offset).Before(time.Now().Add(-wokenKept)) {
+			delete(d.woken, at)
+		}
+	}
+	if added {
 		select {
 		case d.wakesAdded <- struct{}{}:
 		default: // already signalled
 		}
 	}
 }
+
+// wokenKept is how long an instant is remembered after it has passed.
+const wokenKept = 10 * time.Second
 
 // RunOnce runs one pass: DiscoverTx batches, each in its own transaction,
 // until one comes back short, then PromoteExactJobs in that last one. It
@@ -497,8 +516,9 @@ func PromoteExactJobs(ctx context.Context, db Beginner, riverSchema string, ahea
 }
 
 // promoteExact is PromoteExactJobs in tx, also returning the distinct
-// instants (to the millisecond) of the QueueExact jobs available ahead of
-// their scheduled_at, and the database's clock minus this process's.
+// instants (to the millisecond) of the QueueExact jobs waiting for an
+// instant within ahead (see promoteExactSQL), and the database's clock
+// minus this process's.
 func promoteExact(ctx context.Context, tx pgx.Tx, riverSchema string, ahead time.Duration) (int64, []time.Time, time.Duration, error) {
 	var (
 		n        int64
@@ -525,9 +545,16 @@ func promoteExact(ctx context.Context, tx pgx.Tx, riverSchema string, ahead time
 // River's executor does for short snoozes: state available, scheduled_at
 // kept. It reads the queue's scheduled jobs through the (state, queue,
 // ...) prefix of river_job_prioritized_fetching_index, and returns the
-// count, the instants of the queue's jobs available ahead of their time
-// (the ones just promoted, and those inserted available within
-// ExactPromoteAhead of their instant) and the database's clock.
+// count, the instants of the queue's jobs due within ahead or less than a
+// second ago that wait, scheduled or available, and the database's clock.
+//
+// It skips the rows another transaction holds (SKIP LOCKED): River's own
+// scheduler may be promoting some of them, and a pass that waited for it
+// would wake no one until it returned. Those rows' instants are still
+// returned, so that their producers are woken once River has made them
+// available. Jobs due less than a second ago are included so that a job
+// made available late (by River's scheduler, or by a pass that was itself
+// late) is woken at once rather than at the next poll.
 func promoteExactSQL(riverSchema string) string {
 	table := "river_job"
 	if riverSchema != "" {
@@ -536,19 +563,23 @@ func promoteExactSQL(riverSchema string) string {
 	return `WITH promoted AS (
     UPDATE ` + table + `
     SET state = 'available'
-    WHERE queue = $1
-      AND state = 'scheduled'
-      AND scheduled_at <= now() + make_interval(secs => $2::bigint / 1e6)
+    WHERE id IN (
+        SELECT id FROM ` + table + `
+        WHERE queue = $1
+          AND state = 'scheduled'
+          AND scheduled_at <= now() + make_interval(secs => $2::bigint / 1e6)
+        FOR UPDATE SKIP LOCKED)
     RETURNING scheduled_at
 ),
-ahead AS (
-    SELECT scheduled_at FROM promoted
-    UNION
+waiting AS (
     SELECT scheduled_at FROM ` + table + `
-    WHERE queue = $1 AND state = 'available' AND scheduled_at > now()
+    WHERE queue = $1
+      AND state IN ('available', 'scheduled')
+      AND scheduled_at > now() - interval '1 second'
+      AND scheduled_at <= now() + make_interval(secs => $2::bigint / 1e6)
 )
 SELECT (SELECT count(*) FROM promoted),
-       coalesce((SELECT array_agg(DISTINCT date_trunc('milliseconds', scheduled_at) ORDER BY date_trunc('milliseconds', scheduled_at)) FROM ahead), '{}'),
+       coalesce((SELECT array_agg(DISTINCT date_trunc('milliseconds', scheduled_at) ORDER BY date_trunc('milliseconds', scheduled_at)) FROM waiting), '{}'),
        clock_timestamp()`
 }
 

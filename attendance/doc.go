@@ -21,8 +21,9 @@
 // (SettleEventArgs, SettleEventWorker) scheduled at its deadline in
 // QueueExact; ExactTimeHook and the leader's Discoverer make such a job
 // available ahead of its instant and wake the runners at it, so that it
-// starts then instead of at River's next poll or five-second scheduler. The backend inserts it with ScheduleEventTx in the
-// transaction that creates or moves the event; for events the Django
+// starts then instead of at River's next poll or five-second scheduler.
+// The backend inserts it with ScheduleEventTx in the transaction that
+// creates or moves the event; for events the Django
 // backend writes, the Discoverer, a loop on the River leader, inserts it
 // for every event whose current deadline is near and neither planned nor
 // settled (wasso_deadline_plan). A job for a deadline the event no longer

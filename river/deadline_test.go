@@ -135,7 +135,7 @@ func TestNewClientSettlesScheduledJobAtDeadline(t *testing.T) {
 	notices := make(chan attendance.AbsentNotice, 1)
 	club, err := seed.CreateClub(ctx, db.Pool, "Chess club", 2, time.Now())
 	require.NoError(t, err)
-	deadline := time.Now().Add(5 * time.Second).Truncate(time.Microsecond)
+	deadline := time.Now().Add(attendance.ExactPromoteAhead + 3*time.Second).Truncate(time.Microsecond)
 	event, err := seed.CreateEvent(ctx, db.Pool, seed.Event{GenerationID: club.GenerationID, Title: "Weekly meeting", Start: deadline.Add(-10 * time.Minute), FailMinutes: 10}, time.Now())
 	require.NoError(t, err)
 
@@ -168,8 +168,8 @@ func TestNewClientSettlesScheduledJobAtDeadline(t *testing.T) {
 		require.False(t, n.SettledAt.Before(deadline), "settled at %s, before its deadline %s", n.SettledAt, deadline)
 		t.Logf("settled %s after its deadline", n.SettledAt.Sub(deadline))
 		// River's own scheduler alone would make the job available up to
-		// five seconds late; the discovery pass keeps it within a poll
-		// (ExactPollIntervalDefault, 500 ms). The bound is generous, so
+		// five seconds late; the discovery pass makes it available ahead
+		// and wakes the queue at its instant. The bound is generous, so
 		// that a loaded machine does not fail it, and it is asserted, not
 		// only logged, so that a change of ours or of River's that breaks
 		// the exact-time fetch fails here instead of passing silently.
