@@ -515,12 +515,13 @@ func TestDiscovererWakesExactQueue(t *testing.T) {
 	require.False(t, dbNow.Before(deadline), "woken at %s, before the job's instant %s", dbNow, deadline)
 }
 
-// TestPromoteExactSkipsHeldJobs: a waiting job whose row another
+// TestPassCheckSkipsHeldJobs: a waiting job whose row another
 // transaction holds (River's own scheduler promoting it, which takes over a
 // second for a burst) is skipped rather than waited for, and its instant is
 // still reported, so that the producers are woken at it once River has
-// made it available. A job beyond the window is left alone.
-func TestPromoteExactSkipsHeldJobs(t *testing.T) {
+// made it available. A job beyond the window is left alone. The same
+// statement says whether an event needs a job.
+func TestPassCheckSkipsHeldJobs(t *testing.T) {
 	t.Parallel()
 
 	ctx := context.Background()
@@ -554,19 +555,13 @@ func TestPromoteExactSkipsHeldJobs(t *testing.T) {
 	// Were the held row waited for, this would end at the timeout.
 	passCtx, stop := context.WithTimeout(ctx, 5*time.Second)
 	defer stop()
-	var (
-		n        int64
-		instants []time.Time
-	)
-	require.NoError(t, pgx.BeginFunc(passCtx, db.Pool, func(tx pgx.Tx) error {
-		var err error
-		n, instants, err = attendance.PromoteExact(passCtx, tx, db.Schema, attendance.ExactPromoteAhead)
-		return err
-	}))
+	n, instants, pending, err := attendance.PassCheck(passCtx, db.Pool, db.Schema, attendance.ExactPromoteAhead)
+	require.NoError(t, err)
 	require.EqualValues(t, 1, n, "only the free job is promoted")
 	require.Len(t, instants, 2)
 	require.True(t, instants[0].Equal(deadline), "instants %v", instants)
 	require.True(t, instants[1].Equal(deadline.Add(time.Millisecond)), "instants %v", instants)
+	require.False(t, pending, "no event needs a job")
 
 	state := func(id int64) string {
 		var s string
@@ -576,6 +571,22 @@ func TestPromoteExactSkipsHeldJobs(t *testing.T) {
 	require.Equal(t, "scheduled", state(held))
 	require.Equal(t, "available", state(free))
 	require.Equal(t, "scheduled", state(far))
+
+	// An event written as Django does needs a job until a pass plans it.
+	club := goClub(t, db, 2)
+	djangoEvent(t, db.Pool, club.GenerationID, deadline.Add(time.Minute))
+	_, _, pending, err = attendance.PassCheck(ctx, db.Pool, db.Schema, attendance.ExactPromoteAhead)
+	require.NoError(t, err)
+	require.True(t, pending, "the new event needs a job")
+	d, err := attendance.NewDiscoverer(db.Pool, attendance.DiscoverConfig{RiverSchema: db.Schema})
+	require.NoError(t, err)
+	d.SetInserter(client)
+	found, err := d.RunOnce(ctx)
+	require.NoError(t, err)
+	require.Len(t, found, 1)
+	_, _, pending, err = attendance.PassCheck(ctx, db.Pool, db.Schema, attendance.ExactPromoteAhead)
+	require.NoError(t, err)
+	require.False(t, pending, "planned by the pass")
 }
 
 // TestDiscovererRecordsEachInstantOnce: every pass reports the instants of

@@ -144,23 +144,11 @@ func DiscoverTx(ctx context.Context, tx pgx.Tx, inserter Inserter, params Discov
 // jobs). Inserting the job again is harmless when it still exists, since
 // settle_event jobs are unique by event and deadline; the sweep remains
 // the safety net behind both.
-const discoverSQL = `
+var discoverSQL = `
 WITH clock AS (SELECT coalesce($1::timestamptz, statement_timestamp()) AS now),
 candidates AS (
     SELECT e.id, wasso_deadline(e.start_datetime, e.fail_minutes) AS deadline
-    FROM clock, events e
-    JOIN club_generation g ON g.id = e.generation_id AND NOT g.is_deleted
-    WHERE wasso_deadline(e.start_datetime, e.fail_minutes) > clock.now - make_interval(secs => $2::bigint / 1e6)
-      AND wasso_deadline(e.start_datetime, e.fail_minutes) <= clock.now + make_interval(secs => $3::bigint / 1e6)
-      AND NOT EXISTS (
-          SELECT 1 FROM wasso_deadline_plan p
-          WHERE p.event_id = e.id AND p.deadline = wasso_deadline(e.start_datetime, e.fail_minutes)
-            AND (p.deadline > clock.now - interval '10 seconds' OR p.planned_at > clock.now - interval '30 seconds')
-      )
-      AND NOT EXISTS (
-          SELECT 1 FROM wasso_settlement s
-          WHERE s.event_id = e.id AND s.deadline = wasso_deadline(e.start_datetime, e.fail_minutes)
-      )
+    FROM clock, ` + candidatesSQL("$2", "$3") + `
     ORDER BY 2, 1
     LIMIT $4
 )
@@ -171,6 +159,29 @@ ON CONFLICT (event_id) DO UPDATE
     SET deadline = EXCLUDED.deadline, planned_at = EXCLUDED.planned_at, source = EXCLUDED.source
     WHERE p.deadline <> EXCLUDED.deadline OR p.planned_at <= EXCLUDED.planned_at - interval '30 seconds'
 RETURNING p.event_id, p.deadline`
+
+// candidatesSQL is the part of a FROM clause, after a relation clock with
+// a column now, that selects the events needing a job: those of the
+// window, in microseconds before (lookback) and after (horizon) clock.now,
+// that are neither planned for their current deadline (or planned long
+// enough ago to be planned again) nor settled for it. lookback and horizon
+// are the statement's parameters holding them. discoverSQL plans them;
+// the first statement of a pass (passSQL) only asks whether there are any.
+func candidatesSQL(lookback, horizon string) string {
+	return `events e
+    JOIN club_generation g ON g.id = e.generation_id AND NOT g.is_deleted
+    WHERE wasso_deadline(e.start_datetime, e.fail_minutes) > clock.now - make_interval(secs => ` + lookback + `::bigint / 1e6)
+      AND wasso_deadline(e.start_datetime, e.fail_minutes) <= clock.now + make_interval(secs => ` + horizon + `::bigint / 1e6)
+      AND NOT EXISTS (
+          SELECT 1 FROM wasso_deadline_plan p
+          WHERE p.event_id = e.id AND p.deadline = wasso_deadline(e.start_datetime, e.fail_minutes)
+            AND (p.deadline > clock.now - interval '10 seconds' OR p.planned_at > clock.now - interval '30 seconds')
+      )
+      AND NOT EXISTS (
+          SELECT 1 FROM wasso_settlement s
+          WHERE s.event_id = e.id AND s.deadline = wasso_deadline(e.start_datetime, e.fail_minutes)
+      )`
+}
 
 // DiscoverConfig configures a Discoverer.
 type DiscoverConfig struct {
@@ -189,7 +200,7 @@ type DiscoverConfig struct {
 	Lookback time.Duration
 	// RiverSchema is the schema of River's tables, where each pass makes
 	// the QueueExact jobs due within ExactPromoteAhead available (see
-	// PromoteExactJobs). Empty means search_path.
+	// passSQL). Empty means search_path.
 	RiverSchema string
 }
 
@@ -229,7 +240,7 @@ type Discoverer struct {
 	river.HookDefaults
 
 	config   DiscoverConfig
-	db       Beginner
+	db       Pool
 	inserter atomic.Pointer[inserterBox]
 
 	mu     sync.Mutex
@@ -247,9 +258,16 @@ type Discoverer struct {
 
 type inserterBox struct{ Inserter }
 
+// Pool runs statements on their own and starts transactions:
+// *pgxpool.Pool is one.
+type Pool interface {
+	Beginner
+	DB
+}
+
 // NewDiscoverer returns a Discoverer working on db. Call SetInserter
 // before the River client starts.
-func NewDiscoverer(db Beginner, config DiscoverConfig) (*Discoverer, error) {
+func NewDiscoverer(db Pool, config DiscoverConfig) (*Discoverer, error) {
 	if db == nil {
 		return nil, fmt.Errorf("%w: database is nil", ErrInvalidParams)
 	}
@@ -358,11 +376,7 @@ func (d *Discoverer) wakeLoop(ctx context.Context) {
 		if !d.takeDueWakes() {
 			continue
 		}
-		err := pgx.BeginFunc(ctx, d.db, func(tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, wakeExactSQL, d.config.RiverSchema, QueueExact)
-			return err
-		})
-		if err != nil && ctx.Err() == nil {
+		if _, err := d.db.Exec(ctx, wakeExactSQL, d.config.RiverSchema, QueueExact); err != nil && ctx.Err() == nil {
 			d.config.Logger.WarnContext(ctx, "wake exact-deadline producers", slog.String("error", err.Error()))
 		}
 	}
@@ -440,8 +454,11 @@ func (d *Discoverer) addWakes(instants []time.Time, offset time.Duration) {
 // wokenKept is how long an instant is remembered after it has passed.
 const wokenKept = 10 * time.Second
 
-// RunOnce runs one pass: DiscoverTx batches, each in its own transaction,
-// until one comes back short, then PromoteExactJobs in that last one. It
+// RunOnce runs one pass. Its first statement, in one round trip, makes the
+// QueueExact jobs due within ExactPromoteAhead available, reports the
+// instants of the jobs waiting, for the wakes, and says whether any event
+// needs a job: an idle pass ends there. Otherwise DiscoverTx batches
+// follow, each in its own transaction, until one comes back short. It
 // returns the events it inserted jobs for.
 func (d *Discoverer) RunOnce(ctx context.Context) ([]DiscoveredEvent, error) {
 	box := d.inserter.Load()
@@ -456,22 +473,20 @@ func (d *Discoverer) RunOnce(ctx context.Context) ([]DiscoveredEvent, error) {
 	// a job already scheduled is still available before its instant.
 	ahead := ExactPromoteAhead + max(0, d.config.Interval-DiscoveryIntervalDefault)
 	start := time.Now()
+	check, err := firstStatement(ctx, d.db, d.config.RiverSchema, ahead, d.config.Lookback, d.config.Horizon)
+	if err != nil {
+		return nil, err
+	}
+	d.addWakes(check.instants, check.offset)
+	if !check.pending {
+		return nil, nil
+	}
 	var all []DiscoveredEvent
 	for {
-		var (
-			batch    []DiscoveredEvent
-			instants []time.Time
-			offset   time.Duration
-		)
+		var batch []DiscoveredEvent
 		err := pgx.BeginFunc(ctx, d.db, func(tx pgx.Tx) error {
 			var err error
 			batch, err = DiscoverTx(ctx, tx, box.Inserter, DiscoverParams{Horizon: d.config.Horizon, Limit: limit, Lookback: d.config.Lookback})
-			if err != nil || len(batch) == limit {
-				return err
-			}
-			// The last batch's transaction also makes the jobs due soon
-			// available: one transaction a pass when nothing is new.
-			_, instants, offset, err = promoteExact(ctx, tx, d.config.RiverSchema, ahead)
 			return err
 		})
 		if err != nil {
@@ -479,10 +494,20 @@ func (d *Discoverer) RunOnce(ctx context.Context) ([]DiscoveredEvent, error) {
 		}
 		all = append(all, batch...)
 		if len(batch) < limit {
-			d.addWakes(instants, offset)
 			break
 		}
 	}
+	// The jobs just inserted for deadlines within ahead were inserted
+	// available (ExactTimeHook): wake their producers at their instants
+	// too, rather than from the next pass on.
+	dbNow := time.Now().Add(check.offset)
+	var soon []time.Time
+	for _, ev := range all {
+		if !ev.Deadline.After(dbNow.Add(ahead)) {
+			soon = append(soon, ev.Deadline.Truncate(time.Millisecond))
+		}
+	}
+	d.addWakes(soon, check.offset)
 	if len(all) > 0 {
 		d.config.Logger.InfoContext(ctx, "deadline discovery scheduled events",
 			slog.Int("events", len(all)), slog.Duration("duration", time.Since(start)))
@@ -490,72 +515,71 @@ func (d *Discoverer) RunOnce(ctx context.Context) ([]DiscoveredEvent, error) {
 	return all, nil
 }
 
-// PromoteExactJobs makes the scheduled jobs of QueueExact whose
-// scheduled_at is at most ahead from now (the database clock) available,
-// keeping their scheduled_at, and returns how many it changed. River's
-// fetch (JobGetAvailable: state 'available' AND scheduled_at <= now())
-// then starts each at its instant, while River's own job scheduler, which
-// only looks at scheduled and retryable jobs, leaves it alone. The
-// Discoverer runs it on every pass; see ExactTimeHook. riverSchema is the
-// schema of River's tables, empty for search_path.
-//
-// It is safe to run at any time and on any number of runners: a job it
-// misses (no leader) is made available by River's scheduler at its
-// instant, and River requires the unique states of any unique job to
-// include both scheduled and available (requiredV3states in its
-// insert_opts.go; uniqueWhileWaiting has them), so the change cannot
-// collide with another job's unique key.
-func PromoteExactJobs(ctx context.Context, db Beginner, riverSchema string, ahead time.Duration) (int64, error) {
-	var n int64
-	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		var err error
-		n, _, _, err = promoteExact(ctx, tx, riverSchema, ahead)
-		return err
-	})
-	return n, err
+// passCheck is what the first statement of a discovery pass found.
+type passCheck struct {
+	promoted int64         // QueueExact jobs it made available
+	instants []time.Time   // the instants (database clock, to the millisecond) of the jobs waiting
+	offset   time.Duration // the database's clock minus this process's
+	pending  bool          // some event needs a job
 }
 
-// promoteExact is PromoteExactJobs in tx, also returning the distinct
-// instants (to the millisecond) of the QueueExact jobs waiting for an
-// instant within ahead (see promoteExactSQL), and the database's clock
-// minus this process's.
-func promoteExact(ctx context.Context, tx pgx.Tx, riverSchema string, ahead time.Duration) (int64, []time.Time, time.Duration, error) {
+// firstStatement runs passSQL on db, as a statement of its own.
+func firstStatement(ctx context.Context, db DB, riverSchema string, ahead, lookback, horizon time.Duration) (passCheck, error) {
+	if lookback == 0 {
+		lookback = LookbackDefault
+	}
+	if horizon == 0 {
+		horizon = DiscoveryHorizonDefault
+	}
 	var (
-		n        int64
-		instants []time.Time
-		dbNow    time.Time
+		c     passCheck
+		dbNow time.Time
 	)
-	err := tx.QueryRow(ctx, promoteExactSQL(riverSchema), QueueExact, ahead.Microseconds()).Scan(&n, &instants, &dbNow)
+	// QueryExecModeExec, for the reason given in DiscoverTx: the window is
+	// planned with its actual bounds.
+	err := db.QueryRow(ctx, passSQL(riverSchema), pgx.QueryExecModeExec, QueueExact, ahead.Microseconds(), lookback.Microseconds(), horizon.Microseconds()).
+		Scan(&c.promoted, &c.instants, &dbNow, &c.pending)
 	if err != nil {
-		return 0, nil, 0, translate("make exact jobs available", err)
+		return passCheck{}, translate("make exact jobs available", err)
 	}
 	// clock_timestamp() is read as the statement returns its row, which
 	// may be long after it started (an UPDATE of a thousand jobs): the
 	// offset is taken against the moment the row arrives, which errs
 	// late by the network's one-way delay, never early.
-	return n, instants, dbNow.Sub(time.Now()), nil
+	c.offset = dbNow.Sub(time.Now())
+	return c, nil
 }
 
-// promoteExactSQL and wakeExactSQL are the two statements of this package
-// that touch River's internals, for lack of a public API.
+// passSQL and wakeExactSQL are the two statements of this package that
+// touch River's internals, for lack of a public API.
 //
-// promoteExactSQL: River's public API has no call to make a scheduled job
-// available before its scheduled_at (JobRetry also moves scheduled_at to
-// now, which would start the job early), so the Discoverer does what
-// River's executor does for short snoozes: state available, scheduled_at
-// kept. It reads the queue's scheduled jobs through the (state, queue,
-// ...) prefix of river_job_prioritized_fetching_index, and returns the
-// count, the instants of the queue's jobs due within ahead or less than a
-// second ago that wait, scheduled or available, and the database's clock.
+// passSQL makes the QueueExact jobs due within $2 microseconds available.
+// River's public API has no call to make a scheduled job available before
+// its scheduled_at (JobRetry also moves scheduled_at to now, which would
+// start the job early), so the Discoverer does what River's executor does
+// for short snoozes: state available, scheduled_at kept. River's fetch
+// (JobGetAvailable: state 'available' AND scheduled_at <= now()) then
+// starts each at its instant, while River's own job scheduler, which only
+// looks at scheduled and retryable jobs, leaves it alone; a job it misses
+// (no leader) is made available by River's scheduler. River requires the
+// unique states of any unique job to include both scheduled and available
+// (requiredV3states in its insert_opts.go; uniqueWhileWaiting has them),
+// so the change cannot collide with another job's unique key. It reads
+// the queue's scheduled jobs through the (state, queue, ...) prefix of
+// river_job_prioritized_fetching_index.
 //
 // It skips the rows another transaction holds (SKIP LOCKED): River's own
 // scheduler may be promoting some of them, and a pass that waited for it
-// would wake no one until it returned. Those rows' instants are still
-// returned, so that their producers are woken once River has made them
-// available. Jobs due less than a second ago are included so that a job
-// made available late (by River's scheduler, or by a pass that was itself
-// late) is woken at once rather than at the next poll.
-func promoteExactSQL(riverSchema string) string {
+// would wake no one until it returned.
+//
+// It returns the count, the instants of the queue's jobs due within $2 or
+// less than a second ago that wait, scheduled or available (those skipped
+// too, so that their producers are woken once River has made them
+// available; those just due, so that a job made available late is woken
+// at once rather than at the next poll), the database's clock, and whether
+// any event needs a job (candidatesSQL, with the lookback $3 and the
+// horizon $4).
+func passSQL(riverSchema string) string {
 	table := "river_job"
 	if riverSchema != "" {
 		table = pgx.Identifier{riverSchema, "river_job"}.Sanitize()
@@ -580,7 +604,8 @@ waiting AS (
 )
 SELECT (SELECT count(*) FROM promoted),
        coalesce((SELECT array_agg(DISTINCT date_trunc('milliseconds', scheduled_at) ORDER BY date_trunc('milliseconds', scheduled_at)) FROM waiting), '{}'),
-       clock_timestamp()`
+       clock_timestamp(),
+       EXISTS (SELECT 1 FROM (SELECT statement_timestamp() AS now) clock, ` + candidatesSQL("$3", "$4") + `)`
 }
 
 // wakeExactSQL sends the notification River's client sends when it

@@ -3,19 +3,20 @@ package attendance
 import (
 	"context"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
-// PromoteExact is promoteExact: one promotion in tx, with the instants it
-// reports for the wakes.
-func PromoteExact(ctx context.Context, tx pgx.Tx, riverSchema string, ahead time.Duration) (int64, []time.Time, error) {
-	n, instants, _, err := promoteExact(ctx, tx, riverSchema, ahead)
-	return n, instants, err
+// PassCheck runs the first statement of a discovery pass on db: the jobs
+// it made available, the instants it reports for the wakes, and whether an
+// event needs a job.
+func PassCheck(ctx context.Context, db DB, riverSchema string, ahead time.Duration) (int64, []time.Time, bool, error) {
+	c, err := firstStatement(ctx, db, riverSchema, ahead, 0, 0)
+	return c.promoted, c.instants, c.pending, err
 }
 
 // AddWakes is d.addWakes.
-func AddWakes(d *Discoverer, instants []time.Time, offset time.Duration) { d.addWakes(instants, offset) }
+func AddWakes(d *Discoverer, instants []time.Time, offset time.Duration) {
+	d.addWakes(instants, offset)
+}
 
 // Wakes returns the wakes d holds, on this process's clock.
 func Wakes(d *Discoverer) []time.Time {

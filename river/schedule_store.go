@@ -27,11 +27,13 @@ const (
 	// enqueue at most; a larger range is refused, not cut.
 	ScheduleMaxBackfillDefault = 1000
 	// SchedulePollIntervalDefault is how often the scheduler looks for due
-	// schedules when nothing wakes it earlier: it also wakes at the
-	// earliest next_run_at and on every change of wasso_schedule (NOTIFY),
-	// so the poll only bounds how late a slot runs when both fail (the
-	// LISTEN connection lost, a clock that jumped).
-	SchedulePollIntervalDefault = time.Second
+	// schedules when nothing wakes it earlier: it wakes at the earliest
+	// next_run_at and on every change of wasso_schedule (NOTIFY), so the
+	// poll only bounds how late a slot runs when both fail: a clock that
+	// jumped, or a change made while the LISTEN connection was down
+	// (which the scheduler polls for every second until it is back). Each
+	// poll of an idle leader is one statement.
+	SchedulePollIntervalDefault = 10 * time.Second
 	// ScheduleSlotRetentionDefault is how long the rows of
 	// wasso_schedule_slot are kept. A Backfill reaching further back than
 	// this could enqueue a slot a second time.

@@ -180,12 +180,14 @@ func (s *Scheduler) Run(ctx context.Context) {
 
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	due := true // the first pass runs at once
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
 		case <-wake:
+			due = true
 		}
 		s.sleeping.Store(0)
 		if s.defaults != nil && !s.seeded {
@@ -197,42 +199,82 @@ func (s *Scheduler) Run(ctx context.Context) {
 					cfg.Logger.ErrorContext(ctx, "seeding the default schedules failed", slog.String("error", err.Error()))
 				}
 			} else {
-				s.seeded = true
+				s.seeded, due = true, true
 			}
 		}
 		passNow := s.store.now()
-		if _, err := s.runPass(ctx, passNow); err != nil && ctx.Err() == nil {
-			cfg.Logger.ErrorContext(ctx, "scheduler pass failed", slog.String("error", err.Error()))
+		if !due {
+			// The fallback poll, with nothing known to be due: one
+			// statement looks, and a pass runs only if a schedule came
+			// due meanwhile (a change whose NOTIFY was lost, a clock that
+			// jumped). An idle runner costs one round trip a poll.
+			next, err := s.nextRun(ctx)
+			due = err != nil || (next != nil && !next.After(passNow))
 		}
-		wait := s.untilNext(ctx, passNow)
+		if due {
+			if _, err := s.runPass(ctx, passNow); err != nil && ctx.Err() == nil {
+				cfg.Logger.ErrorContext(ctx, "scheduler pass failed", slog.String("error", err.Error()))
+			}
+		}
+		var wait time.Duration
+		wait, due = s.untilNext(ctx, passNow)
 		s.sleeping.Store(int64(wait))
 		timer.Reset(wait)
 	}
 }
 
-// untilNext returns how long to sleep after a pass run as of passNow:
-// until the earliest next_run_at of the schedules not backed off, or
-// PollInterval if that is sooner. A next_run_at that came due after
+// untilNext returns how long to sleep after a pass run as of passNow, and
+// whether the wait ends at a schedule's next run: until the earliest
+// next_run_at of the schedules not backed off, or the poll (see
+// pollInterval) if that is sooner. A next_run_at that came due after
 // passNow, while the pass ran (it took the schedules due at passNow),
 // runs at once. One already due at passNow that the pass left belongs to
 // a schedule locked by a transaction of its own (a caller's UpdateTx):
 // its commit will NOTIFY, so the loop does not spin on it meanwhile.
-func (s *Scheduler) untilNext(ctx context.Context, passNow time.Time) time.Duration {
-	wait := s.store.config.PollInterval
-	s.passMu.Lock()
-	exclude := s.backedOff(s.store.now())
-	s.passMu.Unlock()
-	var next *time.Time
-	err := s.pool.QueryRow(ctx, nextRunSQL, exclude).Scan(&next)
+func (s *Scheduler) untilNext(ctx context.Context, passNow time.Time) (time.Duration, bool) {
+	poll := s.pollInterval()
+	next, err := s.nextRun(ctx)
 	if err != nil || next == nil || !next.After(passNow) {
-		return wait
+		return poll, false
 	}
-	return min(max(next.Sub(s.store.now()), 0), wait)
+	wait := max(next.Sub(s.store.now()), 0)
+	if wait >= poll {
+		return poll, false
+	}
+	return wait, true
 }
+
+// pollInterval is how long the loop sleeps when no schedule comes due
+// sooner: PollInterval while the LISTEN connection is up, since every
+// change wakes the loop then, and at most scheduleListenerLostPoll while
+// it is down.
+func (s *Scheduler) pollInterval() time.Duration {
+	if s.listenerPID.Load() == 0 {
+		return min(s.store.config.PollInterval, scheduleListenerLostPoll)
+	}
+	return s.store.config.PollInterval
+}
+
+// scheduleListenerLostPoll is the longest poll while the LISTEN connection
+// is down.
+const scheduleListenerLostPoll = time.Second
 
 // nextRunSQL is the earliest next run, a scan of the first entries of
 // wasso_schedule_next_run_at_idx.
 const nextRunSQL = `SELECT min(next_run_at) FROM wasso_schedule WHERE enabled AND NOT (name = ANY($1))`
+
+// nextRun is the earliest next_run_at of the schedules not backed off, nil
+// when none is enabled.
+func (s *Scheduler) nextRun(ctx context.Context) (*time.Time, error) {
+	s.passMu.Lock()
+	exclude := s.backedOff(s.store.now())
+	s.passMu.Unlock()
+	var next *time.Time
+	if err := s.pool.QueryRow(ctx, nextRunSQL, exclude).Scan(&next); err != nil {
+		return nil, scheduleErr("find the next schedule run", err)
+	}
+	return next, nil
+}
 
 // listen LISTENs on ScheduleNotifyChannel and signals wake for every
 // notification naming a schedule of this pool's schema, until ctx is
@@ -246,6 +288,9 @@ func (s *Scheduler) listen(ctx context.Context, wake chan<- struct{}) {
 		if ctx.Err() != nil {
 			return
 		}
+		// The loop may be sleeping a whole PollInterval: wake it, so that
+		// it polls at the shorter interval until the listener is back.
+		signalWake(wake)
 		if listening {
 			retry = time.Second
 		}

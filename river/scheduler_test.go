@@ -344,7 +344,8 @@ func TestSchedulerFailureBackoff(t *testing.T) {
 // TestSchedulerNotify runs the scheduler as the hook of a real client
 // whose poll is an hour long, so only a NOTIFY (and the timer it sets) can
 // start a schedule enabled while the loop sleeps; then kills the
-// listener's connection and checks that it listens again.
+// listener's connection and checks that the loop polls every second until
+// it listens again.
 func TestSchedulerNotify(t *testing.T) {
 	t.Parallel()
 
@@ -393,10 +394,12 @@ func TestSchedulerNotify(t *testing.T) {
 	}
 	measure("notified")
 
-	// Kill the listener's connection: the loop goes on and listens again.
+	// Kill the listener's connection: the loop polls every second instead
+	// of every hour until it listens again.
 	pid := f.sched.listenerPID.Load()
 	_, err = wassotest.AdminPool(t).Exec(ctx, `SELECT pg_terminate_backend($1)`, pid)
 	require.NoError(t, err)
+	wassotest.WaitFor(t, 5*time.Second, "the loop to poll every second", func() bool { return time.Duration(f.sched.sleeping.Load()) == scheduleListenerLostPoll })
 	wassotest.WaitFor(t, 10*time.Second, "the scheduler to listen again", func() bool { p := f.sched.listenerPID.Load(); return p != 0 && p != pid })
 	measure("notified-again")
 
