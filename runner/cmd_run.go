@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
+	"runtime"
 	"slices"
 	"time"
 
@@ -42,13 +44,20 @@ stored schedule is the one that counts (wasso-runner schedule update).
 On SIGINT or SIGTERM the runner stops fetching jobs and waits up to
 run.shutdown_timeout for running jobs to finish, then cancels them (River
 makes them available again, to be retried by any runner). A second signal
-cancels running jobs at once.`,
+cancels running jobs at once.
+
+The runner uses one processor thread for Go code (GOMAXPROCS=1) unless the
+GOMAXPROCS environment variable says otherwise: its work is waiting on
+Postgres, and an idle runner costs half the CPU with one.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Checked before connecting too, so that nothing is started;
 			// runWith checks again for its other callers (the demo).
 			if err := a.cfg.checkHTTPExposure(); err != nil {
 				return err
+			}
+			if a.env.Process && os.Getenv("GOMAXPROCS") == "" {
+				runtime.GOMAXPROCS(RunProcs)
 			}
 			pool, err := a.openPool(cmd.Context(), poolOptions{MaxConns: a.runPoolSize()})
 			if err != nil {
@@ -71,6 +80,18 @@ cancels running jobs at once.`,
 	f.Bool("no-deadlines", false, "no exact-deadline settlement here: no per-event jobs, no discovery as leader; the sweep alone (key deadlines.enabled: false)")
 	return cmd
 }
+
+// RunProcs is the GOMAXPROCS of the wasso-runner binary's run command when
+// the GOMAXPROCS environment variable is not set. A runner spends its time
+// waiting on Postgres; what it does wake for, it does on one thread. Idle,
+// though, River wakes it twenty times a second (its job completer's 50 ms
+// ticker) and a few times more (fetch polls, leader loops), and with a
+// second processor idle the Go scheduler starts a second thread spinning
+// for work at every wake: measured on two cores (runner/measure-idle.sh),
+// an idle runner takes about half the CPU with one processor, and the
+// 19:00 burst settles as fast (internal/latencybench -processes). Set
+// GOMAXPROCS for job kinds of your own that compute in Go.
+const RunProcs = 1
 
 // runPoolSize sizes the pool for the workers of every queue the client
 // works (the exact-deadline queue included) plus River's own needs (its
@@ -194,6 +215,7 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 		slog.String("version", versionString()),
 		slog.String("client_id", client.ID()),
 		slog.Any("queues", queues),
+		slog.Int("gomaxprocs", runtime.GOMAXPROCS(0)),
 		slog.Bool("periodic", cfg.Run.Periodic),
 		slog.Bool("deadlines", cfg.Deadlines.Enabled),
 		slog.Duration("sweep_interval", rc.WithDefaults().SweepInterval),

@@ -64,7 +64,7 @@ func baseEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "WASSO_") || name == "DATABASE_URL" || strings.HasPrefix(name, "PG") {
+		if strings.HasPrefix(name, "WASSO_") || name == "DATABASE_URL" || strings.HasPrefix(name, "PG") || name == "GOMAXPROCS" {
 			continue
 		}
 		env = append(env, kv)

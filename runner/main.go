@@ -38,6 +38,11 @@ type Env struct {
 	// (a second SIGINT or SIGTERM): run then cancels running jobs at once
 	// instead of waiting for them.
 	HardStop <-chan struct{}
+	// Process is true when Main is the process's main function (the
+	// wasso-runner binary) and false when a program or a test calls it in
+	// process. Only then does run change process-wide settings: see
+	// RunProcs.
+	Process bool
 }
 
 // app is the state of one invocation of Main, shared by the commands: the

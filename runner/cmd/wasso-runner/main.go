@@ -21,6 +21,7 @@ func main() {
 		Stdout:   os.Stdout,
 		Stderr:   os.Stderr,
 		HardStop: hardStop,
+		Process:  true,
 	})
 	stop()
 	os.Exit(code)
