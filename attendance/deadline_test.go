@@ -591,7 +591,8 @@ func TestPassCheckSkipsHeldJobs(t *testing.T) {
 
 // TestDiscovererRecordsEachInstantOnce: every pass reports the instants of
 // all jobs still waiting, with a clock offset that differs by a few
-// microseconds each time; each instant gets its two wakes once.
+// microseconds each time; each instant to come gets its two wakes once,
+// and one reported after it has passed a wake at once.
 func TestDiscovererRecordsEachInstantOnce(t *testing.T) {
 	t.Parallel()
 
@@ -607,4 +608,12 @@ func TestDiscovererRecordsEachInstantOnce(t *testing.T) {
 	require.Len(t, wakes, 4, "two wakes for each of two instants: %v", wakes)
 	require.True(t, wakes[0].After(at), "the first wake follows its instant")
 	require.True(t, slices.IsSortedFunc(wakes, time.Time.Compare))
+
+	// An instant reported again once past (its job still waits) gets a
+	// wake at once.
+	past := time.Now().Add(-300 * time.Millisecond).Truncate(time.Millisecond)
+	attendance.AddWakes(d, []time.Time{past}, 0)
+	wakes = attendance.Wakes(d)
+	require.Len(t, wakes, 5)
+	require.False(t, wakes[0].After(time.Now()), "a wake due now: %v", wakes)
 }

@@ -415,31 +415,40 @@ func (d *Discoverer) takeDueWakes() bool {
 
 // addWakes records the instants (database clock) at which jobs come due,
 // translated to this process's clock with offset (database minus local).
-// Each pass reports the instants of every job still waiting; an instant
-// already recorded by an earlier pass is not recorded again.
+// Each pass reports the instants of every job still waiting: an instant
+// still to come that an earlier pass recorded is not recorded again, and
+// one already past gets a wake at once, since its job still waits (River's
+// scheduler held it through the first wakes, say).
 func (d *Discoverer) addWakes(instants []time.Time, offset time.Duration) {
 	d.wakesMu.Lock()
 	defer d.wakesMu.Unlock()
+	now := time.Now()
 	added := false
+	insert := func(local time.Time) {
+		if i, found := slices.BinarySearchFunc(d.wakes, local, time.Time.Compare); !found {
+			d.wakes = slices.Insert(d.wakes, i, local)
+			added = true
+		}
+	}
 	for _, at := range instants {
+		local := at.Add(-offset)
+		if !local.After(now) {
+			insert(now)
+			continue
+		}
 		if _, seen := d.woken[at]; seen {
 			continue
 		}
 		d.woken[at] = struct{}{}
-		added = true
 		// A second wake, in case the first found the job not yet due on
 		// the database's clock: the next poll could be a second away.
-		for _, margin := range []time.Duration{wakeMargin, wakeRetry} {
-			local := at.Add(-offset + margin)
-			if i, found := slices.BinarySearchFunc(d.wakes, local, time.Time.Compare); !found {
-				d.wakes = slices.Insert(d.wakes, i, local)
-			}
-		}
+		insert(local.Add(wakeMargin))
+		insert(local.Add(wakeRetry))
 	}
 	// Forget instants well behind both clocks: passes no longer report
 	// them (they look back one second).
 	for at := range d.woken {
-		if at.Add(-offset).Before(time.Now().Add(-wokenKept)) {
+		if at.Add(-offset).Before(now.Add(-wokenKept)) {
 			delete(d.woken, at)
 		}
 	}
@@ -497,13 +506,13 @@ func (d *Discoverer) RunOnce(ctx context.Context) ([]DiscoveredEvent, error) {
 			break
 		}
 	}
-	// The jobs just inserted for deadlines within ahead were inserted
-	// available (ExactTimeHook): wake their producers at their instants
-	// too, rather than from the next pass on.
+	// The jobs just inserted for deadlines within ahead (or just past)
+	// were inserted available (ExactTimeHook): wake their producers at
+	// their instants too, rather than from the next pass on.
 	dbNow := time.Now().Add(check.offset)
 	var soon []time.Time
 	for _, ev := range all {
-		if !ev.Deadline.After(dbNow.Add(ahead)) {
+		if ev.Deadline.After(dbNow.Add(-time.Second)) && !ev.Deadline.After(dbNow.Add(ahead)) {
 			soon = append(soon, ev.Deadline.Truncate(time.Millisecond))
 		}
 	}
