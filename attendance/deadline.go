@@ -284,14 +284,11 @@ func (w *SettleEventWorker) Work(ctx context.Context, job *river.Job[SettleEvent
 	// transaction wait for it, and settle it should that settlement have
 	// rolled back. A retry, which settles its own event alone, waits at
 	// once.
-	limit := burstLimit(job, w.config.BurstLimit)
-	skip := limit > 1
-	res, own, state, err := w.attempt(ctx, job, limit, skip)
+	skip := burstLimit(job, w.config.BurstLimit) > 1
+	res, own, state, err := w.attempt(ctx, job, skip)
 	if err == nil && skip && own == nil && state.unsettled {
-		// The first attempt left room for the job's event: the two
-		// settle limit events at most.
 		var more *SettleResult
-		if more, own, state, err = w.attempt(ctx, job, limit-res.ProcessedEvents, false); err == nil {
+		if more, own, state, err = w.attempt(ctx, job, false); err == nil {
 			if own != nil {
 				res.Now = more.Now
 			}
@@ -459,11 +456,11 @@ FROM ev`
 // clock, when the event still has that deadline; zero otherwise (the
 // event moved, was deleted, or its deadline passed).
 // attempt settles, in one transaction, the job's event if it is due and
-// the other due events, limit in all, with their follow-up jobs.
+// the other due events up to the burst limit, with their follow-up jobs.
 // skipHeld skips the job's event if another settlement holds it. It
 // returns the batch, the job's event if this batch settled it, and
 // otherwise where that event stands.
-func (w *SettleEventWorker) attempt(ctx context.Context, job *river.Job[SettleEventArgs], limit int, skipHeld bool) (*SettleResult, *SettledEvent, ownState, error) {
+func (w *SettleEventWorker) attempt(ctx context.Context, job *river.Job[SettleEventArgs], skipHeld bool) (*SettleResult, *SettledEvent, ownState, error) {
 	var (
 		res   *SettleResult
 		own   *SettledEvent
@@ -471,7 +468,7 @@ func (w *SettleEventWorker) attempt(ctx context.Context, job *river.Job[SettleEv
 	)
 	err := pgx.BeginTxFunc(ctx, w.db, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		var err error
-		params := SettleParams{First: []int64{job.Args.EventID}, Limit: limit, Lookback: w.config.Lookback, skipHeldFirst: skipHeld}
+		params := SettleParams{First: []int64{job.Args.EventID}, Limit: burstLimit(job, w.config.BurstLimit), Lookback: w.config.Lookback, skipHeldFirst: skipHeld}
 		res, err = SettleDueTx(ctx, tx, params)
 		if err != nil {
 			return err

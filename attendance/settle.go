@@ -671,13 +671,7 @@ func settle(ctx context.Context, tx pgx.Tx, params SettleParams, limit int) (*Se
 				return nil, err
 			}
 		}
-		taken := len(claims)
-		if params.skipHeldFirst {
-			// Room for the first events skipped, which a second
-			// attempt waits for.
-			taken = max(taken, len(first))
-		}
-		if rest := limit - taken; limit == 0 || rest > 0 {
+		if rest := limit - len(claims); limit == 0 || rest > 0 {
 			now := params.Now
 			if len(claims) > 0 {
 				// One instant for the whole batch: it is the one written
