@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/riverqueue/river/rivertest"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/attendance"
@@ -252,78 +251,4 @@ func containsID(ids []int64, id int64) bool {
 		}
 	}
 	return false
-}
-
-// TestSettleEventHeldEvent: a job whose event another settlement holds
-// settles the other due events at once, in a transaction of its own, then
-// waits for that settlement; when it rolls back, the job settles its own
-// event, once.
-func TestSettleEventHeldEvent(t *testing.T) {
-	t.Parallel()
-
-	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{})
-	club, err := seed.CreateClub(ctx, db.Pool, "Go", 2, time.Now().Add(-time.Hour))
-	require.NoError(t, err)
-	deadline := dbNow(t, db.Pool).Add(-time.Minute).Truncate(time.Microsecond)
-	events := []int64{
-		djangoEvent(t, db.Pool, club.GenerationID, deadline),
-		djangoEvent(t, db.Pool, club.GenerationID, deadline),
-		djangoEvent(t, db.Pool, club.GenerationID, deadline),
-	}
-	own := events[0]
-
-	holder, err := db.Pool.Begin(ctx)
-	require.NoError(t, err)
-	defer func() { _ = holder.Rollback(ctx) }()
-	held, err := attendance.SettleDueTx(ctx, holder, attendance.SettleParams{EventIDs: []int64{own}})
-	require.NoError(t, err)
-	require.Equal(t, 1, held.ProcessedEvents)
-
-	worker, err := attendance.NewSettleEventWorker(db.Pool, attendance.SettleEventConfig{})
-	require.NoError(t, err)
-	type outcome struct {
-		res *rivertest.WorkResult
-		err error
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		res, err := workJob(t, db, worker, attendance.NewSettleEventArgs(own, deadline), nil)
-		done <- outcome{res, err}
-	}()
-
-	// The other two are settled, and committed, while the job waits.
-	wassotest.WaitFor(t, 10*time.Second, "the other events settled", func() bool {
-		_, a, errA := querySettlement(db.Pool, events[1])
-		_, b, errB := querySettlement(db.Pool, events[2])
-		return errA == nil && errB == nil && a && b
-	})
-	select {
-	case <-done:
-		t.Fatal("the job returned while its event was held")
-	case <-time.After(200 * time.Millisecond):
-	}
-	_, ownSettled := settlementOf(t, db.Pool, own)
-	require.False(t, ownSettled)
-
-	require.NoError(t, holder.Rollback(ctx))
-	var out outcome
-	select {
-	case out = <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the job did not return once its event was released")
-	}
-	require.NoError(t, out.err)
-	var output attendance.SettleEventOutput
-	require.NoError(t, json.Unmarshal(out.res.Job.Output(), &output))
-	require.True(t, output.Settled, "the job settled its own event after the rollback")
-	require.Equal(t, 3, output.BatchEvents)
-	for _, event := range events {
-		s, ok := settlementOf(t, db.Pool, event)
-		require.True(t, ok)
-		require.Equal(t, 1, s.SettleCount, "event %d", event)
-	}
-	var rows int
-	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM attendances WHERE event_id = $1`, own).Scan(&rows))
-	require.Equal(t, 2, rows, "each member marked absent once")
 }

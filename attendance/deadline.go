@@ -263,11 +263,9 @@ func (w *SettleEventWorker) Timeout(*river.Job[SettleEventArgs]) time.Duration {
 // due still settles the others; only database errors fail it, and River
 // retries it with its backoff.
 //
-// The job's own event is claimed first, so it is never crowded out by the
-// others; they are claimed next, those another job or sweep holds skipped.
-// If another settlement holds the job's own event, the job settles its
-// batch without it, then waits for that settlement in a second
-// transaction, which settles the event only if that one rolled back. Each event
+// The job's own event is claimed first, waiting for a concurrent
+// settlement of it, so it is never crowded out by the others; they are
+// claimed next, those another job or sweep holds skipped. Each event
 // keeps its guarantees: it settles atomically, once per deadline (the
 // claim), never before its deadline (the claim compares it with the
 // database clock), with its notices in the settling transaction, and
@@ -277,30 +275,37 @@ func (w *SettleEventWorker) Work(ctx context.Context, job *river.Job[SettleEvent
 	if job.Args.EventID <= 0 {
 		return river.JobCancel(fmt.Errorf("%w: event id %d must be positive", ErrInvalidParams, job.Args.EventID))
 	}
-	// A first attempt skips the job's own event if another settlement
-	// holds it: in a burst, the jobs that start together each settle a
-	// batch at once rather than wait for the batch that holds their
-	// event. Only if its event is then still unsettled does a second
-	// transaction wait for it, and settle it should that settlement have
-	// rolled back. A retry, which settles its own event alone, waits at
-	// once.
-	skip := burstLimit(job, w.config.BurstLimit) > 1
-	res, own, state, err := w.attempt(ctx, job, skip)
-	if err == nil && skip && own == nil && state.unsettled {
-		var more *SettleResult
-		if more, own, state, err = w.attempt(ctx, job, false); err == nil {
-			if own != nil {
-				res.Now = more.Now
-			}
-			res.add(more)
+	var (
+		res  *SettleResult
+		own  *SettledEvent
+		wait time.Duration
+	)
+	err := pgx.BeginTxFunc(ctx, w.db, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		var err error
+		res, err = SettleDueTx(ctx, tx, SettleParams{First: []int64{job.Args.EventID}, Limit: burstLimit(job, w.config.BurstLimit), Lookback: w.config.Lookback})
+		if err != nil {
+			return err
 		}
-	}
+		for i := range res.Events {
+			if res.Events[i].EventID == job.Args.EventID {
+				own = &res.Events[i]
+			}
+		}
+		if own == nil {
+			if wait, err = untilDeadline(ctx, tx, job.Args); err != nil {
+				return err
+			}
+		}
+		if res.ProcessedEvents > 0 && w.config.FollowUp != nil {
+			return w.config.FollowUp(ctx, tx, res)
+		}
+		return nil
+	})
 	if err != nil {
 		w.config.Logger.ErrorContext(ctx, "attendance event settlement failed",
 			slog.Int64("job_id", job.ID), slog.Int64("event_id", job.Args.EventID), slog.String("error", err.Error()))
 		return fmt.Errorf("settle event %d: %w", job.Args.EventID, err)
 	}
-	wait := state.wait
 	out := SettleEventOutput{
 		BatchEvents:      res.ProcessedEvents,
 		BatchUpdatedRows: res.UpdatedRows,
@@ -455,81 +460,19 @@ FROM ev`
 // untilDeadline is how long until the job's deadline, on the database
 // clock, when the event still has that deadline; zero otherwise (the
 // event moved, was deleted, or its deadline passed).
-// attempt settles, in one transaction, the job's event if it is due and
-// the other due events up to the burst limit, with their follow-up jobs.
-// skipHeld skips the job's event if another settlement holds it. It
-// returns the batch, the job's event if this batch settled it, and
-// otherwise where that event stands.
-func (w *SettleEventWorker) attempt(ctx context.Context, job *river.Job[SettleEventArgs], skipHeld bool) (*SettleResult, *SettledEvent, ownState, error) {
-	var (
-		res   *SettleResult
-		own   *SettledEvent
-		state ownState
-	)
-	err := pgx.BeginTxFunc(ctx, w.db, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
-		var err error
-		params := SettleParams{First: []int64{job.Args.EventID}, Limit: burstLimit(job, w.config.BurstLimit), Lookback: w.config.Lookback, skipHeldFirst: skipHeld}
-		res, err = SettleDueTx(ctx, tx, params)
-		if err != nil {
-			return err
-		}
-		for i := range res.Events {
-			if res.Events[i].EventID == job.Args.EventID {
-				own = &res.Events[i]
-			}
-		}
-		if own == nil {
-			if state, err = ownEventState(ctx, tx, job.Args); err != nil {
-				return err
-			}
-		}
-		if res.ProcessedEvents > 0 && w.config.FollowUp != nil {
-			return w.config.FollowUp(ctx, tx, res)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, nil, ownState{}, err
-	}
-	return res, own, state, nil
-}
-
-// ownState is where a settle_event job's event stands when the job's
-// batch did not settle it.
-type ownState struct {
-	// wait is how long until the deadline, if the event still has it and
-	// it is still ahead; zero otherwise.
-	wait time.Duration
-	// unsettled is true when the event still has the deadline, which has
-	// passed, and is not settled for it: another settlement holds it, or
-	// it is not due for another reason (its generation deleted, the
-	// deadline older than the lookback).
-	unsettled bool
-}
-
-// ownEventState reads, with a fresh snapshot, whether the job's event
-// still has the job's deadline, how far ahead it is, and whether the event
-// is settled for it.
-func ownEventState(ctx context.Context, db DB, args SettleEventArgs) (ownState, error) {
-	var (
-		micros  *int64
-		settled bool
-	)
+func untilDeadline(ctx context.Context, db DB, args SettleEventArgs) (time.Duration, error) {
+	var micros *int64
 	err := db.QueryRow(ctx, `
-		SELECT (extract(epoch FROM wasso_deadline(e.start_datetime, e.fail_minutes) - statement_timestamp()) * 1e6)::bigint,
-		       EXISTS (SELECT 1 FROM wasso_settlement s WHERE s.event_id = e.id AND s.deadline = $2)
-		FROM events e
-		WHERE e.id = $1 AND wasso_deadline(e.start_datetime, e.fail_minutes) = $2`, args.EventID, args.Deadline).Scan(&micros, &settled)
+		SELECT (extract(epoch FROM wasso_deadline(start_datetime, fail_minutes) - statement_timestamp()) * 1e6)::bigint
+		FROM events
+		WHERE id = $1 AND wasso_deadline(start_datetime, fail_minutes) = $2`, args.EventID, args.Deadline).Scan(&micros)
 	if errors.Is(err, pgx.ErrNoRows) || micros == nil {
-		return ownState{}, nil
+		return 0, nil
 	}
 	if err != nil {
-		return ownState{}, translate(fmt.Sprintf("read deadline of event %d", args.EventID), err)
+		return 0, translate(fmt.Sprintf("read deadline of event %d", args.EventID), err)
 	}
-	if *micros > 0 {
-		return ownState{wait: time.Duration(*micros) * time.Microsecond}, nil
-	}
-	return ownState{unsettled: !settled}, nil
+	return time.Duration(*micros) * time.Microsecond, nil
 }
 
 // burstLimit is how many events an attempt of job settles at most. A

@@ -109,12 +109,6 @@ type SettleParams struct {
 	// settlement holds, in deadline then id order, instead of waiting for
 	// them in id order: the parallel workers of SettleDueFunc.
 	skipHeld bool
-
-	// skipHeldFirst makes the claim of First skip those another settlement
-	// holds instead of waiting for them: the first attempt of a
-	// settle_event job, which waits for its own event afterwards, in a
-	// transaction of its own, only if it has to.
-	skipHeldFirst bool
 }
 
 // ParallelDefault is SettleParams.Parallel's default: one batch at a
@@ -667,7 +661,7 @@ func settle(ctx context.Context, tx pgx.Tx, params SettleParams, limit int) (*Se
 		}
 		var err error
 		if len(first) > 0 {
-			if claims, err = claimDue(ctx, tx, params.Now, params.lookback(), first, limit, params.skipHeldFirst); err != nil {
+			if claims, err = claimDue(ctx, tx, params.Now, params.lookback(), first, limit, false); err != nil {
 				return nil, err
 			}
 		}
