@@ -62,9 +62,9 @@ const ExactPromoteAhead = 7 * time.Second
 // The hook applies River's rule to a job due within ExactPromoteAhead: it
 // is inserted as available, with its scheduled_at kept. A job due later is
 // left scheduled, so that River UI shows it as Scheduled while it waits,
-// and the leader's Discoverer (PromoteExactJobs) makes it available, its
-// scheduled_at unchanged, about ExactPromoteAhead before its instant, and
-// wakes the queue's producers at that instant. Without a Discoverer
+// and the leader's Discoverer (the first statement of each pass) makes it
+// available, its scheduled_at unchanged, about ExactPromoteAhead before
+// its instant, and wakes the queue's producers at that instant. Without a Discoverer
 // running (a client built with NoDeadlines, or no leader for a while),
 // River's own scheduler still makes the job available (before its instant
 // when it was inserted far enough ahead, up to five seconds after it

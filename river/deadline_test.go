@@ -167,7 +167,7 @@ func TestNewClientSettlesScheduledJobAtDeadline(t *testing.T) {
 		require.Equal(t, event, n.EventID)
 		require.False(t, n.SettledAt.Before(deadline), "settled at %s, before its deadline %s", n.SettledAt, deadline)
 		t.Logf("settled %s after its deadline", n.SettledAt.Sub(deadline))
-		// River's own scheduler alone would make the job available up to
+		// River's own scheduler alone could make the job available up to
 		// five seconds late; the discovery pass makes it available ahead
 		// and wakes the queue at its instant. The bound is generous, so
 		// that a loaded machine does not fail it, and it is asserted, not
