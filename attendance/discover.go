@@ -1,6 +1,7 @@
 package attendance
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -239,9 +240,11 @@ func (c *DiscoverConfig) validate() error {
 type Discoverer struct {
 	river.HookDefaults
 
-	config   DiscoverConfig
+	config   DiscoverConfig // defaults filled in
 	db       Pool
 	inserter atomic.Pointer[inserterBox]
+	ahead    time.Duration // how far ahead of their instants jobs are promoted
+	passSQL  string        // passSQL(config.RiverSchema)
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -274,13 +277,24 @@ func NewDiscoverer(db Pool, config DiscoverConfig) (*Discoverer, error) {
 	if err := config.validate(); err != nil {
 		return nil, err
 	}
-	if config.Interval == 0 {
-		config.Interval = DiscoveryIntervalDefault
-	}
+	config.BatchSize = cmp.Or(config.BatchSize, DiscoveryBatchDefault)
+	config.Horizon = cmp.Or(config.Horizon, DiscoveryHorizonDefault)
+	config.Interval = cmp.Or(config.Interval, DiscoveryIntervalDefault)
+	config.Lookback = cmp.Or(config.Lookback, LookbackDefault)
 	if config.Logger == nil {
 		config.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Discoverer{config: config, db: db, woken: map[time.Time]struct{}{}, wakesAdded: make(chan struct{}, 1)}, nil
+	return &Discoverer{
+		config: config,
+		db:     db,
+		// A loop slower than the default interval looks further ahead, so
+		// that a job already scheduled is still available before its
+		// instant.
+		ahead:      ExactPromoteAhead + max(0, config.Interval-DiscoveryIntervalDefault),
+		passSQL:    passSQL(config.RiverSchema),
+		woken:      map[time.Time]struct{}{},
+		wakesAdded: make(chan struct{}, 1),
+	}, nil
 }
 
 // SetInserter sets what inserts the jobs, usually the River client the
@@ -474,15 +488,8 @@ func (d *Discoverer) RunOnce(ctx context.Context) ([]DiscoveredEvent, error) {
 	if box == nil || box.Inserter == nil {
 		return nil, fmt.Errorf("discover deadlines: %w: no inserter set (call SetInserter)", ErrInvalidParams)
 	}
-	limit := d.config.BatchSize
-	if limit == 0 {
-		limit = DiscoveryBatchDefault
-	}
-	// A loop slower than the default interval looks further ahead, so that
-	// a job already scheduled is still available before its instant.
-	ahead := ExactPromoteAhead + max(0, d.config.Interval-DiscoveryIntervalDefault)
 	start := time.Now()
-	check, err := firstStatement(ctx, d.db, d.config.RiverSchema, ahead, d.config.Lookback, d.config.Horizon)
+	check, err := firstStatement(ctx, d.db, d.passSQL, d.ahead, d.config.Lookback, d.config.Horizon)
 	if err != nil {
 		return nil, err
 	}
@@ -495,14 +502,14 @@ func (d *Discoverer) RunOnce(ctx context.Context) ([]DiscoveredEvent, error) {
 		var batch []DiscoveredEvent
 		err := pgx.BeginFunc(ctx, d.db, func(tx pgx.Tx) error {
 			var err error
-			batch, err = DiscoverTx(ctx, tx, box.Inserter, DiscoverParams{Horizon: d.config.Horizon, Limit: limit, Lookback: d.config.Lookback})
+			batch, err = DiscoverTx(ctx, tx, box.Inserter, DiscoverParams{Horizon: d.config.Horizon, Limit: d.config.BatchSize, Lookback: d.config.Lookback})
 			return err
 		})
 		if err != nil {
 			return all, err
 		}
 		all = append(all, batch...)
-		if len(batch) < limit {
+		if len(batch) < d.config.BatchSize {
 			break
 		}
 	}
@@ -512,7 +519,7 @@ func (d *Discoverer) RunOnce(ctx context.Context) ([]DiscoveredEvent, error) {
 	dbNow := time.Now().Add(check.offset)
 	var soon []time.Time
 	for _, ev := range all {
-		if ev.Deadline.After(dbNow.Add(-time.Second)) && !ev.Deadline.After(dbNow.Add(ahead)) {
+		if ev.Deadline.After(dbNow.Add(-time.Second)) && !ev.Deadline.After(dbNow.Add(d.ahead)) {
 			soon = append(soon, ev.Deadline.Truncate(time.Millisecond))
 		}
 	}
@@ -532,21 +539,16 @@ type passCheck struct {
 	pending  bool          // some event needs a job
 }
 
-// firstStatement runs passSQL on db, as a statement of its own.
-func firstStatement(ctx context.Context, db DB, riverSchema string, ahead, lookback, horizon time.Duration) (passCheck, error) {
-	if lookback == 0 {
-		lookback = LookbackDefault
-	}
-	if horizon == 0 {
-		horizon = DiscoveryHorizonDefault
-	}
+// firstStatement runs sql, passSQL's text, on db as a statement of its
+// own.
+func firstStatement(ctx context.Context, db DB, sql string, ahead, lookback, horizon time.Duration) (passCheck, error) {
 	var (
 		c     passCheck
 		dbNow time.Time
 	)
 	// QueryExecModeExec, for the reason given in DiscoverTx: the window is
 	// planned with its actual bounds.
-	err := db.QueryRow(ctx, passSQL(riverSchema), pgx.QueryExecModeExec, QueueExact, ahead.Microseconds(), lookback.Microseconds(), horizon.Microseconds()).
+	err := db.QueryRow(ctx, sql, pgx.QueryExecModeExec, QueueExact, ahead.Microseconds(), lookback.Microseconds(), horizon.Microseconds()).
 		Scan(&c.promoted, &c.instants, &dbNow, &c.pending)
 	if err != nil {
 		return passCheck{}, translate("make exact jobs available", err)

@@ -9,7 +9,7 @@ import (
 // it made available, the instants it reports for the wakes, and whether an
 // event needs a job.
 func PassCheck(ctx context.Context, db DB, riverSchema string, ahead time.Duration) (int64, []time.Time, bool, error) {
-	c, err := firstStatement(ctx, db, riverSchema, ahead, 0, 0)
+	c, err := firstStatement(ctx, db, passSQL(riverSchema), ahead, LookbackDefault, DiscoveryHorizonDefault)
 	return c.promoted, c.instants, c.pending, err
 }
 

@@ -203,37 +203,41 @@ func (s *Scheduler) Run(ctx context.Context) {
 			}
 		}
 		passNow := s.store.now()
+		var (
+			next    *time.Time
+			nextErr error
+		)
 		if !due {
 			// The fallback poll, with nothing known to be due: one
 			// statement looks, and a pass runs only if a schedule came
 			// due meanwhile (a change whose NOTIFY was lost, a clock that
 			// jumped). An idle runner costs one round trip a poll.
-			next, err := s.nextRun(ctx)
-			due = err != nil || (next != nil && !next.After(passNow))
+			next, nextErr = s.nextRun(ctx)
+			due = nextErr != nil || (next != nil && !next.After(passNow))
 		}
 		if due {
 			if _, err := s.runPass(ctx, passNow); err != nil && ctx.Err() == nil {
 				cfg.Logger.ErrorContext(ctx, "scheduler pass failed", slog.String("error", err.Error()))
 			}
+			next, nextErr = s.nextRun(ctx)
 		}
 		var wait time.Duration
-		wait, due = s.untilNext(ctx, passNow)
+		wait, due = s.untilNext(passNow, next, nextErr)
 		s.sleeping.Store(int64(wait))
 		timer.Reset(wait)
 	}
 }
 
 // untilNext returns how long to sleep after a pass run as of passNow, and
-// whether the wait ends at a schedule's next run: until the earliest
-// next_run_at of the schedules not backed off, or the poll (see
-// pollInterval) if that is sooner. A next_run_at that came due after
+// whether the wait ends at a schedule's next run: until next, the earliest
+// next_run_at of the schedules not backed off (nextRun's answer), or the
+// poll (see pollInterval) if that is sooner. A next_run_at that came due after
 // passNow, while the pass ran (it took the schedules due at passNow),
 // runs at once. One already due at passNow that the pass left belongs to
 // a schedule locked by a transaction of its own (a caller's UpdateTx):
 // its commit will NOTIFY, so the loop does not spin on it meanwhile.
-func (s *Scheduler) untilNext(ctx context.Context, passNow time.Time) (time.Duration, bool) {
+func (s *Scheduler) untilNext(passNow time.Time, next *time.Time, err error) (time.Duration, bool) {
 	poll := s.pollInterval()
-	next, err := s.nextRun(ctx)
 	if err != nil || next == nil || !next.After(passNow) {
 		return poll, false
 	}
