@@ -46,7 +46,7 @@ func waitSettled(ctx context.Context, pool *pgxpool.Pool, eventID int64) (create
 
 // startExampleRunner starts the River client a wasso-runner runs.
 func startExampleRunner(ctx context.Context, db *wassotest.DB) (*wassoriver.Client, error) {
-	runner, err := wassoriver.NewClient(db.Pool, wassoriver.Config{Schema: db.Schema, NoPeriodic: true})
+	runner, err := wassoriver.NewClient(db.Pool, wassoriver.Config{Schema: db.Schema, NoSchedules: true})
 	if err != nil {
 		return nil, err
 	}

@@ -43,7 +43,7 @@ func (fastRetry) NextRetry(*rivertype.JobRow) time.Time {
 func startRunner(t *testing.T, db *wassotest.DB, config wassoriver.Config) *wassoriver.Client {
 	t.Helper()
 	config.Schema = db.Schema
-	config.NoPeriodic = true
+	config.NoSchedules = true
 	if config.Logger == nil {
 		config.Logger = testLogger(t)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/wasso/scheduler/attendance"
+	"github.com/wasso/scheduler/river/schedule"
 )
 
 // Defaults applied by Config.WithDefaults.
@@ -44,11 +45,9 @@ const (
 	// or made so by the leader's discovery pass; see
 	// attendance.ExactTimeHook), and the leader wakes every runner's
 	// producer of the queue at each of those instants through River's
-	// insert notification (see attendance.Discoverer.Run): measured side
-	// by side (internal/latencybench), a p99 from deadline to committed
-	// settlement of 45 ms with a 500 ms poll and 30 ms with this one,
-	// River's own default. The poll is the fallback when no leader wakes
-	// the runners: a job then starts up to this late.
+	// insert notification (see attendance.Discoverer.Run), so the poll is
+	// only the fallback when no leader wakes the runners: a job then starts
+	// up to this late. It is River's own default.
 	ExactPollIntervalDefault = time.Second
 	// ExactFetchCooldownDefault is the least time between two fetches of
 	// attendance.QueueExact. River's default (100 ms) would let a runner
@@ -70,12 +69,9 @@ const (
 	RescueStuckJobsMargin = time.Minute
 	// SweepParallelDefault is how many batches the sweep settles at once
 	// when it finds a backlog (attendance.SettleParams.Parallel), each on
-	// a pool connection of its own. On the 2-core development machine four
-	// workers settled the 1,000-event backlog of
-	// attendance.BenchmarkSweepParallel in 0.67 times the time of the
-	// single-statement reference, two in 0.77 and one in 1.11. A sweep
-	// that finds one batch or less due settles it alone, on one
-	// connection.
+	// a pool connection of its own: enough to keep a small database's
+	// cores busy (docs/benchmarks.md has the figures). A sweep that finds
+	// one batch or less due settles it alone, on one connection.
 	SweepParallelDefault = 4
 	// SweepParallelMax is the most batches Validate lets a sweep settle
 	// at once: each takes a connection, and past the database's cores
@@ -156,19 +152,11 @@ type Config struct {
 	// attendance.notify_absent jobs and the client does not work them.
 	NoNotify bool
 
-	// NoPeriodic leaves River's periodic sweep out of a client with
-	// NoSchedules: it works jobs but never enqueues sweeps, even when it
-	// is the leader. A client with schedules never has that periodic
-	// sweep (see NoSchedules), so NoPeriodic changes nothing for it.
-	NoPeriodic bool
-
-	// NoSchedules leaves the schedules of wasso_schedule out: the client
-	// does not run the Scheduler when it is the leader. Such a client
-	// enqueues the sweep the way it did before schedules were stored,
-	// as a River periodic job every SweepInterval (unless NoPeriodic).
-	// With schedules, the sweep is the stored schedule SweepScheduleName,
-	// created once by SeedSchedules(DefaultSchedules(config)), and River's
-	// periodic sweep is left out so that the two never both enqueue.
+	// NoSchedules makes a client that runs no schedules: when it is the
+	// leader it neither runs the Scheduler of wasso_schedule nor seeds
+	// DefaultSchedules, so it enqueues no sweeps; it still works every job
+	// that any client enqueues. Without it, the sweep is the stored
+	// schedule SweepScheduleName, seeded once by the first leader.
 	NoSchedules bool
 
 	// Notifier delivers the absent notices. Nil means an
@@ -214,19 +202,18 @@ type Config struct {
 	// Scheduler, if set, is the schedule loop the client runs when it is
 	// the leader, for a caller that wants to Wait for it or share its
 	// store; NewClient sets its store's inserter to the client. Nil means
-	// one built from Schedules, unless NoSchedules.
-	Scheduler *Scheduler
+	// one built from Schedules (see ScheduleStoreConfig), unless
+	// NoSchedules.
+	Scheduler *schedule.Scheduler
 
 	// Schedules configures the store of the Scheduler NewClient builds.
-	// Zero values mean their defaults; a nil Logger means Logger and an
-	// empty RiverSchema means Schema.
-	Schedules ScheduleStoreConfig
+	// Zero values mean their defaults; nil Kinds mean ScheduleKinds and a
+	// nil Logger means Logger.
+	Schedules schedule.StoreConfig
 
-	// SweepInterval is how often the periodic sweep runs: River's
-	// periodic sweep of a client with NoSchedules, or the interval
-	// DefaultSchedules seeds the stored sweep schedule with (once seeded,
-	// the stored schedule's own interval applies). Zero means
-	// attendance.SweepIntervalDefault.
+	// SweepInterval is the interval DefaultSchedules seeds the stored
+	// sweep schedule with; once seeded, the stored schedule's own interval
+	// applies. Zero means attendance.SweepIntervalDefault.
 	SweepInterval time.Duration
 
 	// SweepParallel is how many batches a sweep settles at once, each in a
@@ -466,24 +453,15 @@ func SettlementFollowUp(config Config, inserter attendance.Inserter) attendance.
 	return attendance.ChainFollowUps(notify, config.FollowUp, attendance.ReportAnomalies(config.Logger))
 }
 
-// PeriodicJobs returns the River periodic jobs a client built by
-// NewClient runs: the sweep, only for a client with NoSchedules and
-// without NoPeriodic (with schedules, the sweep is the stored schedule
-// SweepScheduleName), followed by config.PeriodicJobs.
+// PeriodicJobs returns the River periodic jobs a client built by NewClient
+// runs: config.PeriodicJobs. The sweep is not one of them: it is the stored
+// schedule SweepScheduleName, run by the Scheduler.
 func PeriodicJobs(config Config) ([]*river.PeriodicJob, error) {
 	config = config.WithDefaults()
 	if err := config.Validate(); err != nil {
 		return nil, err
 	}
-	var jobs []*river.PeriodicJob
-	if config.NoSchedules && !config.NoPeriodic {
-		sweep, err := attendance.PeriodicSweep(config.SweepInterval)
-		if err != nil {
-			return nil, err
-		}
-		jobs = append(jobs, sweep)
-	}
-	return append(jobs, config.PeriodicJobs...), nil
+	return config.PeriodicJobs, nil
 }
 
 // NewClient returns a River client on pool that works the attendance jobs
@@ -494,11 +472,9 @@ func PeriodicJobs(config Config) ([]*river.PeriodicJob, error) {
 // migrations.CheckScheduler first to fail early on a database that is not
 // ready.
 //
-// The sweep is a stored schedule: a client enqueues sweeps once
-// SeedSchedules has created it (wasso-runner run and setup do), with
-// SeedSchedules(ctx, pool, store, DefaultSchedules(config, time.Now())). A
-// client with NoSchedules enqueues it as a River periodic job instead
-// (see PeriodicJobs).
+// The sweep is a stored schedule: the Scheduler of the first client to
+// lead seeds DefaultSchedules once (wasso-runner setup does the same ahead
+// of time), and from then on the stored schedule is what runs.
 //
 // Unless NoDeadlines, the client works attendance.QueueExact with its own
 // poll interval (ExactPollInterval, 1 s, as a fallback to the leader's wakes)

@@ -140,9 +140,9 @@ func TestNewClientSettlesScheduledJobAtDeadline(t *testing.T) {
 	require.NoError(t, err)
 
 	client, err := wassoriver.NewClient(db.Pool, wassoriver.Config{
-		Schema:     db.Schema,
-		NoPeriodic: true,
-		Notifier:   notifierFunc(func(_ context.Context, n attendance.AbsentNotice) error { notices <- n; return nil }),
+		Schema:      db.Schema,
+		NoSchedules: true,
+		Notifier:    notifierFunc(func(_ context.Context, n attendance.AbsentNotice) error { notices <- n; return nil }),
 	})
 	require.NoError(t, err)
 	// The backend schedules it (the leader's discovery would as well).

@@ -92,7 +92,7 @@ func TestClientRescuesStuckJob(t *testing.T) {
 
 	client, err := wassoriver.NewClient(db.Pool, wassoriver.Config{
 		JobTimeout:           5 * time.Second,
-		NoPeriodic:           true,
+		NoSchedules:          true,
 		RescueStuckJobsAfter: 10 * time.Second,
 		Schema:               db.Schema,
 	})

@@ -52,14 +52,13 @@ func TestClientStopWaitsForLeaderLoops(t *testing.T) {
 
 // TestNewClientSeedsTheSweep: a client built by NewClient, on its own,
 // seeds the attendance-sweep schedule once it leads and sweeps from it,
-// as River's in-memory periodic sweep used to; with NoPeriodic it seeds
-// nothing.
+// and with NoSchedules it seeds nothing.
 func TestNewClientSeedsTheSweep(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	for _, noPeriodic := range []bool{false, true} {
+	for _, noSchedules := range []bool{false, true} {
 		db := wassotest.NewDB(t, wassotest.Options{})
-		client, err := wassoriver.NewClient(db.Pool, wassoriver.Config{Schema: db.Schema, NoPeriodic: noPeriodic, SweepInterval: time.Hour})
+		client, err := wassoriver.NewClient(db.Pool, wassoriver.Config{Schema: db.Schema, NoSchedules: noSchedules, SweepInterval: time.Hour})
 		require.NoError(t, err)
 		require.NoError(t, client.Start(ctx))
 		swept := func() int {
@@ -67,25 +66,24 @@ func TestNewClientSeedsTheSweep(t *testing.T) {
 			_ = db.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'attendance.sweep' AND metadata->>'schedule' = $1`, wassoriver.SweepScheduleName).Scan(&n)
 			return n
 		}
-		if !noPeriodic {
+		if !noSchedules {
 			wassotest.WaitFor(t, 30*time.Second, "a sweep from the seeded schedule", func() bool { return swept() > 0 })
 			require.Equal(t, 1, swept(), "one sweep, from the seeded schedule, at once")
 		} else {
-			// Once the client leads, its scheduler would seed within a
-			// moment.
+			// A scheduler seeds before its first pass, at once when its
+			// client leads; this client, leading, has none to do it.
 			wassotest.WaitFor(t, 30*time.Second, "the client to lead", func() bool {
 				var leaders int
 				_ = db.Pool.QueryRow(ctx, `SELECT count(*) FROM river_leader`).Scan(&leaders)
 				return leaders > 0
 			})
-			time.Sleep(2 * time.Second)
-			require.Zero(t, swept())
 		}
-		var schedules int
-		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM wasso_schedule`).Scan(&schedules))
-		require.Equal(t, map[bool]int{false: 1, true: 0}[noPeriodic], schedules)
 		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		require.NoError(t, client.Stop(stopCtx))
 		cancel()
+		var schedules int
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM wasso_schedule`).Scan(&schedules))
+		require.Equal(t, map[bool]int{false: 1, true: 0}[noSchedules], schedules)
+		require.Equal(t, map[bool]int{false: 1, true: 0}[noSchedules], swept())
 	}
 }

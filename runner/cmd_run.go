@@ -17,6 +17,7 @@ import (
 	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/migrations"
 	wassoriver "github.com/wasso/scheduler/river"
+	"github.com/wasso/scheduler/river/schedule"
 )
 
 // CancelGrace is how long running jobs get to return after their contexts
@@ -273,18 +274,18 @@ func (a *app) seedSchedules(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	}
 	rc := a.cfg.RiverConfig()
-	seeded, err := wassoriver.SeedSchedules(ctx, pool, store, wassoriver.DefaultSchedules(rc, time.Now()))
+	seeded, err := schedule.Seed(ctx, pool, store, wassoriver.DefaultSchedules(rc, time.Now()))
 	if err != nil {
 		return fmt.Errorf("seed the default schedules: %w", err)
 	}
 	for _, s := range seeded {
-		if s.Outcome == wassoriver.SeedCreated {
+		if s.Outcome == schedule.SeedCreated {
 			a.logger.Info("default schedule created", slog.String("schedule", s.Name), slog.Duration("every", rc.WithDefaults().SweepInterval))
 		}
 	}
 	sweep, err := store.Get(ctx, pool, wassoriver.SweepScheduleName)
 	switch {
-	case errors.Is(err, wassoriver.ErrScheduleNotFound):
+	case errors.Is(err, schedule.ErrNotFound):
 		a.logger.Info("the attendance-sweep schedule was removed: no periodic sweep runs (setup and run do not create it again; wasso-runner schedule add creates one)",
 			slog.String("schedule", wassoriver.SweepScheduleName))
 	case err != nil:

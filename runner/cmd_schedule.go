@@ -12,20 +12,20 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
-	"github.com/wasso/scheduler/attendance"
 	wassoriver "github.com/wasso/scheduler/river"
+	"github.com/wasso/scheduler/river/schedule"
 )
 
 // addTestScheduleKinds, when set, lists job kinds of a test build that
 // schedules may name besides the attendance kinds (faultinject.go sets
 // it, for the kinds addTestWorkers registers): the store refuses a
 // schedule of a kind it was not given, since no worker would run it.
-var addTestScheduleKinds func() []wassoriver.ScheduleKind
+var addTestScheduleKinds func() []schedule.Kind
 
 // scheduleKinds are the job kinds schedules may name: the attendance
 // kinds, and a test build's own.
-func scheduleKinds() []wassoriver.ScheduleKind {
-	kinds := wassoriver.DefaultScheduleKinds()
+func scheduleKinds() []schedule.Kind {
+	kinds := wassoriver.ScheduleKinds()
 	if addTestScheduleKinds != nil {
 		kinds = append(kinds, addTestScheduleKinds()...)
 	}
@@ -35,14 +35,13 @@ func scheduleKinds() []wassoriver.ScheduleKind {
 // newScheduleStore returns a store on the configured schedules, logging
 // to the runner's logger. inserter may be nil for commands that enqueue
 // nothing (all but run-now and backfill).
-func (a *app) newScheduleStore(inserter attendance.Inserter) (*wassoriver.ScheduleStore, error) {
+func (a *app) newScheduleStore(inserter schedule.Inserter) (*schedule.Store, error) {
 	config := a.cfg.scheduleStoreConfig()
 	config.Logger = a.logger
-	config.RiverSchema = a.cfg.Schema
 	if inserter != nil {
 		config.Inserter = inserter
 	}
-	store, err := wassoriver.NewScheduleStore(config)
+	store, err := schedule.NewStore(config)
 	if err != nil {
 		// The keys were checked when the configuration loaded.
 		return nil, &ConfigError{Key: "schedules", Err: err}
@@ -52,13 +51,13 @@ func (a *app) newScheduleStore(inserter attendance.Inserter) (*wassoriver.Schedu
 
 // withScheduleStore opens the pool and a store for a schedule subcommand;
 // with enqueue, the store enqueues through an insert-only River client.
-func (a *app) withScheduleStore(ctx context.Context, enqueue bool, fn func(pool *pgxpool.Pool, store *wassoriver.ScheduleStore) error) error {
+func (a *app) withScheduleStore(ctx context.Context, enqueue bool, fn func(pool *pgxpool.Pool, store *schedule.Store) error) error {
 	pool, err := a.openPool(ctx, poolOptions{})
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	var inserter attendance.Inserter
+	var inserter schedule.Inserter
 	if enqueue {
 		client, err := a.controlClient(pool)
 		if err != nil {
@@ -73,7 +72,7 @@ func (a *app) withScheduleStore(ctx context.Context, enqueue bool, fn func(pool 
 	return fn(pool, store)
 }
 
-// scheduleFieldFlags name, for each field of a *wassoriver.ScheduleFieldError,
+// scheduleFieldFlags name, for each field of a *schedule.FieldError,
 // the flag (or argument) of the schedule commands that sets it, so that a
 // refusal names what the operator typed.
 var scheduleFieldFlags = map[string]string{
@@ -99,7 +98,7 @@ var scheduleFieldFlags = map[string]string{
 // a name already taken), an unknown schedule a failure (exit 1, as for
 // jobs cancel of an unknown id).
 func scheduleError(name string, err error) error {
-	var fieldErr *wassoriver.ScheduleFieldError
+	var fieldErr *schedule.FieldError
 	switch {
 	case err == nil:
 		return nil
@@ -109,9 +108,9 @@ func scheduleError(name string, err error) error {
 			flag = fieldErr.Field
 		}
 		return usagef("invalid schedule %q: %s: %v", name, flag, fieldErr.Err)
-	case errors.Is(err, wassoriver.ErrScheduleExists):
+	case errors.Is(err, schedule.ErrExists):
 		return usagef("schedule %q already exists (change it with wasso-runner schedule update)", name)
-	case errors.Is(err, wassoriver.ErrScheduleNotFound):
+	case errors.Is(err, schedule.ErrNotFound):
 		return fmt.Errorf("no such schedule: %s", name)
 	default:
 		return err
@@ -164,7 +163,7 @@ unknown schedule name exits 1.`,
 
 // timetable describes when a schedule runs: "every 5m0s" or
 // "cron 0 9 * * *".
-func timetable(s *wassoriver.Schedule) string {
+func timetable(s *schedule.Schedule) string {
 	if s.Cron != "" {
 		return "cron " + s.Cron
 	}
@@ -191,10 +190,10 @@ func fmtInZone(t time.Time, zone string) string {
 }
 
 // scheduleJSON is a schedule as the CLI prints it with --json: every field
-// of wassoriver.Schedule's JSON, with the optional ones present as null
+// of schedule.Schedule's JSON, with the optional ones present as null
 // when unset (so that scripts need not test for their absence), and
 // "timetable" and the next and last runs in the schedule's zone.
-func scheduleJSON(s *wassoriver.Schedule) map[string]json.RawMessage {
+func scheduleJSON(s *schedule.Schedule) map[string]json.RawMessage {
 	raw, _ := json.Marshal(s)
 	out := map[string]json.RawMessage{}
 	_ = json.Unmarshal(raw, &out)
@@ -216,7 +215,7 @@ func scheduleJSON(s *wassoriver.Schedule) map[string]json.RawMessage {
 	return out
 }
 
-func schedulesJSON(list []wassoriver.Schedule) []map[string]json.RawMessage {
+func schedulesJSON(list []schedule.Schedule) []map[string]json.RawMessage {
 	out := make([]map[string]json.RawMessage, 0, len(list))
 	for i := range list {
 		out = append(out, scheduleJSON(&list[i]))
@@ -226,7 +225,7 @@ func schedulesJSON(list []wassoriver.Schedule) []map[string]json.RawMessage {
 
 // printSchedules writes the schedules as a table, times in each
 // schedule's own zone.
-func printSchedules(w io.Writer, list []wassoriver.Schedule) error {
+func printSchedules(w io.Writer, list []schedule.Schedule) error {
 	t := newTable(w, "NAME", "KIND", "TIMETABLE", "ZONE", "ENABLED", "LAST RUN", "NEXT RUN", "RUNS", "SKIPPED", "MISSED", "ON MISSED", "ON OVERLAP")
 	for i := range list {
 		s := &list[i]
@@ -244,7 +243,7 @@ func printSchedules(w io.Writer, list []wassoriver.Schedule) error {
 
 // describeSchedule is the one line the commands that change a schedule
 // print about it.
-func describeSchedule(s *wassoriver.Schedule) string {
+func describeSchedule(s *schedule.Schedule) string {
 	line := fmt.Sprintf("%s: %s %s, %s", s.Name, s.Kind, timetable(s), s.TimeZone)
 	switch {
 	case !s.Enabled:
@@ -265,7 +264,7 @@ func (a *app) scheduleListCmd() *cobra.Command {
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			return a.withScheduleStore(ctx, false, func(pool *pgxpool.Pool, store *wassoriver.ScheduleStore) error {
+			return a.withScheduleStore(ctx, false, func(pool *pgxpool.Pool, store *schedule.Store) error {
 				list, err := store.List(ctx, pool)
 				if err != nil {
 					return err
@@ -318,7 +317,7 @@ func (f *scheduleFlags) everyValue() (time.Duration, error) {
 		return 0, fmt.Errorf("--every %q is not a duration (write it with a unit, e.g. 30s, 5m, 1h)", f.every)
 	}
 	if d <= 0 {
-		return 0, fmt.Errorf("--every %s: must be between %s and %s", d, wassoriver.ScheduleEveryMin, wassoriver.ScheduleEveryMax)
+		return 0, fmt.Errorf("--every %s: must be between %s and %s", d, schedule.EveryMin, schedule.EveryMax)
 	}
 	return d, nil
 }
@@ -377,7 +376,7 @@ func (f *scheduleFlags) checkTimetable(cmd *cobra.Command, required bool) error 
 
 // schedule builds the schedule schedule add creates. Its errors are usage
 // errors naming the schedule and the flag.
-func (f *scheduleFlags) schedule(cmd *cobra.Command, name, defaultZone string) (wassoriver.Schedule, error) {
+func (f *scheduleFlags) schedule(cmd *cobra.Command, name, defaultZone string) (schedule.Schedule, error) {
 	s, err := f.buildSchedule(cmd, name, defaultZone)
 	if err != nil {
 		return s, usagef("invalid schedule %q: %v", name, err)
@@ -385,11 +384,11 @@ func (f *scheduleFlags) schedule(cmd *cobra.Command, name, defaultZone string) (
 	return s, nil
 }
 
-func (f *scheduleFlags) buildSchedule(cmd *cobra.Command, name, defaultZone string) (wassoriver.Schedule, error) {
-	s := wassoriver.Schedule{
+func (f *scheduleFlags) buildSchedule(cmd *cobra.Command, name, defaultZone string) (schedule.Schedule, error) {
+	s := schedule.Schedule{
 		Name: name, Kind: f.kind, Cron: f.cron, TimeZone: f.tz, Queue: f.queue,
 		Priority: f.priority, MaxAttempts: f.maxAttempts, OneOff: f.oneOff, Enabled: !f.disabled,
-		Description: f.description, Missed: wassoriver.MissedPolicy(f.missed), Overlap: wassoriver.OverlapPolicy(f.overlap),
+		Description: f.description, Missed: schedule.MissedPolicy(f.missed), Overlap: schedule.OverlapPolicy(f.overlap),
 	}
 	if !cmd.Flags().Changed("kind") || strings.TrimSpace(f.kind) == "" {
 		return s, errors.New("--kind is required (e.g. --kind attendance.sweep)")
@@ -431,7 +430,7 @@ func (f *scheduleFlags) buildSchedule(cmd *cobra.Command, name, defaultZone stri
 // given change. zone is the schedule's stored zone, for a local --start
 // or --expires without --tz. Its errors are usage errors naming the
 // schedule and the flag.
-func (f *scheduleFlags) update(cmd *cobra.Command, name, zone string) (wassoriver.ScheduleUpdate, error) {
+func (f *scheduleFlags) update(cmd *cobra.Command, name, zone string) (schedule.Update, error) {
 	u, err := f.buildUpdate(cmd, zone)
 	if err != nil {
 		return u, usagef("invalid schedule %q: %v", name, err)
@@ -439,8 +438,8 @@ func (f *scheduleFlags) update(cmd *cobra.Command, name, zone string) (wassorive
 	return u, nil
 }
 
-func (f *scheduleFlags) buildUpdate(cmd *cobra.Command, zone string) (wassoriver.ScheduleUpdate, error) {
-	var u wassoriver.ScheduleUpdate
+func (f *scheduleFlags) buildUpdate(cmd *cobra.Command, zone string) (schedule.Update, error) {
+	var u schedule.Update
 	changed := cmd.Flags().Changed
 	if err := f.checkTimetable(cmd, false); err != nil {
 		return u, err
@@ -484,11 +483,11 @@ func (f *scheduleFlags) buildUpdate(cmd *cobra.Command, zone string) (wassoriver
 		u.MaxAttempts = &f.maxAttempts
 	}
 	if changed("missed") {
-		m := wassoriver.MissedPolicy(f.missed)
+		m := schedule.MissedPolicy(f.missed)
 		u.Missed = &m
 	}
 	if changed("overlap") {
-		o := wassoriver.OverlapPolicy(f.overlap)
+		o := schedule.OverlapPolicy(f.overlap)
 		u.Overlap = &o
 	}
 	if changed("one-off") {
@@ -513,13 +512,13 @@ func (f *scheduleFlags) buildUpdate(cmd *cobra.Command, zone string) (wassoriver
 		}
 		*t.dst = &instant
 	}
-	if u == (wassoriver.ScheduleUpdate{}) {
+	if u == (schedule.Update{}) {
 		return u, errors.New("nothing to update: give at least one flag (see wasso-runner schedule update --help)")
 	}
 	return u, nil
 }
 
-func (a *app) printSchedule(s *wassoriver.Schedule, asJSON bool, verb string) error {
+func (a *app) printSchedule(s *schedule.Schedule, asJSON bool, verb string) error {
 	if asJSON {
 		return printJSON(a.stdout, scheduleJSON(s))
 	}
@@ -542,7 +541,7 @@ func (a *app) scheduleAddCmd() *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			return a.withScheduleStore(ctx, false, func(pool *pgxpool.Pool, store *wassoriver.ScheduleStore) error {
+			return a.withScheduleStore(ctx, false, func(pool *pgxpool.Pool, store *schedule.Store) error {
 				created, err := store.Create(ctx, pool, sched)
 				if err != nil {
 					return scheduleError(name, err)
@@ -571,7 +570,7 @@ not run are dropped, not counted missed.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			ctx := cmd.Context()
-			return a.withScheduleStore(ctx, false, func(pool *pgxpool.Pool, store *wassoriver.ScheduleStore) error {
+			return a.withScheduleStore(ctx, false, func(pool *pgxpool.Pool, store *schedule.Store) error {
 				// The stored zone reads a local --start or --expires given
 				// without --tz.
 				zone := a.cfg.Schedules.TimeZone.String()
@@ -612,9 +611,9 @@ func (a *app) scheduleToggleCmd(enable bool) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			ctx := cmd.Context()
-			return a.withScheduleStore(ctx, false, func(pool *pgxpool.Pool, store *wassoriver.ScheduleStore) error {
+			return a.withScheduleStore(ctx, false, func(pool *pgxpool.Pool, store *schedule.Store) error {
 				var (
-					s   *wassoriver.Schedule
+					s   *schedule.Schedule
 					err error
 				)
 				if enable {
@@ -645,12 +644,12 @@ once. To stop a schedule for a while, disable it instead.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			ctx := cmd.Context()
-			return a.withScheduleStore(ctx, false, func(pool *pgxpool.Pool, store *wassoriver.ScheduleStore) error {
+			return a.withScheduleStore(ctx, false, func(pool *pgxpool.Pool, store *schedule.Store) error {
 				if err := store.Delete(ctx, pool, name); err != nil {
 					return scheduleError(name, err)
 				}
 				line := "removed schedule " + name + " (jobs already enqueued are not touched)"
-				seeded, err := wassoriver.SeededSchedules(ctx, pool)
+				seeded, err := schedule.SeedHistory(ctx, pool)
 				if err != nil {
 					return err
 				}
@@ -674,15 +673,15 @@ func (a *app) scheduleRunNowCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			ctx := cmd.Context()
-			return a.withScheduleStore(ctx, true, func(pool *pgxpool.Pool, store *wassoriver.ScheduleStore) error {
+			return a.withScheduleStore(ctx, true, func(pool *pgxpool.Pool, store *schedule.Store) error {
 				run, err := store.RunNow(ctx, pool, name)
 				if err != nil {
 					return scheduleError(name, err)
 				}
 				if asJSON {
-					return printJSON(a.stdout, map[string]any{"schedule": name, "job_id": run.JobID, "slot": wassoriver.FormatSlot(run.Slot)})
+					return printJSON(a.stdout, map[string]any{"schedule": name, "job_id": run.JobID, "slot": schedule.FormatSlot(run.Slot)})
 				}
-				fmt.Fprintf(a.stdout, "enqueued job %d of schedule %s (slot %s)\n", run.JobID, name, wassoriver.FormatSlot(run.Slot))
+				fmt.Fprintf(a.stdout, "enqueued job %d of schedule %s (slot %s)\n", run.JobID, name, schedule.FormatSlot(run.Slot))
 				return nil
 			})
 		},
@@ -713,7 +712,7 @@ are counted, not enqueued again. T is RFC 3339, or a local
 				return usagef("%s needs --from (see %s --help)", cmd.CommandPath(), cmd.CommandPath())
 			}
 			ctx := cmd.Context()
-			return a.withScheduleStore(ctx, true, func(pool *pgxpool.Pool, store *wassoriver.ScheduleStore) error {
+			return a.withScheduleStore(ctx, true, func(pool *pgxpool.Pool, store *schedule.Store) error {
 				sched, err := store.Get(ctx, pool, name)
 				if err != nil {
 					return scheduleError(name, err)
@@ -744,7 +743,7 @@ are counted, not enqueued again. T is RFC 3339, or a local
 				if asJSON {
 					enqueued := make([]map[string]any, 0, len(res.Enqueued))
 					for _, r := range res.Enqueued {
-						enqueued = append(enqueued, map[string]any{"slot": wassoriver.FormatSlot(r.Slot), "job_id": r.JobID})
+						enqueued = append(enqueued, map[string]any{"slot": schedule.FormatSlot(r.Slot), "job_id": r.JobID})
 					}
 					return printJSON(a.stdout, map[string]any{"schedule": name, "enqueued": enqueued, "skipped": res.Skipped})
 				}

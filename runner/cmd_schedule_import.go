@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	wassoriver "github.com/wasso/scheduler/river"
+	"github.com/wasso/scheduler/river/schedule"
 )
 
 // newScheduleImportCmd is `schedule import-celery-beat`: the one-time
@@ -61,13 +62,13 @@ written); 2 for bad flags or configuration.`,
 				return err
 			}
 			ctx := cmd.Context()
-			return a.withScheduleStore(ctx, false, func(pool *pgxpool.Pool, store *wassoriver.ScheduleStore) error {
-				report, err := wassoriver.ImportCeleryBeat(ctx, pool, store, wassoriver.CeleryImportOptions{
+			return a.withScheduleStore(ctx, false, func(pool *pgxpool.Pool, store *schedule.Store) error {
+				report, err := schedule.ImportCeleryBeat(ctx, pool, store, schedule.CeleryImportOptions{
 					TaskKinds: kinds,
 					DryRun:    dryRun,
 					Logger:    a.logger,
 				})
-				if errors.Is(err, wassoriver.ErrNoCeleryBeat) {
+				if errors.Is(err, schedule.ErrNoCeleryBeat) {
 					return fmt.Errorf("nothing to import: %w", err)
 				}
 				if err != nil {

@@ -11,11 +11,12 @@ import (
 	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/migrations"
 	wassoriver "github.com/wasso/scheduler/river"
+	"github.com/wasso/scheduler/river/schedule"
 )
 
 // seedJSON is what setup did with one default schedule.
 type seedJSON struct {
-	wassoriver.SeededSchedule
+	schedule.Seeded
 	// Exists is false when the schedule was seeded once and removed
 	// since: it stays removed.
 	Exists bool `json:"exists"`
@@ -57,9 +58,9 @@ With --no-periodic (run.periodic false) setup seeds nothing.`,
 				return err
 			}
 			rc := a.cfg.RiverConfig().WithDefaults()
-			var seeded []wassoriver.SeededSchedule
+			var seeded []schedule.Seeded
 			if !rc.NoSchedules {
-				if seeded, err = wassoriver.SeedSchedules(ctx, pool, store, wassoriver.DefaultSchedules(rc, time.Now())); err != nil {
+				if seeded, err = schedule.Seed(ctx, pool, store, wassoriver.DefaultSchedules(rc, time.Now())); err != nil {
 					return fmt.Errorf("seed the default schedules: %w", err)
 				}
 			}
@@ -67,13 +68,13 @@ With --no-periodic (run.periodic false) setup seeds nothing.`,
 			if err != nil {
 				return err
 			}
-			exists := map[string]*wassoriver.Schedule{}
+			exists := map[string]*schedule.Schedule{}
 			for i := range list {
 				exists[list[i].Name] = &list[i]
 			}
 			seeds := make([]seedJSON, 0, len(seeded))
 			for _, s := range seeded {
-				seeds = append(seeds, seedJSON{SeededSchedule: s, Exists: exists[s.Name] != nil})
+				seeds = append(seeds, seedJSON{Seeded: s, Exists: exists[s.Name] != nil})
 			}
 			leader, err := a.leader(ctx, pool)
 			if err != nil {
@@ -114,7 +115,7 @@ With --no-periodic (run.periodic false) setup seeds nothing.`,
 
 // printSeeded writes the line saying which default schedules setup
 // created and which it left as the operator set them.
-func (a *app) printSeeded(seeds []seedJSON, exists map[string]*wassoriver.Schedule, off bool) {
+func (a *app) printSeeded(seeds []seedJSON, exists map[string]*schedule.Schedule, off bool) {
 	if off {
 		fmt.Fprintln(a.stdout, "default schedules: not seeded (run.periodic is false: runners of this configuration run no schedules)")
 		return
@@ -122,11 +123,11 @@ func (a *app) printSeeded(seeds []seedJSON, exists map[string]*wassoriver.Schedu
 	var created, kept []string
 	for _, s := range seeds {
 		switch {
-		case s.Outcome == wassoriver.SeedCreated:
+		case s.Outcome == schedule.SeedCreated:
 			created = append(created, fmt.Sprintf("%s (%s)", s.Name, timetable(exists[s.Name])))
 		case !s.Exists:
 			kept = append(kept, fmt.Sprintf("%s (removed; seeded %s)", s.Name, a.fmtTimeV(s.SeededAt)))
-		case s.Outcome == wassoriver.SeedExisting:
+		case s.Outcome == schedule.SeedExisting:
 			kept = append(kept, fmt.Sprintf("%s (%s, made before it was seeded)", s.Name, timetable(exists[s.Name])))
 		default:
 			state := timetable(exists[s.Name])

@@ -18,6 +18,7 @@ import (
 
 	"github.com/wasso/scheduler/attendance"
 	wassoriver "github.com/wasso/scheduler/river"
+	"github.com/wasso/scheduler/river/schedule"
 )
 
 const (
@@ -69,7 +70,7 @@ type Config struct {
 		Concurrency int `mapstructure:"concurrency" flag:"concurrency" check:"1..10000" river:"Concurrency"`
 		// Queues is nil for the default queue with Concurrency workers.
 		Queues          map[string]int `mapstructure:"queues" flag:"queues" default:"" river:"Queues"`
-		Periodic        bool           `mapstructure:"periodic" flag:"no-periodic" river:"!NoPeriodic,!NoSchedules"`
+		Periodic        bool           `mapstructure:"periodic" flag:"no-periodic" river:"!NoSchedules"`
 		ShutdownTimeout time.Duration  `mapstructure:"shutdown_timeout" flag:"shutdown-timeout" default:"30s" check:"positive"`
 		JobTimeout      time.Duration  `mapstructure:"job_timeout" check:"positive" river:"JobTimeout"`
 		RescueAfter     time.Duration  `mapstructure:"rescue_after" default:"0s" check:"0s.." river:"RescueStuckJobsAfter"`
@@ -370,7 +371,7 @@ func (c *Config) check() error {
 		}
 		return fail(key, err)
 	}
-	store, err := wassoriver.NewScheduleStore(rc.Schedules)
+	store, err := schedule.NewStore(rc.Schedules)
 	if err != nil {
 		return fail("schedules", err)
 	}
@@ -425,9 +426,9 @@ func (c *Config) RiverConfig() wassoriver.Config {
 
 // scheduleStoreConfig is the configuration of the schedule store: of the
 // leader's scheduler (through RiverConfig) and of the store the schedule
-// commands write through. The Logger and RiverSchema are left for the
-// caller (NewClient fills them from its own config).
-func (c *Config) scheduleStoreConfig() wassoriver.ScheduleStoreConfig {
+// commands write through. The Logger is left for the caller (NewClient
+// fills it from its own config).
+func (c *Config) scheduleStoreConfig() schedule.StoreConfig {
 	return c.RiverConfig().Schedules
 }
 

@@ -7,8 +7,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
-
-	wassoriver "github.com/wasso/scheduler/river"
+	"github.com/wasso/scheduler/river/schedule"
 )
 
 // This file is built only with the wasso_faultinject tag, by the fault
@@ -26,8 +25,8 @@ func init() {
 	}
 	// Schedules written through this build (the schedule command, the
 	// schedules page) may name the test kinds too.
-	addTestScheduleKinds = func() []wassoriver.ScheduleKind {
-		return []wassoriver.ScheduleKind{wassoriver.NewScheduleKind(panicArgs{}), wassoriver.NewScheduleKind(sleepArgs{})}
+	addTestScheduleKinds = func() []schedule.Kind {
+		return []schedule.Kind{schedule.NewKind(panicArgs{}), schedule.NewKind(sleepArgs{})}
 	}
 }
 

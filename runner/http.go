@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -18,15 +17,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/riverqueue/river"
+	"github.com/wasso/scheduler/river/schedule"
 	"riverqueue.com/riverui"
-
-	wassoriver "github.com/wasso/scheduler/river"
 )
 
 // RiverUIPrefix is where River UI is served.
 const RiverUIPrefix = "/riverui"
 
-// SchedulesPrefix is where the schedules page (wassoriver.NewScheduleHandler)
+// SchedulesPrefix is where the schedules page (schedule.NewHandler)
 // is served, behind the same auth and read-only mode as River UI.
 const SchedulesPrefix = "/schedules"
 
@@ -45,7 +43,7 @@ const SchedulesPrefix = "/schedules"
 //     endpoints (job cancel, retry and delete; queue pause, resume and
 //     update).
 //   - /schedules/: the schedules page and its JSON
-//     (wassoriver.NewScheduleHandler), with River UI's basic auth and
+//     (schedule.NewHandler), with River UI's basic auth and
 //     read-only mode; it refuses cross-origin POSTs itself.
 type httpServer struct {
 	a        *app
@@ -111,12 +109,11 @@ func newHTTPServer(a *app, ln net.Listener, pool *pgxpool.Pool, client *river.Cl
 	schedConfig := a.cfg.RiverConfig().Schedules
 	schedConfig.Inserter = client
 	schedConfig.Logger = a.logger.With(slog.String("component", "schedules"))
-	schedConfig.RiverSchema = cmp.Or(schedConfig.RiverSchema, a.cfg.Schema)
-	schedStore, err := wassoriver.NewScheduleStore(schedConfig)
+	schedStore, err := schedule.NewStore(schedConfig)
 	if err != nil {
 		return nil, err
 	}
-	schedHandler, err := wassoriver.NewScheduleHandler(wassoriver.ScheduleHandlerOpts{
+	schedHandler, err := schedule.NewHandler(schedule.HandlerOpts{
 		Store:         schedStore,
 		DB:            pool,
 		Prefix:        SchedulesPrefix,

@@ -14,7 +14,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/wasso/scheduler/attendance"
-	wassoriver "github.com/wasso/scheduler/river"
+	"github.com/wasso/scheduler/river/schedule"
 )
 
 // metrics are the runner's Prometheus metrics, on a registry of its own
@@ -193,9 +193,9 @@ type dbCollector struct {
 	a        *app
 	pool     *pgxpool.Pool
 	clientID func() string
-	// store reads the schedules' counters (ScheduleStore.Stats); nil
+	// store reads the schedules' counters (schedule.Store.Stats); nil
 	// leaves the schedule series out.
-	store *wassoriver.ScheduleStore
+	store *schedule.Store
 }
 
 func newDBCollector(a *app, pool *pgxpool.Pool, clientID func() string) *dbCollector {

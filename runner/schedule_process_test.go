@@ -17,6 +17,7 @@ import (
 	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/internal/wassotest"
 	wassoriver "github.com/wasso/scheduler/river"
+	"github.com/wasso/scheduler/river/schedule"
 )
 
 // Schedule process tests: stored schedules (wasso_schedule) run by real
@@ -44,17 +45,17 @@ func (spSleepArgs) Kind() string { return "test.sleep" }
 
 // spStore returns a schedule store that knows the module's kinds and
 // test.sleep. It writes schedules only, so it needs no inserter.
-func spStore(t *testing.T) *wassoriver.ScheduleStore {
+func spStore(t *testing.T) *schedule.Store {
 	t.Helper()
-	store, err := wassoriver.NewScheduleStore(wassoriver.ScheduleStoreConfig{
-		Kinds: append(wassoriver.DefaultScheduleKinds(), wassoriver.NewScheduleKind(spSleepArgs{})),
+	store, err := schedule.NewStore(schedule.StoreConfig{
+		Kinds: append(wassoriver.ScheduleKinds(), schedule.NewKind(spSleepArgs{})),
 	})
 	require.NoError(t, err)
 	return store
 }
 
 // spCreate creates an enabled schedule and returns it as stored.
-func spCreate(t *testing.T, store *wassoriver.ScheduleStore, db *wassotest.DB, s wassoriver.Schedule) *wassoriver.Schedule {
+func spCreate(t *testing.T, store *schedule.Store, db *wassotest.DB, s schedule.Schedule) *schedule.Schedule {
 	t.Helper()
 	s.Enabled = true
 	created, err := store.Create(context.Background(), db.Pool, s)
@@ -64,7 +65,7 @@ func spCreate(t *testing.T, store *wassoriver.ScheduleStore, db *wassotest.DB, s
 }
 
 // spGet reads a schedule.
-func spGet(t *testing.T, store *wassoriver.ScheduleStore, db *wassotest.DB, name string) *wassoriver.Schedule {
+func spGet(t *testing.T, store *schedule.Store, db *wassotest.DB, name string) *schedule.Schedule {
 	t.Helper()
 	s, err := store.Get(context.Background(), db.Pool, name)
 	require.NoError(t, err)
@@ -128,13 +129,13 @@ func spLeaderNoFail(db *wassotest.DB) string {
 // once, by a job (total_run_count), an overlap skip (skipped_count) or a
 // miss (missed_count). last_run_at and last_job_id name the latest job. It
 // returns the slots without a job.
-func spCheckTimetable(t *testing.T, s *wassoriver.Schedule, first time.Time, jobs []spJob) []time.Time {
+func spCheckTimetable(t *testing.T, s *schedule.Schedule, first time.Time, jobs []spJob) []time.Time {
 	t.Helper()
 	require.NotZero(t, s.Every)
 	require.False(t, s.NextRunAt.IsZero(), "%s: no next run", s.Name)
 	bySlot := map[time.Time]spJob{}
 	for _, j := range jobs {
-		require.Equal(t, wassoriver.FormatSlot(j.Slot), j.SlotText, "%s: job %d's slot is not written as FormatSlot writes it", s.Name, j.ID)
+		require.Equal(t, schedule.FormatSlot(j.Slot), j.SlotText, "%s: job %d's slot is not written as FormatSlot writes it", s.Name, j.ID)
 		if dup, ok := bySlot[j.Slot]; ok {
 			t.Fatalf("%s: slot %s has two jobs, %d and %d", s.Name, j.SlotText, dup.ID, j.ID)
 		}
@@ -217,9 +218,9 @@ func TestScheduleLeaderKilledMidRun(t *testing.T) {
 	b := startRunner(t, db, cliOpts{}, "--no-http")
 	runners := map[string]*proc{spClientID(t, a): a, spClientID(t, b): b}
 
-	created := spCreate(t, store, db, wassoriver.Schedule{
+	created := spCreate(t, store, db, schedule.Schedule{
 		Name: name, Kind: attendance.SweepKind, Every: every,
-		Missed: wassoriver.MissedAll, Overlap: wassoriver.OverlapAllow,
+		Missed: schedule.MissedAll, Overlap: schedule.OverlapAllow,
 	})
 	wassotest.WaitFor(t, 2*time.Minute, "ten jobs before the kill", func() bool {
 		jobs, err := spJobsNoFail(db, name)
@@ -317,12 +318,12 @@ func TestScheduleAllRunnersDown(t *testing.T) {
 	store := spStore(t)
 	p := startRunner(t, db, cliOpts{}, "--no-http")
 
-	policies := []wassoriver.MissedPolicy{wassoriver.MissedOnce, wassoriver.MissedSkip, wassoriver.MissedAll}
-	first := map[wassoriver.MissedPolicy]time.Time{}
+	policies := []schedule.MissedPolicy{schedule.MissedOnce, schedule.MissedSkip, schedule.MissedAll}
+	first := map[schedule.MissedPolicy]time.Time{}
 	for _, policy := range policies {
-		created := spCreate(t, store, db, wassoriver.Schedule{
+		created := spCreate(t, store, db, schedule.Schedule{
 			Name: "missed-" + string(policy), Kind: attendance.SweepKind, Every: every,
-			Missed: policy, Overlap: wassoriver.OverlapAllow,
+			Missed: policy, Overlap: schedule.OverlapAllow,
 		})
 		first[policy] = created.NextRunAt
 	}
@@ -336,7 +337,7 @@ func TestScheduleAllRunnersDown(t *testing.T) {
 		return true
 	})
 	stopRunners(t, p)
-	before := map[wassoriver.MissedPolicy]*wassoriver.Schedule{}
+	before := map[schedule.MissedPolicy]*schedule.Schedule{}
 	for _, policy := range policies {
 		before[policy] = spGet(t, store, db, "missed-"+string(policy))
 	}
@@ -346,7 +347,7 @@ func TestScheduleAllRunnersDown(t *testing.T) {
 	p = startRunner(t, db, cliOpts{}, "--no-http")
 	// Two more slots after the first pass after the restart, which runs
 	// the slots due up to at least the restart.
-	resumed := func(from map[wassoriver.MissedPolicy]time.Time) func() bool {
+	resumed := func(from map[schedule.MissedPolicy]time.Time) func() bool {
 		return func() bool {
 			for _, policy := range policies {
 				s, err := store.Get(ctx, db.Pool, "missed-"+string(policy))
@@ -357,7 +358,7 @@ func TestScheduleAllRunnersDown(t *testing.T) {
 			return true
 		}
 	}
-	restart := map[wassoriver.MissedPolicy]time.Time{}
+	restart := map[schedule.MissedPolicy]time.Time{}
 	for _, policy := range policies {
 		restart[policy] = restartedAt.Add(-every)
 	}
@@ -377,7 +378,7 @@ func TestScheduleAllRunnersDown(t *testing.T) {
 		require.Zero(t, s.SkippedCount, name)
 
 		last := before[policy].LastRunAt
-		if policy == wassoriver.MissedSkip {
+		if policy == schedule.MissedSkip {
 			var duringOutage, resumedJobs int
 			for _, j := range jobs {
 				if j.Slot.After(last) && j.Slot.Before(restartedAt) {
@@ -433,11 +434,11 @@ func TestScheduleAllRunnersDown(t *testing.T) {
 		require.GreaterOrEqual(t, resumedJobs, 2, "%s: jobs after the outage's", name)
 
 		switch policy {
-		case wassoriver.MissedOnce:
+		case schedule.MissedOnce:
 			require.Len(t, pass, 1, "%s: jobs for the outage's slots", name)
 			require.Equal(t, outageSlots-1, missedInOutage, "%s: slots of the outage without a job", name)
 			require.GreaterOrEqual(t, s.MissedCount-before[policy].MissedCount, int64(outageSlots-1), "%s: missed_count growth", name)
-		case wassoriver.MissedAll:
+		case schedule.MissedAll:
 			require.Len(t, pass, outageSlots, "%s: jobs for the outage's slots, in the first pass", name)
 			for i, j := range pass {
 				require.True(t, j.Slot.Equal(before[policy].NextRunAt.Add(time.Duration(i)*every)), "%s: outage job %d is for slot %s", name, i, j.SlotText)
@@ -447,12 +448,12 @@ func TestScheduleAllRunnersDown(t *testing.T) {
 		}
 		t.Logf("%s: %d slots run before the stop; %d slots due at the first pass after the restart (%s after it), %d enqueued; %d jobs, missed_count %d, total_run_count %d, last_run_at %s",
 			name, before[policy].TotalRunCount, outageSlots, passAt.Sub(restartedAt).Round(time.Millisecond), len(pass),
-			len(jobs), s.MissedCount, s.TotalRunCount, wassoriver.FormatSlot(s.LastRunAt))
+			len(jobs), s.MissedCount, s.TotalRunCount, schedule.FormatSlot(s.LastRunAt))
 	}
 }
 
 // TestScheduleMissedSkipPastGrace: the slot of a 90-second schedule that
-// passed more than wassoriver.ScheduleMissedGrace (a minute) before any
+// passed more than schedule.MissedGrace (a minute) before any
 // runner ran is enqueued late under missed policy once and not at all
 // under skip (missed_count 1, next run the following slot); under skip, a
 // slot that passed less than a minute before still runs. The schedules are
@@ -467,10 +468,10 @@ func TestScheduleMissedSkipPastGrace(t *testing.T) {
 	db := wassotest.NewDB(t, wassotest.Options{})
 	store := spStore(t)
 	base := time.Now().Truncate(time.Second).Add(2 * time.Second)
-	for _, s := range []wassoriver.Schedule{
-		{Name: "late-once", Missed: wassoriver.MissedOnce, StartAt: base},
-		{Name: "late-skip", Missed: wassoriver.MissedSkip, StartAt: base},
-		{Name: "recent-skip", Missed: wassoriver.MissedSkip, StartAt: base.Add(30 * time.Second)},
+	for _, s := range []schedule.Schedule{
+		{Name: "late-once", Missed: schedule.MissedOnce, StartAt: base},
+		{Name: "late-skip", Missed: schedule.MissedSkip, StartAt: base},
+		{Name: "recent-skip", Missed: schedule.MissedSkip, StartAt: base.Add(30 * time.Second)},
 	} {
 		s.Kind, s.Every = attendance.SweepKind, every
 		created := spCreate(t, store, db, s)
@@ -479,7 +480,7 @@ func TestScheduleMissedSkipPastGrace(t *testing.T) {
 	// The first slot is then 65 s old, the recent one 35 s: one past its
 	// grace, one within it. Both are before the following slots (base +
 	// 90 s and base + 120 s).
-	time.Sleep(time.Until(base.Add(wassoriver.ScheduleMissedGrace + 5*time.Second)))
+	time.Sleep(time.Until(base.Add(schedule.MissedGrace + 5*time.Second)))
 	startedAt := time.Now()
 	p := startRunner(t, db, cliOpts{}, "--no-http")
 	wassotest.WaitFor(t, time.Minute, "a pass over the three schedules", func() bool {
@@ -542,11 +543,11 @@ func TestScheduleOverlapSlowJob(t *testing.T) {
 	p := startRunner(t, db, cliOpts{bin: faultBinary(t)}, "--no-http", "--concurrency", "4")
 	args, err := json.Marshal(spSleepArgs{MS: jobMS})
 	require.NoError(t, err)
-	skip := spCreate(t, store, db, wassoriver.Schedule{
-		Name: "slow-skip", Kind: "test.sleep", Args: args, Every: time.Second, Overlap: wassoriver.OverlapSkip,
+	skip := spCreate(t, store, db, schedule.Schedule{
+		Name: "slow-skip", Kind: "test.sleep", Args: args, Every: time.Second, Overlap: schedule.OverlapSkip,
 	})
-	allow := spCreate(t, store, db, wassoriver.Schedule{
-		Name: "slow-allow", Kind: "test.sleep", Args: args, Every: 2 * time.Second, Overlap: wassoriver.OverlapAllow,
+	allow := spCreate(t, store, db, schedule.Schedule{
+		Name: "slow-allow", Kind: "test.sleep", Args: args, Every: 2 * time.Second, Overlap: schedule.OverlapAllow,
 	})
 
 	// Sample until there are enough samples and the skip schedule has had
@@ -666,8 +667,8 @@ func TestSchedulePropagation(t *testing.T) {
 	db := wassotest.NewDB(t, wassotest.Options{})
 	store := spStore(t)
 	p := startRunner(t, db, cliOpts{}, "--no-http")
-	spCreate(t, store, db, wassoriver.Schedule{
-		Name: name, Kind: attendance.SweepKind, Every: time.Second, Overlap: wassoriver.OverlapAllow,
+	spCreate(t, store, db, schedule.Schedule{
+		Name: name, Kind: attendance.SweepKind, Every: time.Second, Overlap: schedule.OverlapAllow,
 	})
 	wassotest.WaitFor(t, time.Minute, "three jobs", func() bool {
 		jobs, err := spJobsNoFail(db, name)
@@ -712,7 +713,7 @@ func TestSchedulePropagation(t *testing.T) {
 	// returns: it waits for a pass holding the row, and a pass after it
 	// reads the new next run.
 	const newEvery = 3 * time.Second
-	changed, err := store.Update(ctx, db.Pool, name, wassoriver.ScheduleUpdate{Every: spPtr(newEvery)})
+	changed, err := store.Update(ctx, db.Pool, name, schedule.Update{Every: spPtr(newEvery)})
 	require.NoError(t, err)
 	changedAt := time.Now()
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM river_job WHERE metadata->>'schedule' = $1 AND (metadata->>'slot')::timestamptz < $2`,

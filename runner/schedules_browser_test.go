@@ -19,6 +19,7 @@ import (
 	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/internal/wassotest"
 	wassoriver "github.com/wasso/scheduler/river"
+	"github.com/wasso/scheduler/river/schedule"
 )
 
 // schedulesScreenshot is where TestSchedulesPageInChromium leaves a copy
@@ -40,9 +41,9 @@ func TestSchedulesPageInChromium(t *testing.T) {
 	}
 	ctx := context.Background()
 	db := wassotest.NewDB(t, wassotest.Options{})
-	store, err := wassoriver.NewScheduleStore(wassoriver.ScheduleStoreConfig{})
+	store, err := schedule.NewStore(schedule.StoreConfig{Kinds: wassoriver.ScheduleKinds()})
 	require.NoError(t, err)
-	for _, s := range []wassoriver.Schedule{
+	for _, s := range []schedule.Schedule{
 		{Name: "nightly-report", Kind: attendance.SweepKind, Cron: "30 3 * * *", TimeZone: "Asia/Seoul", Enabled: true,
 			Description: "Sweep at 03:30 Seoul time, after the evening events"},
 		{Name: "hourly-sweep", Kind: attendance.SweepKind, Every: time.Hour, TimeZone: "America/New_York", Enabled: true,
@@ -126,7 +127,7 @@ func TestSchedulesPageInChromium(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT kind, metadata FROM river_job WHERE id = $1`, nightly.LastJobID).Scan(&kind, &metadata))
 	require.Equal(t, attendance.SweepKind, kind)
 	require.Equal(t, "nightly-report", metadata["schedule"])
-	require.Equal(t, wassoriver.FormatSlot(nightly.LastRunAt), metadata["slot"])
+	require.Equal(t, schedule.FormatSlot(nightly.LastRunAt), metadata["slot"])
 	require.Equal(t, 1, count(t, db.Pool, `SELECT count(*) FROM river_job WHERE metadata->>'schedule' = 'nightly-report'`))
 	require.Contains(t, b.text("#flash"), fmt.Sprintf("Enqueued job %d for nightly-report", nightly.LastJobID))
 	seoul, err := time.LoadLocation("Asia/Seoul")
@@ -185,7 +186,7 @@ func TestSchedulesPageInChromium(t *testing.T) {
 	}
 	code, body := doHTTP(t, "GET", roBase+"/schedules/api/schedules", nil, user, pass)
 	require.Equal(t, http.StatusOK, code)
-	var list []wassoriver.Schedule
+	var list []schedule.Schedule
 	require.NoError(t, json.Unmarshal([]byte(body), &list))
 	names := map[string]bool{}
 	for _, s := range list {

@@ -38,6 +38,7 @@ import (
 
 	"github.com/wasso/scheduler/migrations"
 	wassoriver "github.com/wasso/scheduler/river"
+	"github.com/wasso/scheduler/river/schedule"
 )
 
 func main() {
@@ -102,11 +103,11 @@ func run(ctx context.Context, args []string, logOut io.Writer, onListen func(add
 		config := wassoriver.Config{Schema: *schema, Logger: logger}
 		// The sweep is a stored schedule, created once (wasso-runner setup
 		// or run would do the same): after that it is the operator's.
-		store, err := wassoriver.NewScheduleStore(wassoriver.ScheduleStoreConfig{})
+		store, err := schedule.NewStore(schedule.StoreConfig{Kinds: wassoriver.ScheduleKinds()})
 		if err != nil {
 			return err
 		}
-		if _, err := wassoriver.SeedSchedules(ctx, pool, store, wassoriver.DefaultSchedules(config, time.Now())); err != nil {
+		if _, err := schedule.Seed(ctx, pool, store, wassoriver.DefaultSchedules(config, time.Now())); err != nil {
 			return err
 		}
 		runner, err := wassoriver.NewClient(pool, config)

@@ -107,7 +107,7 @@ func TestBackend(t *testing.T) {
 
 	ctx := context.Background()
 	db := wassotest.NewDB(t, wassotest.Options{})
-	runner, err := wassoriver.NewClient(db.Pool, wassoriver.Config{Schema: db.Schema, NoPeriodic: true})
+	runner, err := wassoriver.NewClient(db.Pool, wassoriver.Config{Schema: db.Schema, NoSchedules: true})
 	require.NoError(t, err)
 	wassotest.StartClient(t, runner)
 	club, err := seed.CreateClub(ctx, db.Pool, "Chess club", 3, time.Now())

@@ -163,7 +163,7 @@ func TestReminderOnARunner(t *testing.T) {
 	_, event := fixture(t, db.Pool, opensAt)
 
 	sender := &recordingSender{}
-	config := wassoriver.Config{Schema: db.Schema, NoPeriodic: true}
+	config := wassoriver.Config{Schema: db.Schema, NoSchedules: true}
 	require.NoError(t, Register(&config, db.Pool, sender))
 	client, err := wassoriver.NewClient(db.Pool, config)
 	require.NoError(t, err)

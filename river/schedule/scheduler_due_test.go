@@ -1,4 +1,4 @@
-package wassoriver
+package schedule
 
 import (
 	"context"
@@ -17,10 +17,10 @@ import (
 func TestSchedulerSlotDueDuringPass(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	f := newSchedulerFixture(t, ScheduleStoreConfig{PollInterval: time.Hour, Now: time.Now})
+	f := newSchedulerFixture(t, StoreConfig{PollInterval: time.Hour, Now: time.Now})
 	slot := time.Now().Add(3 * time.Second)
-	f.create(t, Schedule{Name: "other", Every: ScheduleEveryMax, StartAt: time.Now().Add(time.Hour), Overlap: OverlapAllow})
-	f.create(t, Schedule{Name: "due", Every: ScheduleEveryMax, StartAt: slot, Overlap: OverlapAllow})
+	f.create(t, Schedule{Name: "other", Every: EveryMax, StartAt: time.Now().Add(time.Hour), Overlap: OverlapAllow})
+	f.create(t, Schedule{Name: "due", Every: EveryMax, StartAt: slot, Overlap: OverlapAllow})
 	require.NoError(t, f.sched.Start(ctx, nil))
 	defer f.sched.Stop()
 	wassotest.WaitFor(t, 10*time.Second, "the scheduler to listen", func() bool { return f.sched.listenerPID.Load() != 0 })

@@ -1,4 +1,4 @@
-package wassoriver
+package schedule
 
 import (
 	"context"
@@ -7,40 +7,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/wasso/scheduler/attendance"
 )
 
-// SweepScheduleName is the name of the stored schedule that enqueues the
-// attendance sweep, the one default schedule (see DefaultSchedules).
-const SweepScheduleName = "attendance-sweep"
-
-// DefaultSchedules returns the schedules a deployment starts with, to be
-// given to SeedSchedules: the attendance sweep (SweepScheduleName), every
-// config.SweepInterval (attendance.SweepIntervalDefault when zero), with
-// MissedOnce (one sweep after an outage, not one per slot missed) and
-// OverlapSkip (no second sweep while one is still running).
-//
-// Its StartAt is the whole second after now, which anchors its slots: the
-// first falls right after it is seeded, so that a new deployment sweeps at
-// once (as River's periodic sweep did on start), and the others every
-// interval after that. Call it just before SeedSchedules: a seeding that
-// starts after StartAt has passed gets its first sweep one interval later.
-func DefaultSchedules(config Config, now time.Time) []Schedule {
-	interval := config.WithDefaults().SweepInterval
-	return []Schedule{{
-		Name:        SweepScheduleName,
-		Kind:        attendance.SweepKind,
-		Every:       interval,
-		Enabled:     true,
-		StartAt:     now.Truncate(time.Second).Add(time.Second),
-		Missed:      MissedOnce,
-		Overlap:     OverlapSkip,
-		Description: "Settle every event whose check-in deadline has passed (the Celery task mark_absent_for_past_events).",
-	}}
-}
-
-// SeedOutcome says what SeedSchedules did with one schedule.
+// SeedOutcome says what Seed did with one schedule.
 type SeedOutcome string
 
 const (
@@ -56,8 +25,8 @@ const (
 	SeedExisting SeedOutcome = "existing"
 )
 
-// SeededSchedule is what SeedSchedules did with one schedule.
-type SeededSchedule struct {
+// Seeded is what Seed did with one schedule.
+type Seeded struct {
 	Name    string      `json:"name"`
 	Outcome SeedOutcome `json:"outcome"`
 	// SeededAt is when the schedule was first seeded: now for
@@ -74,18 +43,18 @@ INSERT INTO wasso_schedule_seed (name, seeded_at) VALUES ($1, $2)
 ON CONFLICT (name) DO NOTHING
 RETURNING seeded_at`
 
-// SeedSchedules creates each of schedules that was never seeded before,
+// Seed creates each of schedules that was never seeded before,
 // each in a transaction of its own with its record in wasso_schedule_seed,
 // and returns what it did, in the order given. A schedule seeded once is
 // never written again, so that seeding at every start (wasso-runner run
 // does) never undoes an operator's edits and never brings back a
-// schedule that was disabled or deleted. Errors: a *ScheduleFieldError
+// schedule that was disabled or deleted. Errors: a *FieldError
 // for a schedule the store refuses (nothing of it is written; the
 // schedules before it are seeded), or a database error.
-func SeedSchedules(ctx context.Context, db attendance.Beginner, store *ScheduleStore, schedules []Schedule) ([]SeededSchedule, error) {
-	out := make([]SeededSchedule, 0, len(schedules))
+func Seed(ctx context.Context, db Beginner, store *Store, schedules []Schedule) ([]Seeded, error) {
+	out := make([]Seeded, 0, len(schedules))
 	for _, sched := range schedules {
-		seeded, err := scheduleTx(ctx, db, func(tx pgx.Tx) (SeededSchedule, error) {
+		seeded, err := scheduleTx(ctx, db, func(tx pgx.Tx) (Seeded, error) {
 			return store.seed(ctx, tx, sched)
 		})
 		if err != nil {
@@ -96,8 +65,8 @@ func SeedSchedules(ctx context.Context, db attendance.Beginner, store *ScheduleS
 	return out, nil
 }
 
-func (s *ScheduleStore) seed(ctx context.Context, tx pgx.Tx, sched Schedule) (SeededSchedule, error) {
-	res := SeededSchedule{Name: sched.Name}
+func (s *Store) seed(ctx context.Context, tx pgx.Tx, sched Schedule) (Seeded, error) {
+	res := Seeded{Name: sched.Name}
 	var seededAt time.Time
 	err := tx.QueryRow(ctx, seedSQL, sched.Name, s.now()).Scan(&seededAt)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -114,7 +83,7 @@ func (s *ScheduleStore) seed(ctx context.Context, tx pgx.Tx, sched Schedule) (Se
 	res.SeededAt = seededAt.UTC()
 	_, err = s.create(ctx, tx, sched)
 	switch {
-	case errors.Is(err, ErrScheduleExists):
+	case errors.Is(err, ErrExists):
 		res.Outcome = SeedExisting
 	case err != nil:
 		return res, fmt.Errorf("seed schedule %q: %w", sched.Name, err)
@@ -124,12 +93,12 @@ func (s *ScheduleStore) seed(ctx context.Context, tx pgx.Tx, sched Schedule) (Se
 	return res, nil
 }
 
-// SeededSchedules returns, by name, when each schedule SeedSchedules ever
+// SeedHistory returns, by name, when each schedule Seed ever
 // created (or found made by hand) was seeded, whether it still exists or
 // not: a name here that List lacks is a default schedule an operator
 // deleted, which seeding will not bring back. db may be a pool or a
 // transaction.
-func SeededSchedules(ctx context.Context, db attendance.DB) (map[string]time.Time, error) {
+func SeedHistory(ctx context.Context, db DB) (map[string]time.Time, error) {
 	rows, err := db.Query(ctx, `SELECT name, seeded_at FROM wasso_schedule_seed`)
 	if err != nil {
 		return nil, scheduleErr("list seeded schedules", err)

@@ -11,6 +11,7 @@ import (
 	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/internal/wassotest"
 	wassoriver "github.com/wasso/scheduler/river"
+	"github.com/wasso/scheduler/river/schedule"
 )
 
 // TestSeedSchedules: the default sweep is created by the first seeding
@@ -22,9 +23,9 @@ func TestSeedSchedules(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := wassotest.NewDB(t, wassotest.Options{})
-	store, err := wassoriver.NewScheduleStore(wassoriver.ScheduleStoreConfig{})
+	store, err := schedule.NewStore(schedule.StoreConfig{Kinds: wassoriver.ScheduleKinds()})
 	require.NoError(t, err)
-	defaults := func() []wassoriver.Schedule {
+	defaults := func() []schedule.Schedule {
 		return wassoriver.DefaultSchedules(wassoriver.Config{SweepInterval: time.Minute}, time.Now())
 	}
 
@@ -32,11 +33,11 @@ func TestSeedSchedules(t *testing.T) {
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
-		outcomes = map[wassoriver.SeedOutcome]int{}
+		outcomes = map[schedule.SeedOutcome]int{}
 	)
 	for range 4 {
 		wg.Go(func() {
-			seeded, err := wassoriver.SeedSchedules(ctx, db.Pool, store, defaults())
+			seeded, err := schedule.Seed(ctx, db.Pool, store, defaults())
 			require.NoError(t, err)
 			require.Len(t, seeded, 1)
 			mu.Lock()
@@ -45,57 +46,57 @@ func TestSeedSchedules(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	require.Equal(t, map[wassoriver.SeedOutcome]int{wassoriver.SeedCreated: 1, wassoriver.SeedKept: 3}, outcomes)
+	require.Equal(t, map[schedule.SeedOutcome]int{schedule.SeedCreated: 1, schedule.SeedKept: 3}, outcomes)
 
 	sweep, err := store.Get(ctx, db.Pool, wassoriver.SweepScheduleName)
 	require.NoError(t, err)
 	require.Equal(t, attendance.SweepKind, sweep.Kind)
 	require.Equal(t, time.Minute, sweep.Every)
 	require.True(t, sweep.Enabled)
-	require.Equal(t, wassoriver.MissedOnce, sweep.Missed)
-	require.Equal(t, wassoriver.OverlapSkip, sweep.Overlap)
+	require.Equal(t, schedule.MissedOnce, sweep.Missed)
+	require.Equal(t, schedule.OverlapSkip, sweep.Overlap)
 	require.Equal(t, sweep.StartAt, sweep.NextRunAt, "the first sweep comes right after seeding")
 	require.WithinDuration(t, time.Now(), sweep.NextRunAt, 2*time.Second)
 
 	// Edited: seeding with another interval keeps the operator's.
 	every := 7 * time.Minute
-	_, err = store.Update(ctx, db.Pool, wassoriver.SweepScheduleName, wassoriver.ScheduleUpdate{Every: &every})
+	_, err = store.Update(ctx, db.Pool, wassoriver.SweepScheduleName, schedule.Update{Every: &every})
 	require.NoError(t, err)
-	seeded, err := wassoriver.SeedSchedules(ctx, db.Pool, store, defaults())
+	seeded, err := schedule.Seed(ctx, db.Pool, store, defaults())
 	require.NoError(t, err)
-	require.Equal(t, wassoriver.SeedKept, seeded[0].Outcome)
+	require.Equal(t, schedule.SeedKept, seeded[0].Outcome)
 	sweep, err = store.Get(ctx, db.Pool, wassoriver.SweepScheduleName)
 	require.NoError(t, err)
 	require.Equal(t, every, sweep.Every)
 
 	// Deleted: it stays deleted.
 	require.NoError(t, store.Delete(ctx, db.Pool, wassoriver.SweepScheduleName))
-	seeded, err = wassoriver.SeedSchedules(ctx, db.Pool, store, defaults())
+	seeded, err = schedule.Seed(ctx, db.Pool, store, defaults())
 	require.NoError(t, err)
-	require.Equal(t, wassoriver.SeedKept, seeded[0].Outcome)
+	require.Equal(t, schedule.SeedKept, seeded[0].Outcome)
 	_, err = store.Get(ctx, db.Pool, wassoriver.SweepScheduleName)
-	require.ErrorIs(t, err, wassoriver.ErrScheduleNotFound)
+	require.ErrorIs(t, err, schedule.ErrNotFound)
 
 	// Made by hand before any seeding: left as it is.
 	other := wassotest.NewDB(t, wassotest.Options{})
-	_, err = store.Create(ctx, other.Pool, wassoriver.Schedule{Name: wassoriver.SweepScheduleName, Kind: attendance.SweepKind, Cron: "0 3 * * *"})
+	_, err = store.Create(ctx, other.Pool, schedule.Schedule{Name: wassoriver.SweepScheduleName, Kind: attendance.SweepKind, Cron: "0 3 * * *"})
 	require.NoError(t, err)
-	seeded, err = wassoriver.SeedSchedules(ctx, other.Pool, store, defaults())
+	seeded, err = schedule.Seed(ctx, other.Pool, store, defaults())
 	require.NoError(t, err)
-	require.Equal(t, wassoriver.SeedExisting, seeded[0].Outcome)
+	require.Equal(t, schedule.SeedExisting, seeded[0].Outcome)
 	sweep, err = store.Get(ctx, other.Pool, wassoriver.SweepScheduleName)
 	require.NoError(t, err)
 	require.Equal(t, "0 3 * * *", sweep.Cron)
 	require.False(t, sweep.Enabled)
-	seeded, err = wassoriver.SeedSchedules(ctx, other.Pool, store, defaults())
+	seeded, err = schedule.Seed(ctx, other.Pool, store, defaults())
 	require.NoError(t, err)
-	require.Equal(t, wassoriver.SeedKept, seeded[0].Outcome)
+	require.Equal(t, schedule.SeedKept, seeded[0].Outcome)
 
 	// A schedule the store refuses writes nothing, not even its record.
 	bad := defaults()
 	bad[0].Name, bad[0].Every = "too-fast", time.Millisecond
-	_, err = wassoriver.SeedSchedules(ctx, db.Pool, store, bad)
-	require.ErrorIs(t, err, wassoriver.ErrInvalidSchedule)
+	_, err = schedule.Seed(ctx, db.Pool, store, bad)
+	require.ErrorIs(t, err, schedule.ErrInvalidSchedule)
 	require.Equal(t, 0, seedCountRows(t, db, `SELECT count(*) FROM wasso_schedule_seed WHERE name = 'too-fast'`))
 }
 

@@ -1,19 +1,31 @@
-package attendance
+// Package dberr translates the database errors that the storage code of
+// this module (attendance, the scheduler) shares, so that a missing schema
+// reads the same wherever it is met. The packages that return these errors
+// re-export them: callers branch on attendance.ErrSchemaMissing or
+// schedule.ErrSchemaMissing, which are this package's value.
+package dberr
 
 import (
 	"errors"
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 )
+
+// ErrSchemaMissing is returned, as a *SchemaMissingError naming the
+// relation or function, when one a query needs does not exist: the
+// database is not a Wasso database, or the scheduler's migrations are not
+// applied.
+var ErrSchemaMissing = errors.New("scheduler schema missing")
 
 // SchemaMissingError is returned (wrapped, with what was being done) when a
 // query needs a table or function that does not exist: the database is not
 // a Wasso database, or the scheduler's migrations are not applied. It names
 // what is missing, so that a caller can tell the two apart (one of the
 // Django backend's tables, or one of the scheduler's) and say what to do in
-// its own terms: this package does not know whether it runs under
+// its own terms: the storage code does not know whether it runs under
 // wasso-runner, a test or another program, so its message says what is
 // wrong and never which command fixes it.
 //
@@ -50,9 +62,7 @@ func (e *SchemaMissingError) Unwrap() error { return e.Err }
 // SchemaMissingFrom translates a database error that reports a missing
 // relation (SQLSTATE 42P01, undefined_table) or function (42883,
 // undefined_function) into a *SchemaMissingError, and reports false for
-// any other error. The storage code of this module (this package's and
-// wassoriver's) shares it so that a missing schema reads the same
-// wherever it is met.
+// any other error.
 //
 // An undefined_function error that does not name a function (a missing
 // operator: a query's mistake, not the schema's) is not translated.
@@ -62,12 +72,12 @@ func SchemaMissingFrom(err error) (*SchemaMissingError, bool) {
 		return nil, false
 	}
 	switch pgErr.Code {
-	case "42P01": // undefined_table: relation "events" does not exist
+	case pgerrcode.UndefinedTable: // relation "events" does not exist
 		// Name stays empty should a message not quote it: the error is
 		// still a missing table.
 		name, _ := quotedName(pgErr.Message)
 		return &SchemaMissingError{Kind: "relation", Name: name, Err: pgErr}, true
-	case "42883": // undefined_function: function wasso_deadline(...) does not exist
+	case pgerrcode.UndefinedFunction: // function wasso_deadline(...) does not exist
 		if rest, ok := strings.CutPrefix(pgErr.Message, "function "); ok {
 			if name, _, ok := strings.Cut(rest, "("); ok && name != "" {
 				return &SchemaMissingError{Kind: "function", Name: name, Err: pgErr}, true

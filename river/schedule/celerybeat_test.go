@@ -1,4 +1,4 @@
-package wassoriver_test
+package schedule_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/wasso/scheduler/internal/celerybeat"
 	"github.com/wasso/scheduler/internal/wassotest"
 	wassoriver "github.com/wasso/scheduler/river"
+	"github.com/wasso/scheduler/river/schedule"
 )
 
 // celeryNow is the store's clock in the import tests.
@@ -32,9 +33,10 @@ func celeryTime(s string) time.Time {
 
 // celeryStore is a store on db at celeryNow, in Asia/Seoul by default as
 // the runner's.
-func celeryStore(t *testing.T) *wassoriver.ScheduleStore {
+func celeryStore(t *testing.T) *schedule.Store {
 	t.Helper()
-	store, err := wassoriver.NewScheduleStore(wassoriver.ScheduleStoreConfig{
+	store, err := schedule.NewStore(schedule.StoreConfig{
+		Kinds:           wassoriver.ScheduleKinds(),
 		DefaultTimeZone: "Asia/Seoul",
 		Now:             func() time.Time { return celeryNow },
 	})
@@ -133,8 +135,8 @@ func djangoDump(t *testing.T, db *wassotest.DB) string {
 	return dump
 }
 
-func entriesByCeleryName(r *wassoriver.CeleryImportReport) map[string]wassoriver.CeleryImportEntry {
-	out := map[string]wassoriver.CeleryImportEntry{}
+func entriesByCeleryName(r *schedule.CeleryImportReport) map[string]schedule.CeleryImportEntry {
+	out := map[string]schedule.CeleryImportEntry{}
 	for _, e := range r.Entries {
 		out[e.CeleryName] = e
 	}
@@ -154,22 +156,22 @@ func TestImportCeleryBeat(t *testing.T) {
 	store := celeryStore(t)
 	// The sweep a runner seeds: the import points out the Celery task
 	// doing the same.
-	_, err := store.Create(ctx, db.Pool, wassoriver.Schedule{Name: wassoriver.SweepScheduleName, Kind: attendance.SweepKind, Every: 5 * time.Minute, Enabled: true})
+	_, err := store.Create(ctx, db.Pool, schedule.Schedule{Name: wassoriver.SweepScheduleName, Kind: attendance.SweepKind, Every: 5 * time.Minute, Enabled: true})
 	require.NoError(t, err)
 	django := djangoDump(t, db)
 	before := wassoScheduleDump(t, db)
-	opts := wassoriver.CeleryImportOptions{TaskKinds: celeryTaskKinds}
+	opts := schedule.CeleryImportOptions{TaskKinds: celeryTaskKinds}
 
 	// A dry run reports the import and writes nothing.
 	dryOpts := opts
 	dryOpts.DryRun = true
-	dry, err := wassoriver.ImportCeleryBeat(ctx, db.Pool, store, dryOpts)
+	dry, err := schedule.ImportCeleryBeat(ctx, db.Pool, store, dryOpts)
 	require.NoError(t, err)
 	require.True(t, dry.DryRun)
 	require.Equal(t, before, wassoScheduleDump(t, db), "a dry run writes nothing")
 	require.Len(t, dry.Entries, len(ids))
 
-	report, err := wassoriver.ImportCeleryBeat(ctx, db.Pool, store, opts)
+	report, err := schedule.ImportCeleryBeat(ctx, db.Pool, store, opts)
 	require.NoError(t, err)
 	require.False(t, report.DryRun)
 	require.Equal(t, dry.Entries, report.Entries, "the dry run reported exactly what the import did")
@@ -189,7 +191,7 @@ func TestImportCeleryBeat(t *testing.T) {
 	require.Contains(t, dry.Summary(), "(dry run: nothing was written)")
 
 	got := entriesByCeleryName(report)
-	get := func(name string) *wassoriver.Schedule {
+	get := func(name string) *schedule.Schedule {
 		t.Helper()
 		s, err := store.Get(ctx, db.Pool, name)
 		require.NoError(t, err, name)
@@ -198,7 +200,7 @@ func TestImportCeleryBeat(t *testing.T) {
 
 	// Interval, renamed, with its history.
 	e := got["Mark absent (every 5 min)"]
-	require.Equal(t, wassoriver.CeleryCreated, e.Action)
+	require.Equal(t, schedule.CeleryCreated, e.Action)
 	require.True(t, e.Renamed)
 	s := get("Mark-absent-every-5-min")
 	require.Equal(t, e.Schedule, s)
@@ -215,8 +217,8 @@ func TestImportCeleryBeat(t *testing.T) {
 	require.Zero(t, s.ExpiresAt)
 	require.False(t, s.OneOff)
 	require.Equal(t, "Celery beat's sweep", s.Description)
-	require.Equal(t, wassoriver.MissedOnce, s.Missed)
-	require.Equal(t, wassoriver.OverlapSkip, s.Overlap)
+	require.Equal(t, schedule.MissedOnce, s.Missed)
+	require.Equal(t, schedule.OverlapSkip, s.Overlap)
 	require.Equal(t, int64(1234), s.TotalRunCount, "the history is copied")
 	require.Equal(t, celeryTime("2025-03-01T11:55:00Z"), s.LastRunAt)
 	require.Zero(t, s.LastJobID)
@@ -308,7 +310,7 @@ func TestImportCeleryBeat(t *testing.T) {
 	}
 	for name, reason := range skipped {
 		e := got[name]
-		require.Equal(t, wassoriver.CelerySkipped, e.Action, name)
+		require.Equal(t, schedule.CelerySkipped, e.Action, name)
 		require.Contains(t, e.Reason, reason, name)
 		require.Nil(t, e.Schedule, name)
 		require.Contains(t, e.Line(false), fmt.Sprintf("skipped %q (%s): ", name, e.Task))
@@ -317,7 +319,7 @@ func TestImportCeleryBeat(t *testing.T) {
 	require.True(t, strings.HasPrefix(e.Line(false), fmt.Sprintf(`created "출석 체크" as celery-%d: `, ids["출석 체크"])), e.Line(false))
 	var created []string
 	for _, e := range report.Entries {
-		if e.Action == wassoriver.CeleryCreated {
+		if e.Action == schedule.CeleryCreated {
 			created = append(created, e.Name)
 		}
 	}
@@ -332,7 +334,7 @@ func TestImportCeleryBeat(t *testing.T) {
 
 	// Importing again changes nothing.
 	imported := wassoScheduleDump(t, db)
-	again, err := wassoriver.ImportCeleryBeat(ctx, db.Pool, store, opts)
+	again, err := schedule.ImportCeleryBeat(ctx, db.Pool, store, opts)
 	require.NoError(t, err)
 	require.Equal(t, 14, again.Unchanged)
 	require.Zero(t, again.Created)
@@ -343,15 +345,15 @@ func TestImportCeleryBeat(t *testing.T) {
 
 	// An operator's edit after the import is kept.
 	later := "0 4 * * *"
-	_, err = store.Update(ctx, db.Pool, "nightly-sweep-seoul", wassoriver.ScheduleUpdate{Cron: &later, Enabled: celeryPtr(false)})
+	_, err = store.Update(ctx, db.Pool, "nightly-sweep-seoul", schedule.Update{Cron: &later, Enabled: celeryPtr(false)})
 	require.NoError(t, err)
 	edited := wassoScheduleDump(t, db)
-	third, err := wassoriver.ImportCeleryBeat(ctx, db.Pool, store, opts)
+	third, err := schedule.ImportCeleryBeat(ctx, db.Pool, store, opts)
 	require.NoError(t, err)
 	require.Equal(t, 1, third.Exists)
 	require.Equal(t, 13, third.Unchanged)
 	e = entriesByCeleryName(third)["nightly-sweep-seoul"]
-	require.Equal(t, wassoriver.CeleryExists, e.Action)
+	require.Equal(t, schedule.CeleryExists, e.Action)
 	require.Equal(t, []string{"cron", "enabled"}, e.Differs)
 	require.Equal(t, "0 4 * * *", e.Schedule.Cron)
 	require.True(t, strings.HasPrefix(e.Line(false), "exists nightly-sweep-seoul: left as is, differs in cron, enabled"), e.Line(false))
@@ -366,8 +368,8 @@ func TestImportCeleryBeat(t *testing.T) {
 func TestImportCeleryBeatNoTables(t *testing.T) {
 	t.Parallel()
 	db := wassotest.NewDB(t, wassotest.Options{})
-	_, err := wassoriver.ImportCeleryBeat(context.Background(), db.Pool, celeryStore(t), wassoriver.CeleryImportOptions{})
-	require.ErrorIs(t, err, wassoriver.ErrNoCeleryBeat)
+	_, err := schedule.ImportCeleryBeat(context.Background(), db.Pool, celeryStore(t), schedule.CeleryImportOptions{TaskKinds: celeryTaskKinds})
+	require.ErrorIs(t, err, schedule.ErrNoCeleryBeat)
 	require.Contains(t, err.Error(), "django_celery_beat_periodictask")
 	require.Contains(t, err.Error(), db.Schema, "names the search_path")
 }
@@ -392,7 +394,7 @@ VALUES ('0', '3', '*', '*', '*')`)
 INSERT INTO django_celery_beat_periodictask (name, task, args, kwargs, enabled, total_run_count, date_changed, description, crontab_id)
 SELECT 'old', $1, '[]', '{}', true, 0, now(), '', id FROM django_celery_beat_crontabschedule`, wassoriver.CeleryTaskMarkAbsent)
 	require.NoError(t, err)
-	report, err := wassoriver.ImportCeleryBeat(ctx, db.Pool, celeryStore(t), wassoriver.CeleryImportOptions{})
+	report, err := schedule.ImportCeleryBeat(ctx, db.Pool, celeryStore(t), schedule.CeleryImportOptions{TaskKinds: celeryTaskKinds})
 	require.NoError(t, err)
 	require.Equal(t, 1, report.Created, "%+v", report)
 	require.Equal(t, "0 3 * * *", report.Entries[0].Schedule.Cron)
@@ -409,9 +411,9 @@ func TestImportCeleryBeatRollsBackOnError(t *testing.T) {
 	// A check the store does not know of refuses the second schedule.
 	_, err := db.Pool.Exec(ctx, `ALTER TABLE wasso_schedule ADD CONSTRAINT test_refuse CHECK (name <> 'nightly-sweep-seoul')`)
 	require.NoError(t, err)
-	_, err = wassoriver.ImportCeleryBeat(ctx, db.Pool, celeryStore(t), wassoriver.CeleryImportOptions{})
+	_, err = schedule.ImportCeleryBeat(ctx, db.Pool, celeryStore(t), schedule.CeleryImportOptions{TaskKinds: celeryTaskKinds})
 	require.Error(t, err)
 	require.Contains(t, err.Error(), `import django-celery-beat task "nightly-sweep-seoul"`)
-	require.False(t, errors.Is(err, wassoriver.ErrNoCeleryBeat))
+	require.False(t, errors.Is(err, schedule.ErrNoCeleryBeat))
 	require.Empty(t, wassoScheduleDump(t, db))
 }

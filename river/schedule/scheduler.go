@@ -1,4 +1,4 @@
-package wassoriver
+package schedule
 
 import (
 	"context"
@@ -15,12 +15,12 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
-	"github.com/wasso/scheduler/attendance"
+	"github.com/wasso/scheduler/internal/leaderloop"
 )
 
-// ScheduleNotifyChannel is the channel the wasso_schedule trigger notifies
+// NotifyChannel is the channel the wasso_schedule trigger notifies
 // on every insert, update and delete, with "schema.name" as the payload.
-const ScheduleNotifyChannel = "wasso_schedule"
+const NotifyChannel = "wasso_schedule"
 
 // scheduleErrorBackoff is how long a schedule whose pass failed (its job
 // would not insert: a kind the leader's client does not register, a
@@ -30,22 +30,21 @@ const ScheduleNotifyChannel = "wasso_schedule"
 const scheduleErrorBackoff = 30 * time.Second
 
 // slotPruneInterval is how often the loop deletes wasso_schedule_slot
-// rows older than ScheduleStoreConfig.SlotRetention.
+// rows older than StoreConfig.SlotRetention.
 const slotPruneInterval = time.Hour
 
-// Scheduler turns the slots of the schedules of a ScheduleStore into River
+// Scheduler turns the slots of the schedules of a Store into River
 // jobs, on the River leader only.
 //
-// Like attendance.Discoverer it is a River hook
+// It is a River hook
 // (rivertype.HookPeriodicJobsStart): River calls Start on the client just
 // elected leader, with a context it cancels when that client stops or
 // loses leadership, so exactly one runner schedules at a time and fails
-// over with River's own election. NewClient adds it to the client's hooks
-// unless Config.NoSchedules.
+// over with River's own election. Add it to the River client's Hooks.
 //
 // The loop runs a pass every PollInterval, at the earliest next_run_at
 // when that comes sooner, and as soon as a NOTIFY on
-// ScheduleNotifyChannel names a schedule of its own schema (a dedicated
+// NotifyChannel names a schedule of its own schema (a dedicated
 // connection of the pool LISTENs; when it drops, polling goes on and the
 // listener reconnects). A pass takes the due schedules one transaction
 // each:
@@ -53,7 +52,7 @@ const slotPruneInterval = time.Hour
 //  1. SELECT ... FOR UPDATE SKIP LOCKED the schedule whose next_run_at is
 //     the earliest at or before now;
 //  2. choose the slots to run by its MissedPolicy (a slot is on time until
-//     slot + min(gap to the following slot, ScheduleMissedGrace));
+//     slot + min(gap to the following slot, MissedGrace));
 //  3. with OverlapSkip, skip them all (SkippedCount) while its last job
 //     is still available, pending, scheduled, running or retryable;
 //  4. claim the slots in wasso_schedule_slot (ON CONFLICT DO NOTHING) and
@@ -74,11 +73,8 @@ type Scheduler struct {
 	river.HookDefaults
 
 	pool  *pgxpool.Pool
-	store *ScheduleStore
-
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
+	store *Store
+	loop  leaderloop.Loop
 
 	// listenerPID is the backend pid of the LISTEN connection, zero while
 	// there is none (tests kill it).
@@ -91,18 +87,17 @@ type Scheduler struct {
 	backoff   map[string]time.Time // schedule name -> not before
 	lastPrune time.Time
 
-	// defaults, when set, returns the schedules seeded (SeedSchedules)
-	// before the first pass; NewClient sets it to DefaultSchedules unless
-	// Config.NoPeriodic, so that a client alone sweeps as River's periodic
-	// sweep did. seeded records that seeding succeeded.
+	// defaults, when set (SeedWhenLeading), returns the schedules seeded
+	// (Seed) before the first pass. seeded records that seeding
+	// succeeded.
 	defaults func(now time.Time) []Schedule
 	seeded   bool
 }
 
 // NewScheduler returns a Scheduler of store's schedules, working on pool.
-// The store needs an inserter (ScheduleStoreConfig.Inserter or
+// The store needs an inserter (StoreConfig.Inserter or
 // SetInserter) before the first pass.
-func NewScheduler(pool *pgxpool.Pool, store *ScheduleStore) (*Scheduler, error) {
+func NewScheduler(pool *pgxpool.Pool, store *Store) (*Scheduler, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("%w: scheduler: pool is nil", ErrInvalidConfig)
 	}
@@ -113,58 +108,33 @@ func NewScheduler(pool *pgxpool.Pool, store *ScheduleStore) (*Scheduler, error) 
 }
 
 // Store returns the store the scheduler runs.
-func (s *Scheduler) Store() *ScheduleStore { return s.store }
+func (s *Scheduler) Store() *Store { return s.store }
+
+// SeedWhenLeading makes the loop seed the schedules defaults returns
+// (Seed) before its first pass on each client that becomes leader, and
+// retry at each pass until seeding succeeds: a deployment's default
+// schedules then exist without a separate setup step, and seeding stays
+// once ever per schedule. Call it before the client starts.
+func (s *Scheduler) SeedWhenLeading(defaults func(now time.Time) []Schedule) {
+	s.defaults = defaults
+}
 
 // Start starts the loop in ctx and returns at once. River calls it on the
 // new leader (see Scheduler); a loop still running from an earlier call is
 // stopped first.
 func (s *Scheduler) Start(ctx context.Context, _ *rivertype.HookPeriodicJobsStartParams) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cancel != nil {
-		s.cancel()
-		<-s.done
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	s.cancel, s.done = cancel, done
-	go func() {
-		defer close(done)
-		s.Run(ctx)
-	}()
+	s.loop.Start(ctx, s.Run)
 	return nil
 }
 
 // Stop stops the loop started by Start, if any, and waits for it: a pass
 // in progress is rolled back by its cancelled context.
-func (s *Scheduler) Stop() {
-	s.mu.Lock()
-	cancel := s.cancel
-	s.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
-	_ = s.Wait(context.Background())
-}
+func (s *Scheduler) Stop() { s.loop.Stop() }
 
 // Wait returns once the loop started by Start, if any, has returned, or
 // when ctx is done: River's Stop cancels the loop's context but does not
-// wait for hooks' goroutines. It is the same contract as
-// attendance.Discoverer.Wait, so that Client.Stop waits for both alike.
-func (s *Scheduler) Wait(ctx context.Context) error {
-	s.mu.Lock()
-	done := s.done
-	s.mu.Unlock()
-	if done == nil {
-		return nil
-	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("wait for the scheduler to stop: %w", ctx.Err())
-	}
-}
+// wait for hooks' goroutines.
+func (s *Scheduler) Wait(ctx context.Context) error { return s.loop.Wait(ctx, "scheduler") }
 
 // Run runs passes until ctx is done; see Scheduler. Errors are logged and
 // the next pass retries.
@@ -194,7 +164,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 			// Seeding is idempotent and creates a schedule only once ever
 			// (an operator's removal or edit sticks); a failure is retried
 			// at the next pass.
-			if _, err := SeedSchedules(ctx, s.pool, s.store, s.defaults(s.store.now())); err != nil {
+			if _, err := Seed(ctx, s.pool, s.store, s.defaults(s.store.now())); err != nil {
 				if ctx.Err() == nil {
 					cfg.Logger.ErrorContext(ctx, "seeding the default schedules failed", slog.String("error", err.Error()))
 				}
@@ -280,7 +250,7 @@ func (s *Scheduler) nextRun(ctx context.Context) (*time.Time, error) {
 	return next, nil
 }
 
-// listen LISTENs on ScheduleNotifyChannel and signals wake for every
+// listen LISTENs on NotifyChannel and signals wake for every
 // notification naming a schedule of this pool's schema, until ctx is
 // done. When the connection drops it waits a little and listens again,
 // then signals wake once, in case a change came in between.
@@ -329,7 +299,7 @@ func (s *Scheduler) listenOnce(ctx context.Context, wake chan<- struct{}) (bool,
 	if err := conn.QueryRow(ctx, scheduleSchemaSQL).Scan(&schema); err != nil {
 		return false, scheduleErr("find the schema of wasso_schedule", err)
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+ScheduleNotifyChannel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
 		return false, fmt.Errorf("listen: %w", err)
 	}
 	prefix := schema + "."
@@ -360,8 +330,8 @@ func signalWake(wake chan<- struct{}) {
 	}
 }
 
-// SchedulePassResult says what one pass did.
-type SchedulePassResult struct {
+// PassResult says what one pass did.
+type PassResult struct {
 	// Schedules counts the schedules the pass advanced.
 	Schedules int
 	// Enqueued, Skipped and Missed count slots: jobs enqueued, slots
@@ -373,16 +343,16 @@ type SchedulePassResult struct {
 }
 
 // RunOnce runs one pass at the store's clock (see Scheduler).
-func (s *Scheduler) RunOnce(ctx context.Context) (*SchedulePassResult, error) {
+func (s *Scheduler) RunOnce(ctx context.Context) (*PassResult, error) {
 	return s.runPass(ctx, s.store.now())
 }
 
 // runPass runs one pass as if the time were now: tests call it at chosen
 // instants.
-func (s *Scheduler) runPass(ctx context.Context, now time.Time) (*SchedulePassResult, error) {
+func (s *Scheduler) runPass(ctx context.Context, now time.Time) (*PassResult, error) {
 	s.passMu.Lock()
 	defer s.passMu.Unlock()
-	res := &SchedulePassResult{}
+	res := &PassResult{}
 	inserter, err := s.store.getInserter()
 	if err != nil {
 		return res, err
@@ -489,14 +459,10 @@ UPDATE wasso_schedule SET next_run_at = $3, enabled = $4,
     missed_count = missed_count + $9, updated_at = $10
 WHERE name = $1 AND next_run_at = $2`
 
-// jobStateSQL reads the state of a schedule's last job; %s is river_job,
-// schema-qualified when River's schema is set.
-const jobStateSQL = `SELECT state::text FROM %s WHERE id = $1`
-
 // runDueTx advances the earliest due schedule not in exclude, in tx. It
 // returns nil, nil when none is due. The outcome names the schedule even
 // when err is set.
-func (s *ScheduleStore) runDueTx(ctx context.Context, tx pgx.Tx, inserter attendance.Inserter, now time.Time, exclude []string) (*scheduleOutcome, error) {
+func (s *Store) runDueTx(ctx context.Context, tx pgx.Tx, inserter Inserter, now time.Time, exclude []string) (*scheduleOutcome, error) {
 	sched, err := scanSchedule(tx.QueryRow(ctx, dueScheduleSQL, now, exclude))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
@@ -514,16 +480,17 @@ func (s *ScheduleStore) runDueTx(ctx context.Context, tx pgx.Tx, inserter attend
 	run := p.run
 
 	if len(run) > 0 && sched.Overlap == OverlapSkip && sched.LastJobID != 0 {
-		var state string
-		err := tx.QueryRow(ctx, fmt.Sprintf(jobStateSQL, s.riverJobTable()), sched.LastJobID).Scan(&state)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		job, err := inserter.JobGetTx(ctx, tx, sched.LastJobID)
+		if err != nil && !errors.Is(err, rivertype.ErrNotFound) {
 			return out, scheduleErr(fmt.Sprintf("schedule %q: state of job %d", sched.Name, sched.LastJobID), err)
 		}
-		switch rivertype.JobState(state) {
-		case rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateScheduled,
-			rivertype.JobStateRunning, rivertype.JobStateRetryable:
-			out.skipped, out.blocker, out.state = run, sched.LastJobID, state
-			run = nil
+		if job != nil {
+			switch job.State {
+			case rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateScheduled,
+				rivertype.JobStateRunning, rivertype.JobStateRetryable:
+				out.skipped, out.blocker, out.state = run, sched.LastJobID, string(job.State)
+				run = nil
+			}
 		}
 	}
 
@@ -558,17 +525,10 @@ func (s *ScheduleStore) runDueTx(ctx context.Context, tx pgx.Tx, inserter attend
 	return out, nil
 }
 
-func (s *ScheduleStore) riverJobTable() string {
-	if s.config.RiverSchema == "" {
-		return "river_job"
-	}
-	return pgx.Identifier{s.config.RiverSchema, "river_job"}.Sanitize()
-}
-
 // logOutcome logs, after the commit, a line per job enqueued, per slot
 // skipped, one for the slots missed (with their count, first and last) and
 // one when the schedule was disabled.
-func (s *ScheduleStore) logOutcome(ctx context.Context, out *scheduleOutcome) {
+func (s *Store) logOutcome(ctx context.Context, out *scheduleOutcome) {
 	logger := s.config.Logger
 	s.logEnqueued(ctx, out.sched, out.jobs, slotSourceSchedule)
 	for _, slot := range out.skipped {
@@ -627,7 +587,7 @@ func planSlots(tt *timetable, sched *Schedule, now time.Time, maxCatchUp int) sl
 		return p
 	}
 	latest := due[len(due)-1]
-	grace := ScheduleMissedGrace
+	grace := MissedGrace
 	if !following.IsZero() {
 		grace = min(grace, following.Sub(latest))
 	}
@@ -681,35 +641,4 @@ func dueSlots(tt *timetable, first, upTo time.Time, keep int) (due []time.Time, 
 		due = append(due, slot)
 	}
 	return due, total, first, slot
-}
-
-// clientScheduler returns the Scheduler NewClient adds to its hooks:
-// config.Scheduler, else one built from config.Schedules, or nil with
-// NoSchedules.
-func clientScheduler(pool *pgxpool.Pool, config Config) (*Scheduler, error) {
-	if config.NoSchedules {
-		return nil, nil
-	}
-	if config.Scheduler != nil {
-		return config.Scheduler, nil
-	}
-	storeConfig := config.Schedules
-	if storeConfig.Logger == nil {
-		storeConfig.Logger = config.Logger
-	}
-	if storeConfig.RiverSchema == "" {
-		storeConfig.RiverSchema = config.Schema
-	}
-	store, err := NewScheduleStore(storeConfig)
-	if err != nil {
-		return nil, err
-	}
-	scheduler, err := NewScheduler(pool, store)
-	if err != nil {
-		return nil, err
-	}
-	if !config.NoPeriodic {
-		scheduler.defaults = func(now time.Time) []Schedule { return DefaultSchedules(config, now) }
-	}
-	return scheduler, nil
 }

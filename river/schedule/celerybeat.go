@@ -1,4 +1,4 @@
-package wassoriver
+package schedule
 
 import (
 	"context"
@@ -15,8 +15,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/robfig/cron/v3"
-
-	"github.com/wasso/scheduler/attendance"
 )
 
 // The Django backend kept its periodic tasks in django-celery-beat's
@@ -30,27 +28,16 @@ import (
 // the database has no django-celery-beat tables to import from.
 var ErrNoCeleryBeat = errors.New("no django-celery-beat tables")
 
-// CeleryTaskMarkAbsent is the Celery task of the Django backend that the
-// attendance sweep (attendance.sweep) replaces.
-const CeleryTaskMarkAbsent = "scheduler.tasks.mark_absent_for_past_events"
-
 // celeryBackendCleanup is the task celery beat adds by itself to clean its
 // result backend.
 const celeryBackendCleanup = "celery.backend_cleanup"
-
-// DefaultCeleryTaskKinds returns the Celery task names ImportCeleryBeat
-// knows without being told: the Django backend's absent marking, which
-// the attendance sweep does here.
-func DefaultCeleryTaskKinds() map[string]string {
-	return map[string]string{CeleryTaskMarkAbsent: attendance.SweepKind}
-}
 
 // CeleryImportOptions tunes ImportCeleryBeat.
 type CeleryImportOptions struct {
 	// TaskKinds maps Celery task names (PeriodicTask.task) to the job
 	// kinds that do their work here; a name without an exact match is
-	// matched without regard to case. Tasks it does not name are skipped.
-	// Nil means DefaultCeleryTaskKinds.
+	// matched without regard to case. Tasks it does not name are skipped,
+	// so an empty map imports nothing.
 	TaskKinds map[string]string
 	// DryRun does the whole import, store validation included, in a
 	// transaction that is rolled back: the report says what an import
@@ -237,12 +224,9 @@ func (r *CeleryImportReport) add(e CeleryImportEntry) {
 // aborts the import and writes nothing. A task that cannot be imported is
 // never an error: it is skipped with the reason, the store's validation
 // message when the store refused it.
-func ImportCeleryBeat(ctx context.Context, db attendance.Beginner, store *ScheduleStore, opts CeleryImportOptions) (*CeleryImportReport, error) {
+func ImportCeleryBeat(ctx context.Context, db Beginner, store *Store, opts CeleryImportOptions) (*CeleryImportReport, error) {
 	if store == nil {
 		return nil, errors.New("import django-celery-beat: no schedule store")
-	}
-	if opts.TaskKinds == nil {
-		opts.TaskKinds = DefaultCeleryTaskKinds()
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -500,7 +484,7 @@ func celeryScheduleNames(tasks []celeryTask) map[int64]string {
 			if n > 1 {
 				suffix += "-" + strconv.Itoa(n)
 			}
-			name = strings.TrimRight(base[:min(len(base), ScheduleNameMaxLen-len(suffix))], "-") + suffix
+			name = strings.TrimRight(base[:min(len(base), NameMaxLen-len(suffix))], "-") + suffix
 		}
 		names[t.id] = name
 		taken[name] = true
@@ -510,7 +494,7 @@ func celeryScheduleNames(tasks []celeryTask) map[int64]string {
 
 // sanitiseScheduleName replaces each run of characters a schedule name may
 // not hold with one '-', trims '-' from both ends and cuts the result to
-// ScheduleNameMaxLen: "Mark absent (every 5 min)" becomes
+// NameMaxLen: "Mark absent (every 5 min)" becomes
 // "Mark-absent-every-5-min".
 func sanitiseScheduleName(name string) string {
 	var b strings.Builder
@@ -527,14 +511,14 @@ func sanitiseScheduleName(name string) string {
 		}
 	}
 	out := strings.Trim(b.String(), "-")
-	if len(out) > ScheduleNameMaxLen {
-		out = strings.TrimRight(out[:ScheduleNameMaxLen], "-")
+	if len(out) > NameMaxLen {
+		out = strings.TrimRight(out[:NameMaxLen], "-")
 	}
 	return out
 }
 
 // importCeleryTask imports one task in tx.
-func (s *ScheduleStore) importCeleryTask(ctx context.Context, tx pgx.Tx, t *celeryTask, name string, kindOf func(string) (string, bool)) (CeleryImportEntry, error) {
+func (s *Store) importCeleryTask(ctx context.Context, tx pgx.Tx, t *celeryTask, name string, kindOf func(string) (string, bool)) (CeleryImportEntry, error) {
 	e := CeleryImportEntry{ID: t.id, CeleryName: t.name, Task: t.task, Action: CelerySkipped}
 	kind, ok := kindOf(t.task)
 	if !ok {
@@ -554,7 +538,7 @@ func (s *ScheduleStore) importCeleryTask(ctx context.Context, tx pgx.Tx, t *cele
 
 	existing, err := s.Get(ctx, tx, name)
 	switch {
-	case errors.Is(err, ErrScheduleNotFound):
+	case errors.Is(err, ErrNotFound):
 	case err != nil:
 		return e, err
 	default:
@@ -565,7 +549,7 @@ func (s *ScheduleStore) importCeleryTask(ctx context.Context, tx pgx.Tx, t *cele
 	case errors.Is(err, ErrInvalidSchedule):
 		e.Reason = err.Error()
 		return e, nil
-	case errors.Is(err, ErrScheduleExists):
+	case errors.Is(err, ErrExists):
 		// Created by someone else since the Get (a concurrent import).
 		existing, err := s.Get(ctx, tx, name)
 		if err != nil {
@@ -595,7 +579,7 @@ RETURNING ` + scheduleColumns
 // compareCelery returns e as CeleryUnchanged or CeleryExists, comparing
 // the schedule the task maps to (with the store's defaults) with the one
 // stored.
-func (s *ScheduleStore) compareCelery(e CeleryImportEntry, want Schedule, have *Schedule) CeleryImportEntry {
+func (s *Store) compareCelery(e CeleryImportEntry, want Schedule, have *Schedule) CeleryImportEntry {
 	want = want.withDefaults(s.config.DefaultTimeZone, s.kinds[want.Kind])
 	e.Schedule = have
 	e.Differs = scheduleDiff(&want, have)
@@ -644,7 +628,7 @@ func jsonEqual(a, b json.RawMessage) bool {
 
 // celerySchedule maps a task to the schedule it becomes, with notes on
 // what changed on the way, or returns why it cannot be imported.
-func (s *ScheduleStore) celerySchedule(t *celeryTask, name, kind string) (sched Schedule, notes []string, reason string) {
+func (s *Store) celerySchedule(t *celeryTask, name, kind string) (sched Schedule, notes []string, reason string) {
 	var set []string
 	for _, k := range []struct {
 		name string

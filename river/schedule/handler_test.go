@@ -1,4 +1,4 @@
-package wassoriver_test
+package schedule_test
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/internal/wassotest"
 	wassoriver "github.com/wasso/scheduler/river"
+	"github.com/wasso/scheduler/river/schedule"
 )
 
 // handlerNow is the clock of the handler tests: 21:00 in Seoul, 07:00 in
@@ -36,7 +37,7 @@ var handlerNow = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 //   - paused: every hour, UTC, disabled.
 type scheduleServer struct {
 	db    *wassotest.DB
-	store *wassoriver.ScheduleStore
+	store *schedule.Store
 	clock *testClock
 	srv   *httptest.Server
 }
@@ -46,7 +47,7 @@ func newScheduleServer(t *testing.T, readOnly bool) *scheduleServer {
 	ctx := context.Background()
 	clock := &testClock{now: handlerNow}
 	db, store := newScheduleStore(t, clock)
-	for _, s := range []wassoriver.Schedule{
+	for _, s := range []schedule.Schedule{
 		{Name: "nightly", Kind: attendance.SweepKind, Cron: "30 3 * * *", TimeZone: "Asia/Seoul", Enabled: true,
 			Description: `Nightly sweep <script>alert("x")</script>`},
 		{Name: "every-5m", Kind: attendance.SweepKind, Every: 5 * time.Minute, TimeZone: "America/New_York", Enabled: true},
@@ -55,7 +56,7 @@ func newScheduleServer(t *testing.T, readOnly bool) *scheduleServer {
 		_, err := store.Create(ctx, db.Pool, s)
 		require.NoError(t, err)
 	}
-	h, err := wassoriver.NewScheduleHandler(wassoriver.ScheduleHandlerOpts{
+	h, err := schedule.NewHandler(schedule.HandlerOpts{
 		Store:         store,
 		DB:            db.Pool,
 		Prefix:        "/schedules",
@@ -106,7 +107,7 @@ func (s *scheduleServer) post(t *testing.T, path string) handlerResponse {
 	return s.do(t, http.MethodPost, path, "Sec-Fetch-Site", "same-origin", "Origin", s.srv.URL, "Accept", "text/html,*/*;q=0.8")
 }
 
-func (s *scheduleServer) get(t *testing.T, name string) *wassoriver.Schedule {
+func (s *scheduleServer) get(t *testing.T, name string) *schedule.Schedule {
 	t.Helper()
 	sched, err := s.store.Get(context.Background(), s.db.Pool, name)
 	require.NoError(t, err)
@@ -262,7 +263,7 @@ func TestScheduleHandlerActions(t *testing.T) {
 
 	// An enable the store refuses (the schedule expired while disabled):
 	// 422 and the store's reason on the page.
-	_, err = s.store.Create(ctx, s.db.Pool, wassoriver.Schedule{
+	_, err = s.store.Create(ctx, s.db.Pool, schedule.Schedule{
 		Name: "expiring", Kind: attendance.SweepKind, Every: time.Minute, ExpiresAt: handlerNow.Add(time.Hour),
 	})
 	require.NoError(t, err)
@@ -278,7 +279,7 @@ func TestScheduleHandlerActions(t *testing.T) {
 	res = s.do(t, http.MethodPost, "/schedules/every-5m/disable", "Accept", "application/json")
 	require.Equal(t, http.StatusOK, res.code, res.body)
 	var disabled struct {
-		Schedule wassoriver.Schedule `json:"schedule"`
+		Schedule schedule.Schedule `json:"schedule"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(res.body), &disabled))
 	require.Equal(t, "every-5m", disabled.Schedule.Name)
@@ -374,7 +375,7 @@ func TestScheduleHandlerJSON(t *testing.T) {
 	res := s.do(t, http.MethodGet, "/schedules/api/schedules")
 	require.Equal(t, http.StatusOK, res.code, res.body)
 	require.Equal(t, "application/json", res.header.Get("Content-Type"))
-	var list []wassoriver.Schedule
+	var list []schedule.Schedule
 	require.NoError(t, json.Unmarshal([]byte(res.body), &list))
 	want, err := s.store.List(ctx, s.db.Pool)
 	require.NoError(t, err)
@@ -392,7 +393,7 @@ func TestScheduleHandlerJSON(t *testing.T) {
 
 	res = s.do(t, http.MethodGet, "/schedules/api/schedules/paused")
 	require.Equal(t, http.StatusOK, res.code, res.body)
-	var one wassoriver.Schedule
+	var one schedule.Schedule
 	require.NoError(t, json.Unmarshal([]byte(res.body), &one))
 	require.Equal(t, want[2], one)
 	res = s.do(t, http.MethodGet, "/schedules/api/schedules/nope")
@@ -415,22 +416,22 @@ func TestScheduleHandlerJSON(t *testing.T) {
 // bare 500.
 func TestScheduleHandlerErrors(t *testing.T) {
 	t.Parallel()
-	store, err := wassoriver.NewScheduleStore(wassoriver.ScheduleStoreConfig{})
+	store, err := schedule.NewStore(schedule.StoreConfig{Kinds: wassoriver.ScheduleKinds()})
 	require.NoError(t, err)
 	db := wassotest.NewDB(t, wassotest.Options{Bare: true})
 
-	for _, opts := range []wassoriver.ScheduleHandlerOpts{
+	for _, opts := range []schedule.HandlerOpts{
 		{DB: db.Pool},
 		{Store: store},
 		{Store: store, DB: db.Pool, Prefix: "schedules"},
 		{Store: store, DB: db.Pool, Prefix: "/sched/{name}"},
 	} {
-		_, err := wassoriver.NewScheduleHandler(opts)
-		require.ErrorIs(t, err, wassoriver.ErrInvalidConfig)
+		_, err := schedule.NewHandler(opts)
+		require.ErrorIs(t, err, schedule.ErrInvalidConfig)
 	}
 
 	// Mounted at the root, with no River UI: no job links.
-	h, err := wassoriver.NewScheduleHandler(wassoriver.ScheduleHandlerOpts{Store: store, DB: db.Pool, Prefix: "/"})
+	h, err := schedule.NewHandler(schedule.HandlerOpts{Store: store, DB: db.Pool, Prefix: "/"})
 	require.NoError(t, err)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))

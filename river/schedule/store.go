@@ -1,4 +1,4 @@
-package wassoriver
+package schedule
 
 import (
 	"cmp"
@@ -14,77 +14,70 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/riverqueue/river"
-
-	"github.com/wasso/scheduler/attendance"
 )
 
-// Defaults of ScheduleStoreConfig.
+// Defaults of StoreConfig.
 const (
-	// ScheduleMaxCatchUpDefault is how many missed slots of a MissedAll
+	// MaxCatchUpDefault is how many missed slots of a MissedAll
 	// schedule one pass enqueues at most.
-	ScheduleMaxCatchUpDefault = 100
-	// ScheduleMaxBackfillDefault is how many slots one Backfill may
+	MaxCatchUpDefault = 100
+	// MaxBackfillDefault is how many slots one Backfill may
 	// enqueue at most; a larger range is refused, not cut.
-	ScheduleMaxBackfillDefault = 1000
-	// SchedulePollIntervalDefault is how often the scheduler looks for due
+	MaxBackfillDefault = 1000
+	// PollIntervalDefault is how often the scheduler looks for due
 	// schedules when nothing wakes it earlier: it wakes at the earliest
 	// next_run_at and on every change of wasso_schedule (NOTIFY), so the
 	// poll only bounds how late a slot runs when both fail: a clock that
 	// jumped, or a change made while the LISTEN connection was down
 	// (which the scheduler polls for every second until it is back). Each
 	// poll of an idle leader is one statement.
-	SchedulePollIntervalDefault = 10 * time.Second
-	// ScheduleSlotRetentionDefault is how long the rows of
+	PollIntervalDefault = 10 * time.Second
+	// SlotRetentionDefault is how long the rows of
 	// wasso_schedule_slot are kept. A Backfill reaching further back than
 	// this could enqueue a slot a second time.
-	ScheduleSlotRetentionDefault = 30 * 24 * time.Hour
+	SlotRetentionDefault = 30 * 24 * time.Hour
 )
 
-// ScheduleStoreConfig configures a ScheduleStore and the Scheduler that
+// StoreConfig configures a Store and the Scheduler that
 // runs its schedules.
-type ScheduleStoreConfig struct {
+type StoreConfig struct {
 	// DefaultTimeZone is the IANA time zone of schedules created without
-	// one. Empty means ScheduleTimeZoneDefault (UTC); the runner's
+	// one. Empty means TimeZoneDefault (UTC); the runner's
 	// configuration passes Asia/Seoul.
 	DefaultTimeZone string
 
 	// Inserter enqueues the jobs, usually the River client. It may be set
 	// later with SetInserter (NewClient does); only RunNow, Backfill and
 	// the Scheduler need it.
-	Inserter attendance.Inserter
+	Inserter Inserter
 
-	// Kinds are the job kinds schedules may name, with their args types.
-	// Nil means DefaultScheduleKinds; a backend with kinds of its own
-	// passes append(DefaultScheduleKinds(), NewScheduleKind(MyArgs{})).
-	Kinds []ScheduleKind
+	// Kinds are the job kinds schedules may name, with their args types;
+	// at least one. A schedule naming another kind is refused when it is
+	// written (ErrUnknownKind), since no worker would run its jobs.
+	Kinds []Kind
 
 	// Logger receives a line per job enqueued, slot skipped or missed.
 	// Nil discards.
 	Logger *slog.Logger
 
-	// MaxBackfill: see ScheduleMaxBackfillDefault.
+	// MaxBackfill: see MaxBackfillDefault.
 	MaxBackfill int
 
-	// MaxCatchUp: see ScheduleMaxCatchUpDefault.
+	// MaxCatchUp: see MaxCatchUpDefault.
 	MaxCatchUp int
 
 	// Now is the clock slots are compared with. Nil means time.Now; tests
 	// set it to run passes at chosen instants.
 	Now func() time.Time
 
-	// PollInterval: see SchedulePollIntervalDefault.
+	// PollInterval: see PollIntervalDefault.
 	PollInterval time.Duration
 
-	// RiverSchema is the schema of River's tables, where the overlap
-	// check reads river_job. Empty means search_path (NewClient passes
-	// Config.Schema).
-	RiverSchema string
-
-	// SlotRetention: see ScheduleSlotRetentionDefault.
+	// SlotRetention: see SlotRetentionDefault.
 	SlotRetention time.Duration
 }
 
-// ScheduleStore writes and reads the schedules of wasso_schedule. Each
+// Store writes and reads the schedules of wasso_schedule. Each
 // method that writes has two forms: X(ctx, db, ...) runs in a transaction
 // of its own and commits it; XTx(ctx, tx, ...) runs in the caller's
 // transaction and never commits, so a backend can create a schedule with
@@ -94,29 +87,29 @@ type ScheduleStoreConfig struct {
 // for a scheduler pass working on the schedule, and a pass skips a
 // schedule that a caller's open transaction has locked, taking it up at
 // its next pass once that transaction ends.
-type ScheduleStore struct {
-	config   ScheduleStoreConfig
-	kinds    map[string]*ScheduleKind
+type Store struct {
+	config   StoreConfig
+	kinds    map[string]*Kind
 	inserter atomic.Pointer[scheduleInserter]
 }
 
-type scheduleInserter struct{ attendance.Inserter }
+type scheduleInserter struct{ Inserter }
 
 // WithDefaults returns a copy of the config with the zero values of its
 // settings replaced by their defaults (Logger and Now are left to
-// NewScheduleStore).
-func (c ScheduleStoreConfig) WithDefaults() ScheduleStoreConfig {
-	c.DefaultTimeZone = cmp.Or(c.DefaultTimeZone, ScheduleTimeZoneDefault)
-	c.MaxBackfill = cmp.Or(c.MaxBackfill, ScheduleMaxBackfillDefault)
-	c.MaxCatchUp = cmp.Or(c.MaxCatchUp, ScheduleMaxCatchUpDefault)
-	c.PollInterval = cmp.Or(c.PollInterval, SchedulePollIntervalDefault)
-	c.SlotRetention = cmp.Or(c.SlotRetention, ScheduleSlotRetentionDefault)
+// NewStore).
+func (c StoreConfig) WithDefaults() StoreConfig {
+	c.DefaultTimeZone = cmp.Or(c.DefaultTimeZone, TimeZoneDefault)
+	c.MaxBackfill = cmp.Or(c.MaxBackfill, MaxBackfillDefault)
+	c.MaxCatchUp = cmp.Or(c.MaxCatchUp, MaxCatchUpDefault)
+	c.PollInterval = cmp.Or(c.PollInterval, PollIntervalDefault)
+	c.SlotRetention = cmp.Or(c.SlotRetention, SlotRetentionDefault)
 	return c
 }
 
-// NewScheduleStore returns a store with config, its zero values replaced
+// NewStore returns a store with config, its zero values replaced
 // by their defaults.
-func NewScheduleStore(config ScheduleStoreConfig) (*ScheduleStore, error) {
+func NewStore(config StoreConfig) (*Store, error) {
 	config = config.WithDefaults()
 	if _, err := compileTimetable(time.Hour, "", config.DefaultTimeZone, time.Time{}); err != nil {
 		return nil, fmt.Errorf("%w: DefaultTimeZone: %w", ErrInvalidConfig, err)
@@ -143,14 +136,14 @@ func NewScheduleStore(config ScheduleStoreConfig) (*ScheduleStore, error) {
 	if config.Now == nil {
 		config.Now = time.Now
 	}
-	if config.Kinds == nil {
-		config.Kinds = DefaultScheduleKinds()
+	if len(config.Kinds) == 0 {
+		return nil, fmt.Errorf("%w: schedules: Kinds is empty: name the job kinds schedules may run (NewKind)", ErrInvalidConfig)
 	}
-	s := &ScheduleStore{config: config, kinds: make(map[string]*ScheduleKind, len(config.Kinds))}
+	s := &Store{config: config, kinds: make(map[string]*Kind, len(config.Kinds))}
 	for i := range config.Kinds {
 		k := &config.Kinds[i]
 		if k.kind == "" || k.typ == nil {
-			return nil, fmt.Errorf("%w: schedules: Kinds[%d] was not made by NewScheduleKind", ErrInvalidConfig, i)
+			return nil, fmt.Errorf("%w: schedules: Kinds[%d] was not made by NewKind", ErrInvalidConfig, i)
 		}
 		if _, dup := s.kinds[k.kind]; dup {
 			return nil, fmt.Errorf("%w: schedules: kind %q is listed twice", ErrInvalidConfig, k.kind)
@@ -166,20 +159,20 @@ func NewScheduleStore(config ScheduleStoreConfig) (*ScheduleStore, error) {
 // SetInserter sets what enqueues the jobs, usually the River client,
 // which only exists once its config, holding the Scheduler hook, is
 // built.
-func (s *ScheduleStore) SetInserter(inserter attendance.Inserter) {
+func (s *Store) SetInserter(inserter Inserter) {
 	s.inserter.Store(&scheduleInserter{inserter})
 }
 
-func (s *ScheduleStore) getInserter() (attendance.Inserter, error) {
+func (s *Store) getInserter() (Inserter, error) {
 	box := s.inserter.Load()
 	if box == nil || box.Inserter == nil {
-		return nil, fmt.Errorf("%w: schedules: no inserter set (ScheduleStoreConfig.Inserter or SetInserter)", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: schedules: no inserter set (StoreConfig.Inserter or SetInserter)", ErrInvalidConfig)
 	}
 	return box.Inserter, nil
 }
 
 // Kinds lists, sorted, the job kinds schedules may name.
-func (s *ScheduleStore) Kinds() []string {
+func (s *Store) Kinds() []string {
 	kinds := make([]string, 0, len(s.kinds))
 	for k := range s.kinds {
 		kinds = append(kinds, k)
@@ -188,21 +181,21 @@ func (s *ScheduleStore) Kinds() []string {
 	return kinds
 }
 
-func (s *ScheduleStore) now() time.Time { return s.config.Now() }
+func (s *Store) now() time.Time { return s.config.Now() }
 
 // check validates sched (defaults already applied) with the store's kinds
 // and returns its timetable.
-func (s *ScheduleStore) check(sched *Schedule) (*timetable, error) {
+func (s *Store) check(sched *Schedule) (*timetable, error) {
 	tt, err := sched.validate()
 	if err != nil {
 		return nil, err
 	}
 	kind := s.kinds[sched.Kind]
 	if kind == nil {
-		return nil, &ScheduleFieldError{Field: "kind", Err: fmt.Errorf("%w %q (known: %v)", ErrUnknownKind, sched.Kind, s.Kinds())}
+		return nil, &FieldError{Field: "kind", Err: fmt.Errorf("%w %q (known: %v)", ErrUnknownKind, sched.Kind, s.Kinds())}
 	}
 	if err := kind.CheckArgs(sched.Args); err != nil {
-		return nil, &ScheduleFieldError{Field: "args", Err: fmt.Errorf("do not fit %s: %w", sched.Kind, err)}
+		return nil, &FieldError{Field: "args", Err: fmt.Errorf("do not fit %s: %w", sched.Kind, err)}
 	}
 	return tt, nil
 }
@@ -210,7 +203,7 @@ func (s *ScheduleStore) check(sched *Schedule) (*timetable, error) {
 // Validate checks sched as Create would, defaults filled in, without
 // writing anything: for a form that reports errors before saving. The
 // one check it cannot make is whether the name is taken.
-func (s *ScheduleStore) Validate(sched Schedule) error {
+func (s *Store) Validate(sched Schedule) error {
 	sched = sched.withDefaults(s.config.DefaultTimeZone, s.kinds[sched.Kind])
 	tt, err := s.check(&sched)
 	if err != nil {
@@ -239,23 +232,23 @@ func firstRun(sched *Schedule, tt *timetable, now time.Time) (*time.Time, error)
 
 // Create writes a new schedule, in a transaction of its own, and returns
 // it as stored (defaults filled, NextRunAt computed). Errors:
-// *ScheduleFieldError (ErrInvalidSchedule, ErrUnknownKind),
-// ErrScheduleExists. Neither sends a statement that fails, so the
+// *FieldError (ErrInvalidSchedule, ErrUnknownKind),
+// ErrExists. Neither sends a statement that fails, so the
 // transaction of CreateTx stays usable after them.
-func (s *ScheduleStore) Create(ctx context.Context, db attendance.Beginner, sched Schedule) (*Schedule, error) {
+func (s *Store) Create(ctx context.Context, db Beginner, sched Schedule) (*Schedule, error) {
 	return scheduleTx(ctx, db, func(tx pgx.Tx) (*Schedule, error) { return s.create(ctx, tx, sched) })
 }
 
 // CreateTx is Create in the caller's transaction, which it does not
 // commit.
-func (s *ScheduleStore) CreateTx(ctx context.Context, tx pgx.Tx, sched Schedule) (*Schedule, error) {
+func (s *Store) CreateTx(ctx context.Context, tx pgx.Tx, sched Schedule) (*Schedule, error) {
 	return s.create(ctx, tx, sched)
 }
 
 // insertScheduleSQL writes a new schedule; the bookkeeping columns keep
 // their defaults. A name taken returns no row instead of failing, so that
 // the caller's transaction (CreateTx) stays usable after
-// ErrScheduleExists.
+// ErrExists.
 const insertScheduleSQL = `
 INSERT INTO wasso_schedule (name, kind, args, every_us, cron, time_zone, enabled, queue, priority,
     max_attempts, start_at, expires_at, one_off, description, missed, overlap, next_run_at, created_at, updated_at)
@@ -263,7 +256,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
 ON CONFLICT (name) DO NOTHING
 RETURNING ` + scheduleColumns
 
-func (s *ScheduleStore) create(ctx context.Context, tx pgx.Tx, sched Schedule) (*Schedule, error) {
+func (s *Store) create(ctx context.Context, tx pgx.Tx, sched Schedule) (*Schedule, error) {
 	sched = sched.withDefaults(s.config.DefaultTimeZone, s.kinds[sched.Kind])
 	tt, err := s.check(&sched)
 	if err != nil {
@@ -279,7 +272,7 @@ func (s *ScheduleStore) create(ctx context.Context, tx pgx.Tx, sched Schedule) (
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.Is(err, pgx.ErrNoRows) || (errors.As(err, &pgErr) && pgErr.Code == "23505") {
-			return nil, fmt.Errorf("create schedule %q: %w", sched.Name, ErrScheduleExists)
+			return nil, fmt.Errorf("create schedule %q: %w", sched.Name, ErrExists)
 		}
 		return nil, scheduleErr(fmt.Sprintf("create schedule %q", sched.Name), err)
 	}
@@ -301,14 +294,14 @@ func configArgs(s *Schedule) []any {
 
 // Update changes the fields of the schedule named that update sets, in a
 // transaction of its own, and returns the schedule as stored. Errors:
-// *ScheduleFieldError, ErrScheduleNotFound.
-func (s *ScheduleStore) Update(ctx context.Context, db attendance.Beginner, name string, update ScheduleUpdate) (*Schedule, error) {
+// *FieldError, ErrNotFound.
+func (s *Store) Update(ctx context.Context, db Beginner, name string, update Update) (*Schedule, error) {
 	return scheduleTx(ctx, db, func(tx pgx.Tx) (*Schedule, error) { return s.update(ctx, tx, name, update) })
 }
 
 // UpdateTx is Update in the caller's transaction, which it does not
 // commit.
-func (s *ScheduleStore) UpdateTx(ctx context.Context, tx pgx.Tx, name string, update ScheduleUpdate) (*Schedule, error) {
+func (s *Store) UpdateTx(ctx context.Context, tx pgx.Tx, name string, update Update) (*Schedule, error) {
 	return s.update(ctx, tx, name, update)
 }
 
@@ -316,27 +309,27 @@ func (s *ScheduleStore) UpdateTx(ctx context.Context, tx pgx.Tx, name string, up
 // next run is its first slot from now on (slots that passed while it was
 // disabled are neither run nor counted missed). Enabling an enabled
 // schedule changes nothing.
-func (s *ScheduleStore) Enable(ctx context.Context, db attendance.Beginner, name string) (*Schedule, error) {
-	return s.Update(ctx, db, name, ScheduleUpdate{Enabled: ptrTo(true)})
+func (s *Store) Enable(ctx context.Context, db Beginner, name string) (*Schedule, error) {
+	return s.Update(ctx, db, name, Update{Enabled: ptrTo(true)})
 }
 
 // EnableTx is Enable in the caller's transaction, which it does not
 // commit.
-func (s *ScheduleStore) EnableTx(ctx context.Context, tx pgx.Tx, name string) (*Schedule, error) {
-	return s.update(ctx, tx, name, ScheduleUpdate{Enabled: ptrTo(true)})
+func (s *Store) EnableTx(ctx context.Context, tx pgx.Tx, name string) (*Schedule, error) {
+	return s.update(ctx, tx, name, Update{Enabled: ptrTo(true)})
 }
 
 // Disable disables the schedule named, in a transaction of its own: it
 // keeps its row and counters, and its next run is cleared. A job already
 // enqueued still runs.
-func (s *ScheduleStore) Disable(ctx context.Context, db attendance.Beginner, name string) (*Schedule, error) {
-	return s.Update(ctx, db, name, ScheduleUpdate{Enabled: ptrTo(false)})
+func (s *Store) Disable(ctx context.Context, db Beginner, name string) (*Schedule, error) {
+	return s.Update(ctx, db, name, Update{Enabled: ptrTo(false)})
 }
 
 // DisableTx is Disable in the caller's transaction, which it does not
 // commit.
-func (s *ScheduleStore) DisableTx(ctx context.Context, tx pgx.Tx, name string) (*Schedule, error) {
-	return s.update(ctx, tx, name, ScheduleUpdate{Enabled: ptrTo(false)})
+func (s *Store) DisableTx(ctx context.Context, tx pgx.Tx, name string) (*Schedule, error) {
+	return s.update(ctx, tx, name, Update{Enabled: ptrTo(false)})
 }
 
 func ptrTo[T any](v T) *T { return &v }
@@ -350,7 +343,7 @@ UPDATE wasso_schedule SET kind = $2, args = $3, every_us = $4, cron = $5, time_z
 WHERE name = $1
 RETURNING ` + scheduleColumns
 
-func (s *ScheduleStore) update(ctx context.Context, tx pgx.Tx, name string, update ScheduleUpdate) (*Schedule, error) {
+func (s *Store) update(ctx context.Context, tx pgx.Tx, name string, update Update) (*Schedule, error) {
 	old, err := lockSchedule(ctx, tx, name)
 	if err != nil {
 		return nil, err
@@ -393,14 +386,14 @@ func (s *ScheduleStore) update(ctx context.Context, tx pgx.Tx, name string, upda
 
 // Delete deletes the schedule named and its slot history, in a
 // transaction of its own. Jobs already enqueued are not touched.
-func (s *ScheduleStore) Delete(ctx context.Context, db attendance.Beginner, name string) error {
+func (s *Store) Delete(ctx context.Context, db Beginner, name string) error {
 	_, err := scheduleTx(ctx, db, func(tx pgx.Tx) (struct{}, error) { return struct{}{}, s.delete(ctx, tx, name) })
 	return err
 }
 
 // DeleteTx is Delete in the caller's transaction, which it does not
 // commit.
-func (s *ScheduleStore) DeleteTx(ctx context.Context, tx pgx.Tx, name string) error {
+func (s *Store) DeleteTx(ctx context.Context, tx pgx.Tx, name string) error {
 	return s.delete(ctx, tx, name)
 }
 
@@ -408,23 +401,23 @@ func (s *ScheduleStore) DeleteTx(ctx context.Context, tx pgx.Tx, name string) er
 // with it (ON DELETE CASCADE).
 const deleteScheduleSQL = `DELETE FROM wasso_schedule WHERE name = $1`
 
-func (s *ScheduleStore) delete(ctx context.Context, tx pgx.Tx, name string) error {
+func (s *Store) delete(ctx context.Context, tx pgx.Tx, name string) error {
 	tag, err := tx.Exec(ctx, deleteScheduleSQL, name)
 	if err != nil {
 		return scheduleErr(fmt.Sprintf("delete schedule %q", name), err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("delete schedule %q: %w", name, ErrScheduleNotFound)
+		return fmt.Errorf("delete schedule %q: %w", name, ErrNotFound)
 	}
 	return nil
 }
 
 // Get returns the schedule named, or an error wrapping
-// ErrScheduleNotFound. db may be a pool or a transaction.
-func (s *ScheduleStore) Get(ctx context.Context, db attendance.DB, name string) (*Schedule, error) {
+// ErrNotFound. db may be a pool or a transaction.
+func (s *Store) Get(ctx context.Context, db DB, name string) (*Schedule, error) {
 	sched, err := scanSchedule(db.QueryRow(ctx, `SELECT `+scheduleColumns+` FROM wasso_schedule WHERE name = $1`, name))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("schedule %q: %w", name, ErrScheduleNotFound)
+		return nil, fmt.Errorf("schedule %q: %w", name, ErrNotFound)
 	}
 	if err != nil {
 		return nil, scheduleErr(fmt.Sprintf("get schedule %q", name), err)
@@ -434,7 +427,7 @@ func (s *ScheduleStore) Get(ctx context.Context, db attendance.DB, name string) 
 
 // List returns every schedule, by name. db may be a pool or a
 // transaction.
-func (s *ScheduleStore) List(ctx context.Context, db attendance.DB) ([]Schedule, error) {
+func (s *Store) List(ctx context.Context, db DB) ([]Schedule, error) {
 	rows, err := db.Query(ctx, `SELECT `+scheduleColumns+` FROM wasso_schedule ORDER BY name`)
 	if err != nil {
 		return nil, scheduleErr("list schedules", err)
@@ -452,10 +445,10 @@ func (s *ScheduleStore) List(ctx context.Context, db attendance.DB) ([]Schedule,
 	return list, nil
 }
 
-// ScheduleStats are the counters of one schedule, for metrics: a runner
+// Stats are the counters of one schedule, for metrics: a runner
 // exports them as counters labelled by schedule (the values only grow,
 // unless the schedule is deleted and created again).
-type ScheduleStats struct {
+type Stats struct {
 	Name    string
 	Kind    string
 	Enabled bool
@@ -467,15 +460,15 @@ type ScheduleStats struct {
 }
 
 // Stats returns the counters of every schedule, by name.
-func (s *ScheduleStore) Stats(ctx context.Context, db attendance.DB) ([]ScheduleStats, error) {
+func (s *Store) Stats(ctx context.Context, db DB) ([]Stats, error) {
 	rows, err := db.Query(ctx, `
 SELECT name, kind, enabled, total_run_count, skipped_count, missed_count, last_run_at, next_run_at
 FROM wasso_schedule ORDER BY name`)
 	if err != nil {
 		return nil, scheduleErr("schedule stats", err)
 	}
-	stats, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ScheduleStats, error) {
-		var st ScheduleStats
+	stats, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Stats, error) {
+		var st Stats
 		var last, next *time.Time
 		err := row.Scan(&st.Name, &st.Kind, &st.Enabled, &st.Runs, &st.Skips, &st.Misses, &last, &next)
 		st.LastRunAt, st.NextRunAt = utcOrZero(last), utcOrZero(next)
@@ -487,9 +480,9 @@ FROM wasso_schedule ORDER BY name`)
 	return stats, nil
 }
 
-// ScheduleSlot is one row of wasso_schedule_slot: a slot a job was
+// Slot is one row of wasso_schedule_slot: a slot a job was
 // enqueued for.
-type ScheduleSlot struct {
+type Slot struct {
 	Schedule string    `json:"schedule"`
 	Slot     time.Time `json:"slot"`
 	JobID    int64     `json:"job_id"`
@@ -500,7 +493,7 @@ type ScheduleSlot struct {
 
 // Slots returns the latest limit slots of the schedule named, newest
 // first (limit <= 0: all that are kept).
-func (s *ScheduleStore) Slots(ctx context.Context, db attendance.DB, name string, limit int) ([]ScheduleSlot, error) {
+func (s *Store) Slots(ctx context.Context, db DB, name string, limit int) ([]Slot, error) {
 	var lim *int
 	if limit > 0 {
 		lim = &limit
@@ -511,8 +504,8 @@ WHERE schedule_name = $1 ORDER BY slot DESC LIMIT $2`, name, lim)
 	if err != nil {
 		return nil, scheduleErr(fmt.Sprintf("slots of schedule %q", name), err)
 	}
-	slots, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ScheduleSlot, error) {
-		var sl ScheduleSlot
+	slots, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Slot, error) {
+		var sl Slot
 		err := row.Scan(&sl.Schedule, &sl.Slot, &sl.JobID, &sl.Source, &sl.EnqueuedAt)
 		sl.Slot, sl.EnqueuedAt = sl.Slot.UTC(), sl.EnqueuedAt.UTC()
 		return sl, err
@@ -523,8 +516,8 @@ WHERE schedule_name = $1 ORDER BY slot DESC LIMIT $2`, name, lim)
 	return slots, nil
 }
 
-// ScheduleRun is a job RunNow enqueued.
-type ScheduleRun struct {
+// RunNowResult is a job RunNow enqueued.
+type RunNowResult struct {
 	// Slot is the instant the job stands for: now, to the microsecond.
 	Slot  time.Time
 	JobID int64
@@ -535,17 +528,17 @@ type ScheduleRun struct {
 // overlap policy: the admin's "run now". The slot is now to the
 // microsecond, recorded with source run_now. NextRunAt does not move;
 // TotalRunCount, LastRunAt and LastJobID do.
-func (s *ScheduleStore) RunNow(ctx context.Context, db attendance.Beginner, name string) (*ScheduleRun, error) {
-	return scheduleTx(ctx, db, func(tx pgx.Tx) (*ScheduleRun, error) { return s.runNow(ctx, tx, name) })
+func (s *Store) RunNow(ctx context.Context, db Beginner, name string) (*RunNowResult, error) {
+	return scheduleTx(ctx, db, func(tx pgx.Tx) (*RunNowResult, error) { return s.runNow(ctx, tx, name) })
 }
 
 // RunNowTx is RunNow in the caller's transaction, which it does not
 // commit: the job exists only if the caller commits.
-func (s *ScheduleStore) RunNowTx(ctx context.Context, tx pgx.Tx, name string) (*ScheduleRun, error) {
+func (s *Store) RunNowTx(ctx context.Context, tx pgx.Tx, name string) (*RunNowResult, error) {
 	return s.runNow(ctx, tx, name)
 }
 
-func (s *ScheduleStore) runNow(ctx context.Context, tx pgx.Tx, name string) (*ScheduleRun, error) {
+func (s *Store) runNow(ctx context.Context, tx pgx.Tx, name string) (*RunNowResult, error) {
 	inserter, err := s.getInserter()
 	if err != nil {
 		return nil, err
@@ -568,7 +561,7 @@ func (s *ScheduleStore) runNow(ctx context.Context, tx pgx.Tx, name string) (*Sc
 				return nil, err
 			}
 			s.logEnqueued(ctx, sched, jobs, slotSourceRunNow)
-			return &ScheduleRun{Slot: slot, JobID: jobs[0].jobID}, nil
+			return &RunNowResult{Slot: slot, JobID: jobs[0].jobID}, nil
 		}
 		slot = slot.Add(time.Microsecond)
 	}
@@ -578,7 +571,7 @@ func (s *ScheduleStore) runNow(ctx context.Context, tx pgx.Tx, name string) (*Sc
 // BackfillResult says what Backfill did.
 type BackfillResult struct {
 	// Enqueued are the slots a job was enqueued for, with the jobs.
-	Enqueued []ScheduleRun
+	Enqueued []RunNowResult
 	// Skipped counts the slots of the range that already had a job.
 	Skipped int
 }
@@ -589,20 +582,20 @@ type BackfillResult struct {
 // schedule is enabled or not and whatever its policies. Slots before
 // StartAt or after ExpiresAt are not slots. to must not be in the future
 // (the scheduler enqueues those), and the range may hold at most
-// ScheduleStoreConfig.MaxBackfill slots: a larger one is refused with a
-// *ScheduleFieldError for "to". Backfilling the same range twice enqueues
+// StoreConfig.MaxBackfill slots: a larger one is refused with a
+// *FieldError for "to". Backfilling the same range twice enqueues
 // each slot once.
-func (s *ScheduleStore) Backfill(ctx context.Context, db attendance.Beginner, name string, from, to time.Time) (*BackfillResult, error) {
+func (s *Store) Backfill(ctx context.Context, db Beginner, name string, from, to time.Time) (*BackfillResult, error) {
 	return scheduleTx(ctx, db, func(tx pgx.Tx) (*BackfillResult, error) { return s.backfill(ctx, tx, name, from, to) })
 }
 
 // BackfillTx is Backfill in the caller's transaction, which it does not
 // commit.
-func (s *ScheduleStore) BackfillTx(ctx context.Context, tx pgx.Tx, name string, from, to time.Time) (*BackfillResult, error) {
+func (s *Store) BackfillTx(ctx context.Context, tx pgx.Tx, name string, from, to time.Time) (*BackfillResult, error) {
 	return s.backfill(ctx, tx, name, from, to)
 }
 
-func (s *ScheduleStore) backfill(ctx context.Context, tx pgx.Tx, name string, from, to time.Time) (*BackfillResult, error) {
+func (s *Store) backfill(ctx context.Context, tx pgx.Tx, name string, from, to time.Time) (*BackfillResult, error) {
 	inserter, err := s.getInserter()
 	if err != nil {
 		return nil, err
@@ -642,9 +635,9 @@ func (s *ScheduleStore) backfill(ctx context.Context, tx pgx.Tx, name string, fr
 		return nil, err
 	}
 	s.logEnqueued(ctx, sched, jobs, slotSourceBackfill)
-	res := &BackfillResult{Skipped: len(slots) - len(jobs), Enqueued: make([]ScheduleRun, len(jobs))}
+	res := &BackfillResult{Skipped: len(slots) - len(jobs), Enqueued: make([]RunNowResult, len(jobs))}
 	for i, j := range jobs {
-		res.Enqueued[i] = ScheduleRun{Slot: j.slot, JobID: j.jobID}
+		res.Enqueued[i] = RunNowResult{Slot: j.slot, JobID: j.jobID}
 	}
 	return res, nil
 }
@@ -698,7 +691,7 @@ WHERE ss.schedule_name = $1 AND ss.slot = u.slot`
 
 // enqueueSlots claims slots of sched in wasso_schedule_slot and enqueues
 // a job for each one claimed, in tx. It returns the jobs by slot.
-func enqueueSlots(ctx context.Context, tx pgx.Tx, inserter attendance.Inserter, sched *Schedule, slots []time.Time, source string, now time.Time) ([]slotJob, error) {
+func enqueueSlots(ctx context.Context, tx pgx.Tx, inserter Inserter, sched *Schedule, slots []time.Time, source string, now time.Time) ([]slotJob, error) {
 	if len(slots) == 0 {
 		return nil, nil
 	}
@@ -735,7 +728,7 @@ func enqueueSlots(ctx context.Context, tx pgx.Tx, inserter attendance.Inserter, 
 	return jobs, nil
 }
 
-func (s *ScheduleStore) logEnqueued(ctx context.Context, sched *Schedule, jobs []slotJob, source string) {
+func (s *Store) logEnqueued(ctx context.Context, sched *Schedule, jobs []slotJob, source string) {
 	for _, j := range jobs {
 		s.config.Logger.InfoContext(ctx, "schedule enqueued job",
 			slog.String("schedule", sched.Name), slog.String("kind", sched.Kind),
@@ -789,7 +782,7 @@ const lockScheduleSQL = `SELECT ` + scheduleColumns + ` FROM wasso_schedule WHER
 func lockSchedule(ctx context.Context, tx pgx.Tx, name string) (*Schedule, error) {
 	sched, err := scanSchedule(tx.QueryRow(ctx, lockScheduleSQL, name))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("schedule %q: %w", name, ErrScheduleNotFound)
+		return nil, fmt.Errorf("schedule %q: %w", name, ErrNotFound)
 	}
 	if err != nil {
 		return nil, scheduleErr(fmt.Sprintf("lock schedule %q", name), err)
@@ -797,7 +790,7 @@ func lockSchedule(ctx context.Context, tx pgx.Tx, name string) (*Schedule, error
 	return sched, nil
 }
 
-func scheduleTx[T any](ctx context.Context, db attendance.Beginner, f func(tx pgx.Tx) (T, error)) (T, error) {
+func scheduleTx[T any](ctx context.Context, db Beginner, f func(tx pgx.Tx) (T, error)) (T, error) {
 	var out T
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		var err error
@@ -826,15 +819,4 @@ func optString(s string) *string {
 		return nil
 	}
 	return &s
-}
-
-// scheduleErr wraps err with what was being done, and maps a missing table
-// (the scheduler's migrations are not applied) to an
-// *attendance.SchemaMissingError naming it, as the attendance package does:
-// the program that called says what to run about it.
-func scheduleErr(doing string, err error) error {
-	if missing, ok := attendance.SchemaMissingFrom(err); ok {
-		return fmt.Errorf("%s: %w", doing, missing)
-	}
-	return fmt.Errorf("%s: %w", doing, err)
 }

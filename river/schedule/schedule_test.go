@@ -1,4 +1,4 @@
-package wassoriver_test
+package schedule_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/internal/wassotest"
 	wassoriver "github.com/wasso/scheduler/river"
+	"github.com/wasso/scheduler/river/schedule"
 )
 
 // testClock is a clock tests set by hand.
@@ -40,16 +41,16 @@ func (c *testClock) Set(t time.Time) {
 
 // newScheduleStore returns a store on a fresh schema, inserting with an
 // insert-only River client, at clock's time.
-func newScheduleStore(t *testing.T, clock *testClock) (*wassotest.DB, *wassoriver.ScheduleStore) {
+func newScheduleStore(t *testing.T, clock *testClock) (*wassotest.DB, *schedule.Store) {
 	t.Helper()
 	db := wassotest.NewDB(t, wassotest.Options{})
 	client, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{Schema: db.Schema})
 	require.NoError(t, err)
-	store, err := wassoriver.NewScheduleStore(wassoriver.ScheduleStoreConfig{
+	store, err := schedule.NewStore(schedule.StoreConfig{
+		Kinds:           wassoriver.ScheduleKinds(),
 		DefaultTimeZone: "Asia/Seoul",
 		Inserter:        client,
 		Now:             clock.Now,
-		RiverSchema:     db.Schema,
 	})
 	require.NoError(t, err)
 	return db, store
@@ -74,58 +75,58 @@ func TestScheduleValidation(t *testing.T) {
 	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	db, store := newScheduleStore(t, &testClock{now: now})
 
-	valid := func() wassoriver.Schedule {
-		return wassoriver.Schedule{Name: "sweep", Kind: attendance.SweepKind, Every: time.Minute, Enabled: true}
+	valid := func() schedule.Schedule {
+		return schedule.Schedule{Name: "sweep", Kind: attendance.SweepKind, Every: time.Minute, Enabled: true}
 	}
 	for _, tc := range []struct {
 		field  string
-		change func(*wassoriver.Schedule)
+		change func(*schedule.Schedule)
 	}{
-		{"name", func(s *wassoriver.Schedule) { s.Name = "" }},
-		{"name", func(s *wassoriver.Schedule) { s.Name = "no spaces" }},
-		{"name", func(s *wassoriver.Schedule) { s.Name = "é" }},
-		{"name", func(s *wassoriver.Schedule) { s.Name = strings.Repeat("a", 101) }},
-		{"kind", func(s *wassoriver.Schedule) { s.Kind = "" }},
-		{"kind", func(s *wassoriver.Schedule) { s.Kind = "billing.charge" }},
-		{"args", func(s *wassoriver.Schedule) { s.Args = json.RawMessage(`[]`) }},
-		{"args", func(s *wassoriver.Schedule) { s.Args = json.RawMessage(`{"lookback":`) }},
-		{"args", func(s *wassoriver.Schedule) { s.Args = json.RawMessage(`{"lookback": "1h"}`) }},
-		{"args", func(s *wassoriver.Schedule) { s.Args = json.RawMessage(`{"look_back": 1}`) }},
-		{"args", func(s *wassoriver.Schedule) {
+		{"name", func(s *schedule.Schedule) { s.Name = "" }},
+		{"name", func(s *schedule.Schedule) { s.Name = "no spaces" }},
+		{"name", func(s *schedule.Schedule) { s.Name = "é" }},
+		{"name", func(s *schedule.Schedule) { s.Name = strings.Repeat("a", 101) }},
+		{"kind", func(s *schedule.Schedule) { s.Kind = "" }},
+		{"kind", func(s *schedule.Schedule) { s.Kind = "billing.charge" }},
+		{"args", func(s *schedule.Schedule) { s.Args = json.RawMessage(`[]`) }},
+		{"args", func(s *schedule.Schedule) { s.Args = json.RawMessage(`{"lookback":`) }},
+		{"args", func(s *schedule.Schedule) { s.Args = json.RawMessage(`{"lookback": "1h"}`) }},
+		{"args", func(s *schedule.Schedule) { s.Args = json.RawMessage(`{"look_back": 1}`) }},
+		{"args", func(s *schedule.Schedule) {
 			s.Kind, s.Args = attendance.SettleEventKind, json.RawMessage(`{"event_id": "one"}`)
 		}},
-		{"every", func(s *wassoriver.Schedule) { s.Every = 999 * time.Millisecond }},
-		{"every", func(s *wassoriver.Schedule) { s.Every = 31*24*time.Hour + time.Second }},
-		{"every", func(s *wassoriver.Schedule) { s.Every = time.Second + time.Nanosecond }},
-		{"every", func(s *wassoriver.Schedule) { s.Cron = "0 9 * * *" }},
-		{"every", func(s *wassoriver.Schedule) { s.Every = 0 }},
-		{"cron", func(s *wassoriver.Schedule) { s.Every, s.Cron = 0, "* * * *" }},
-		{"cron", func(s *wassoriver.Schedule) { s.Every, s.Cron = 0, "0 0 9 * * *" }},
-		{"cron", func(s *wassoriver.Schedule) { s.Every, s.Cron = 0, "61 * * * *" }},
-		{"cron", func(s *wassoriver.Schedule) { s.Every, s.Cron = 0, "@every 1h" }},
-		{"cron", func(s *wassoriver.Schedule) { s.Every, s.Cron = 0, "TZ=UTC 0 9 * * *" }},
-		{"cron", func(s *wassoriver.Schedule) { s.Every, s.Cron = 0, "@fortnightly" }},
-		{"cron", func(s *wassoriver.Schedule) { s.Every, s.Cron = 0, "0 0 30 2 *" }}, // never fires
-		{"time_zone", func(s *wassoriver.Schedule) { s.TimeZone = "Mars/Olympus_Mons" }},
-		{"time_zone", func(s *wassoriver.Schedule) { s.TimeZone = "Local" }},
-		{"queue", func(s *wassoriver.Schedule) { s.Queue = "Not A Queue" }},
-		{"priority", func(s *wassoriver.Schedule) { s.Priority = 5 }},
-		{"priority", func(s *wassoriver.Schedule) { s.Priority = -1 }},
-		{"max_attempts", func(s *wassoriver.Schedule) { s.MaxAttempts = -1 }},
-		{"missed", func(s *wassoriver.Schedule) { s.Missed = "sometimes" }},
-		{"overlap", func(s *wassoriver.Schedule) { s.Overlap = "never" }},
-		{"expires_at", func(s *wassoriver.Schedule) { s.StartAt, s.ExpiresAt = now.Add(time.Hour), now.Add(time.Minute) }},
-		{"expires_at", func(s *wassoriver.Schedule) { s.ExpiresAt = now.Add(-time.Minute) }}, // nothing left to run
+		{"every", func(s *schedule.Schedule) { s.Every = 999 * time.Millisecond }},
+		{"every", func(s *schedule.Schedule) { s.Every = 31*24*time.Hour + time.Second }},
+		{"every", func(s *schedule.Schedule) { s.Every = time.Second + time.Nanosecond }},
+		{"every", func(s *schedule.Schedule) { s.Cron = "0 9 * * *" }},
+		{"every", func(s *schedule.Schedule) { s.Every = 0 }},
+		{"cron", func(s *schedule.Schedule) { s.Every, s.Cron = 0, "* * * *" }},
+		{"cron", func(s *schedule.Schedule) { s.Every, s.Cron = 0, "0 0 9 * * *" }},
+		{"cron", func(s *schedule.Schedule) { s.Every, s.Cron = 0, "61 * * * *" }},
+		{"cron", func(s *schedule.Schedule) { s.Every, s.Cron = 0, "@every 1h" }},
+		{"cron", func(s *schedule.Schedule) { s.Every, s.Cron = 0, "TZ=UTC 0 9 * * *" }},
+		{"cron", func(s *schedule.Schedule) { s.Every, s.Cron = 0, "@fortnightly" }},
+		{"cron", func(s *schedule.Schedule) { s.Every, s.Cron = 0, "0 0 30 2 *" }}, // never fires
+		{"time_zone", func(s *schedule.Schedule) { s.TimeZone = "Mars/Olympus_Mons" }},
+		{"time_zone", func(s *schedule.Schedule) { s.TimeZone = "Local" }},
+		{"queue", func(s *schedule.Schedule) { s.Queue = "Not A Queue" }},
+		{"priority", func(s *schedule.Schedule) { s.Priority = 5 }},
+		{"priority", func(s *schedule.Schedule) { s.Priority = -1 }},
+		{"max_attempts", func(s *schedule.Schedule) { s.MaxAttempts = -1 }},
+		{"missed", func(s *schedule.Schedule) { s.Missed = "sometimes" }},
+		{"overlap", func(s *schedule.Schedule) { s.Overlap = "never" }},
+		{"expires_at", func(s *schedule.Schedule) { s.StartAt, s.ExpiresAt = now.Add(time.Hour), now.Add(time.Minute) }},
+		{"expires_at", func(s *schedule.Schedule) { s.ExpiresAt = now.Add(-time.Minute) }}, // nothing left to run
 	} {
 		s := valid()
 		tc.change(&s)
 		_, err := store.Create(ctx, db.Pool, s)
-		require.ErrorIs(t, err, wassoriver.ErrInvalidSchedule, "%s: %+v", tc.field, s)
-		var fieldErr *wassoriver.ScheduleFieldError
+		require.ErrorIs(t, err, schedule.ErrInvalidSchedule, "%s: %+v", tc.field, s)
+		var fieldErr *schedule.FieldError
 		require.ErrorAs(t, err, &fieldErr)
 		require.Equal(t, tc.field, fieldErr.Field, "%v", err)
 		if s.Kind == "billing.charge" {
-			require.ErrorIs(t, err, wassoriver.ErrUnknownKind)
+			require.ErrorIs(t, err, schedule.ErrUnknownKind)
 		}
 	}
 	list, err := store.List(ctx, db.Pool)
@@ -135,7 +136,7 @@ func TestScheduleValidation(t *testing.T) {
 	created, err := store.Create(ctx, db.Pool, valid())
 	require.NoError(t, err)
 	_, err = store.Create(ctx, db.Pool, valid())
-	require.ErrorIs(t, err, wassoriver.ErrScheduleExists)
+	require.ErrorIs(t, err, schedule.ErrExists)
 
 	// A schedule created disabled may well have expired already.
 	expired := valid()
@@ -143,13 +144,13 @@ func TestScheduleValidation(t *testing.T) {
 	_, err = store.Create(ctx, db.Pool, expired)
 	require.NoError(t, err)
 	_, err = store.Enable(ctx, db.Pool, "expired")
-	var fieldErr *wassoriver.ScheduleFieldError
+	var fieldErr *schedule.FieldError
 	require.ErrorAs(t, err, &fieldErr)
 	require.Equal(t, "expires_at", fieldErr.Field)
 
 	// Updates are validated the same way and leave the row as it was.
 	bad := 7
-	_, err = store.Update(ctx, db.Pool, "sweep", wassoriver.ScheduleUpdate{Priority: &bad})
+	_, err = store.Update(ctx, db.Pool, "sweep", schedule.Update{Priority: &bad})
 	require.ErrorAs(t, err, &fieldErr)
 	require.Equal(t, "priority", fieldErr.Field)
 	got, err := store.Get(ctx, db.Pool, "sweep")
@@ -158,12 +159,12 @@ func TestScheduleValidation(t *testing.T) {
 
 	for _, err := range []error{
 		func() error { _, err := store.Get(ctx, db.Pool, "nope"); return err }(),
-		func() error { _, err := store.Update(ctx, db.Pool, "nope", wassoriver.ScheduleUpdate{}); return err }(),
+		func() error { _, err := store.Update(ctx, db.Pool, "nope", schedule.Update{}); return err }(),
 		func() error { _, err := store.Enable(ctx, db.Pool, "nope"); return err }(),
 		func() error { _, err := store.RunNow(ctx, db.Pool, "nope"); return err }(),
 		store.Delete(ctx, db.Pool, "nope"),
 	} {
-		require.ErrorIs(t, err, wassoriver.ErrScheduleNotFound)
+		require.ErrorIs(t, err, schedule.ErrNotFound)
 	}
 }
 
@@ -174,20 +175,20 @@ func TestScheduleDefaultsAndArgs(t *testing.T) {
 	now := time.Date(2025, 3, 1, 12, 0, 30, 0, time.UTC)
 	db, store := newScheduleStore(t, &testClock{now: now})
 
-	sweep, err := store.Create(ctx, db.Pool, wassoriver.Schedule{Name: "sweep", Kind: attendance.SweepKind, Every: 5 * time.Minute, Enabled: true})
+	sweep, err := store.Create(ctx, db.Pool, schedule.Schedule{Name: "sweep", Kind: attendance.SweepKind, Every: 5 * time.Minute, Enabled: true})
 	require.NoError(t, err)
 	require.Equal(t, json.RawMessage(`{}`), sweep.Args)
 	require.Equal(t, "Asia/Seoul", sweep.TimeZone)
 	require.Equal(t, river.QueueDefault, sweep.Queue)
 	require.Equal(t, 1, sweep.Priority)
 	require.Equal(t, river.MaxAttemptsDefault, sweep.MaxAttempts)
-	require.Equal(t, wassoriver.MissedOnce, sweep.Missed)
-	require.Equal(t, wassoriver.OverlapSkip, sweep.Overlap)
+	require.Equal(t, schedule.MissedOnce, sweep.Missed)
+	require.Equal(t, schedule.OverlapSkip, sweep.Overlap)
 	require.Equal(t, time.Date(2025, 3, 1, 12, 5, 0, 0, time.UTC), sweep.NextRunAt, "multiples of 5 minutes since the epoch")
 	require.Equal(t, now, sweep.CreatedAt)
 
 	// The kind's InsertOpts give the defaults; its args decode strictly.
-	settle, err := store.Create(ctx, db.Pool, wassoriver.Schedule{
+	settle, err := store.Create(ctx, db.Pool, schedule.Schedule{
 		Name: "settle-7", Kind: attendance.SettleEventKind, Cron: "@daily", Enabled: true,
 		Args: json.RawMessage(`{"event_id": 7, "deadline": "2025-03-02T00:00:00Z"}`),
 	})
@@ -195,7 +196,7 @@ func TestScheduleDefaultsAndArgs(t *testing.T) {
 	require.Equal(t, attendance.QueueExact, settle.Queue)
 	require.Equal(t, time.Date(2025, 3, 1, 15, 0, 0, 0, time.UTC), settle.NextRunAt, "midnight in Seoul")
 
-	notify, err := store.Create(ctx, db.Pool, wassoriver.Schedule{
+	notify, err := store.Create(ctx, db.Pool, schedule.Schedule{
 		Name: "notify", Kind: attendance.NotifyAbsentKind, Every: time.Hour, StartAt: now.Add(10 * time.Minute),
 		Args: json.RawMessage(`{"event_id": 7, "mapping_ids": [1, 2]}`), Enabled: true,
 	})
@@ -207,7 +208,7 @@ func TestScheduleDefaultsAndArgs(t *testing.T) {
 	b, err := json.Marshal(sweep)
 	require.NoError(t, err)
 	require.Contains(t, string(b), `"every":"5m0s"`)
-	var back wassoriver.Schedule
+	var back schedule.Schedule
 	require.NoError(t, json.Unmarshal(b, &back))
 	require.Equal(t, *sweep, back)
 	b, err = json.Marshal(settle)
@@ -215,7 +216,7 @@ func TestScheduleDefaultsAndArgs(t *testing.T) {
 	require.NotContains(t, string(b), `"every"`)
 	require.Contains(t, string(b), `"cron":"@daily"`)
 
-	var update wassoriver.ScheduleUpdate
+	var update schedule.Update
 	require.NoError(t, json.Unmarshal([]byte(`{"every": "10m", "description": "ten"}`), &update))
 	updated, err := store.Update(ctx, db.Pool, "settle-7", update)
 	require.NoError(t, err)
@@ -228,7 +229,7 @@ func TestScheduleDefaultsAndArgs(t *testing.T) {
 	require.JSONEq(t, `{"every": "10m0s", "description": "ten"}`, string(b))
 
 	hourly := "0 * * * *"
-	updated, err = store.Update(ctx, db.Pool, "settle-7", wassoriver.ScheduleUpdate{Cron: &hourly})
+	updated, err = store.Update(ctx, db.Pool, "settle-7", schedule.Update{Cron: &hourly})
 	require.NoError(t, err)
 	require.Zero(t, updated.Every, "setting cron clears every")
 	require.Equal(t, time.Date(2025, 3, 1, 13, 0, 0, 0, time.UTC), updated.NextRunAt)
@@ -246,12 +247,12 @@ func TestScheduleCRUDTxRolledBack(t *testing.T) {
 	tx, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(ctx) //nolint:errcheck
-	_, err = store.CreateTx(ctx, tx, wassoriver.Schedule{Name: "a", Kind: attendance.SweepKind, Every: time.Minute, Enabled: true})
+	_, err = store.CreateTx(ctx, tx, schedule.Schedule{Name: "a", Kind: attendance.SweepKind, Every: time.Minute, Enabled: true})
 	require.NoError(t, err)
-	_, err = store.CreateTx(ctx, tx, wassoriver.Schedule{Name: "b", Kind: attendance.SweepKind, Cron: "*/5 * * * *"})
+	_, err = store.CreateTx(ctx, tx, schedule.Schedule{Name: "b", Kind: attendance.SweepKind, Cron: "*/5 * * * *"})
 	require.NoError(t, err)
 	desc := "changed"
-	u, err := store.UpdateTx(ctx, tx, "a", wassoriver.ScheduleUpdate{Description: &desc})
+	u, err := store.UpdateTx(ctx, tx, "a", schedule.Update{Description: &desc})
 	require.NoError(t, err)
 	require.Equal(t, "changed", u.Description)
 	d, err := store.DisableTx(ctx, tx, "a")
@@ -292,7 +293,7 @@ func TestScheduleRunNow(t *testing.T) {
 	clock := &testClock{now: now}
 	db, store := newScheduleStore(t, clock)
 
-	created, err := store.Create(ctx, db.Pool, wassoriver.Schedule{
+	created, err := store.Create(ctx, db.Pool, schedule.Schedule{
 		Name: "sweep", Kind: attendance.SweepKind, Cron: "0 3 * * *", Enabled: true,
 		Queue: "maintenance", Priority: 2, MaxAttempts: 3, Args: json.RawMessage(`{"lookback": 3600000000000}`),
 	})
@@ -345,7 +346,7 @@ func TestScheduleBackfill(t *testing.T) {
 	clock := &testClock{now: base.Add(time.Hour)}
 	db, store := newScheduleStore(t, clock)
 
-	_, err := store.Create(ctx, db.Pool, wassoriver.Schedule{Name: "m", Kind: attendance.SweepKind, Every: time.Minute, Enabled: true})
+	_, err := store.Create(ctx, db.Pool, schedule.Schedule{Name: "m", Kind: attendance.SweepKind, Every: time.Minute, Enabled: true})
 	require.NoError(t, err)
 
 	res, err := store.Backfill(ctx, db.Pool, "m", base, base.Add(10*time.Minute))
@@ -372,14 +373,14 @@ func TestScheduleBackfill(t *testing.T) {
 	require.Equal(t, int64(16), got.TotalRunCount)
 	require.Equal(t, base.Add(15*time.Minute), got.LastRunAt)
 
-	var fieldErr *wassoriver.ScheduleFieldError
+	var fieldErr *schedule.FieldError
 	_, err = store.Backfill(ctx, db.Pool, "m", base, base.Add(2*time.Hour))
 	require.ErrorAs(t, err, &fieldErr)
 	require.Equal(t, "to", fieldErr.Field, "in the future")
 	_, err = store.Backfill(ctx, db.Pool, "m", base.Add(time.Minute), base)
 	require.ErrorAs(t, err, &fieldErr)
 	require.Equal(t, "to", fieldErr.Field, "before from")
-	small, err := wassoriver.NewScheduleStore(wassoriver.ScheduleStoreConfig{Inserter: riverInserter(t, db), Now: clock.Now, MaxBackfill: 10})
+	small, err := schedule.NewStore(schedule.StoreConfig{Kinds: wassoriver.ScheduleKinds(), Inserter: riverInserter(t, db), Now: clock.Now, MaxBackfill: 10})
 	require.NoError(t, err)
 	_, err = small.Backfill(ctx, db.Pool, "m", base, base.Add(20*time.Minute))
 	require.ErrorAs(t, err, &fieldErr)
@@ -395,14 +396,14 @@ func riverInserter(t *testing.T, db *wassotest.DB) *river.Client[pgx.Tx] {
 }
 
 // slotsBetween enumerates a schedule's slots in [from, to) with NextSlot.
-func slotsBetween(t *testing.T, s wassoriver.Schedule, from, to time.Time) []string {
+func slotsBetween(t *testing.T, s schedule.Schedule, from, to time.Time) []string {
 	t.Helper()
 	var out []string
 	next, err := s.NextSlot(from.Add(-time.Nanosecond))
 	require.NoError(t, err)
 	for ; next.Before(to); next, err = s.NextSlot(next) {
 		require.NoError(t, err)
-		out = append(out, wassoriver.FormatSlot(next))
+		out = append(out, schedule.FormatSlot(next))
 	}
 	return out
 }
@@ -456,13 +457,13 @@ func TestScheduleDST(t *testing.T) {
 			want: []string{"2025-11-01T05:30:00Z", "2025-11-02T05:30:00Z", "2025-11-03T06:30:00Z"},
 		},
 	} {
-		s := wassoriver.Schedule{Cron: tc.cron, TimeZone: tc.tz}
+		s := schedule.Schedule{Cron: tc.cron, TimeZone: tc.tz}
 		require.Equal(t, tc.want, slotsBetween(t, s, tc.from, tc.to), tc.name)
 	}
 
 	// Hourly expressions follow elapsed time: 23 slots on the spring-
 	// forward day, 25 on the fall-back day (01:00 EDT and 01:00 EST).
-	hourly := wassoriver.Schedule{Cron: "0 * * * *", TimeZone: "America/New_York"}
+	hourly := schedule.Schedule{Cron: "0 * * * *", TimeZone: "America/New_York"}
 	require.Len(t, slotsBetween(t, hourly, day(2025, 3, 9), day(2025, 3, 10)), 23)
 	fall := slotsBetween(t, hourly, day(2025, 11, 2), day(2025, 11, 3))
 	require.Len(t, fall, 25)
@@ -479,7 +480,7 @@ func TestScheduleDST(t *testing.T) {
 
 	// Interval schedules ignore time zones: multiples since the epoch, or
 	// from start_at.
-	every := wassoriver.Schedule{Every: 90 * time.Minute, TimeZone: "America/New_York"}
+	every := schedule.Schedule{Every: 90 * time.Minute, TimeZone: "America/New_York"}
 	require.Equal(t, []string{"2025-03-09T06:00:00Z", "2025-03-09T07:30:00Z"},
 		slotsBetween(t, every, time.Date(2025, 3, 9, 6, 0, 0, 0, time.UTC), time.Date(2025, 3, 9, 8, 0, 0, 0, time.UTC)))
 	every.StartAt = time.Date(2025, 3, 9, 6, 10, 0, 0, time.UTC)
@@ -490,19 +491,19 @@ func TestScheduleDST(t *testing.T) {
 func TestScheduleStoreConfig(t *testing.T) {
 	t.Parallel()
 
-	for _, c := range []wassoriver.ScheduleStoreConfig{
+	for _, c := range []schedule.StoreConfig{
 		{DefaultTimeZone: "Nowhere/Else"},
 		{MaxCatchUp: -1},
 		{PollInterval: time.Millisecond},
-		{Kinds: []wassoriver.ScheduleKind{{}}},
-		{Kinds: append(wassoriver.DefaultScheduleKinds(), wassoriver.NewScheduleKind(attendance.SweepArgs{}))},
+		{Kinds: []schedule.Kind{{}}},
+		{Kinds: append(wassoriver.ScheduleKinds(), schedule.NewKind(attendance.SweepArgs{}))},
 	} {
-		_, err := wassoriver.NewScheduleStore(c)
-		require.ErrorIs(t, err, wassoriver.ErrInvalidConfig, "%+v", c)
+		_, err := schedule.NewStore(c)
+		require.ErrorIs(t, err, schedule.ErrInvalidConfig, "%+v", c)
 	}
-	store, err := wassoriver.NewScheduleStore(wassoriver.ScheduleStoreConfig{})
+	store, err := schedule.NewStore(schedule.StoreConfig{Kinds: wassoriver.ScheduleKinds()})
 	require.NoError(t, err)
 	require.Equal(t, []string{attendance.NotifyAbsentKind, attendance.SettleEventKind, attendance.SweepKind}, store.Kinds())
 	_, err = store.RunNow(context.Background(), wassotest.AdminPool(t), "x")
-	require.True(t, errors.Is(err, wassoriver.ErrInvalidConfig), "no inserter: %v", err)
+	require.True(t, errors.Is(err, schedule.ErrInvalidConfig), "no inserter: %v", err)
 }

@@ -1,4 +1,4 @@
-package wassoriver
+package schedule
 
 import (
 	"bytes"
@@ -15,8 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/wasso/scheduler/attendance"
 )
 
 // The schedules page is what open-source River UI lacks for the schedules
@@ -25,10 +23,10 @@ import (
 // (html/template, no script at all), so that it needs no build step and
 // its Content-Security-Policy can forbid every script.
 
-//go:embed schedule_page.html
+//go:embed page.html
 var schedulePageHTML string
 
-//go:embed schedule_page.css
+//go:embed page.css
 var schedulePageCSS string
 
 var (
@@ -44,22 +42,22 @@ var (
 	}()
 )
 
-// ScheduleHandlerDB is what the schedules page reads and writes the
+// HandlerDB is what the schedules page reads and writes the
 // schedules through: a *pgxpool.Pool is one.
-type ScheduleHandlerDB interface {
-	attendance.DB
-	attendance.Beginner
+type HandlerDB interface {
+	DB
+	Beginner
 }
 
-// ScheduleHandlerOpts configures NewScheduleHandler.
-type ScheduleHandlerOpts struct {
+// HandlerOpts configures NewHandler.
+type HandlerOpts struct {
 	// Store reads and writes the schedules. Its inserter must be set
-	// (ScheduleStoreConfig.Inserter or SetInserter) for Run now to work;
+	// (StoreConfig.Inserter or SetInserter) for Run now to work;
 	// the page still lists, enables and disables without one. Required.
-	Store *ScheduleStore
+	Store *Store
 
 	// DB is the pool the store works on. Required.
-	DB ScheduleHandlerDB
+	DB HandlerDB
 
 	// Prefix is the path the handler is mounted at, such as "/schedules",
 	// without a trailing slash: the page is Prefix+"/", the JSON list
@@ -94,7 +92,7 @@ type ScheduleHandlerOpts struct {
 	Logger *slog.Logger
 }
 
-// NewScheduleHandler returns the schedules page, in the manner of
+// NewHandler returns the schedules page, in the manner of
 // riverui.NewHandler:
 //
 //   - GET {Prefix}/: the HTML page listing every schedule: name, kind,
@@ -114,7 +112,7 @@ type ScheduleHandlerOpts struct {
 //
 // Every POST passes CrossOriginProtection first. The handler does no
 // authentication: mount it behind the same as River UI.
-func NewScheduleHandler(opts ScheduleHandlerOpts) (http.Handler, error) {
+func NewHandler(opts HandlerOpts) (http.Handler, error) {
 	if opts.Store == nil {
 		return nil, fmt.Errorf("%w: schedule handler: Store is nil", ErrInvalidConfig)
 	}
@@ -173,8 +171,8 @@ const (
 )
 
 type scheduleHandler struct {
-	store    *ScheduleStore
-	db       ScheduleHandlerDB
+	store    *Store
+	db       HandlerDB
 	prefix   string
 	riverUI  string
 	jobURL   func(int64) string
@@ -332,10 +330,10 @@ func (h *scheduleHandler) row(s Schedule, now time.Time, zones map[string]*time.
 	if s.LastJobID != 0 && h.jobURL != nil {
 		r.LastJobURL = h.jobURL(s.LastJobID)
 	}
-	// A slot is on time until ScheduleMissedGrace after it: an enabled
+	// A slot is on time until MissedGrace after it: an enabled
 	// schedule whose next run is further behind has no scheduler working
 	// it (no leader, a leader without schedules, a stuck row lock).
-	r.Overdue = s.Enabled && !s.NextRunAt.IsZero() && now.Sub(s.NextRunAt) > ScheduleMissedGrace
+	r.Overdue = s.Enabled && !s.NextRunAt.IsZero() && now.Sub(s.NextRunAt) > MissedGrace
 	return r
 }
 
@@ -434,7 +432,7 @@ func (h *scheduleHandler) act(action string) http.HandlerFunc {
 		}
 		var (
 			sched *Schedule
-			run   *ScheduleRun
+			run   *RunNowResult
 			err   error
 		)
 		switch action {
@@ -483,7 +481,7 @@ func (h *scheduleHandler) act(action string) http.HandlerFunc {
 func actionError(action, name string, err error) (int, string) {
 	verb := map[string]string{actionEnable: "enable", actionDisable: "disable", actionRunNow: "run"}[action]
 	switch {
-	case errors.Is(err, ErrScheduleNotFound):
+	case errors.Is(err, ErrNotFound):
 		return http.StatusNotFound, fmt.Sprintf("No schedule is named %q: it may have been deleted or renamed. Nothing was done.", name)
 	case errors.Is(err, ErrInvalidSchedule):
 		return http.StatusUnprocessableEntity, fmt.Sprintf("Could not %s %s: %v. Nothing was changed.", verb, name, err)
@@ -529,7 +527,7 @@ func (h *scheduleHandler) apiGet(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	sched, err := h.store.Get(r.Context(), h.db, name)
 	switch {
-	case errors.Is(err, ErrScheduleNotFound):
+	case errors.Is(err, ErrNotFound):
 		writeHandlerJSON(w, http.StatusNotFound, map[string]string{"message": fmt.Sprintf("no schedule is named %q", name)})
 	case err != nil:
 		h.logger.ErrorContext(r.Context(), "schedules api: get schedule", slog.String("schedule", name), slog.String("error", err.Error()))

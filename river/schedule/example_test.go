@@ -1,4 +1,4 @@
-package wassoriver_test
+package schedule_test
 
 import (
 	"context"
@@ -14,13 +14,14 @@ import (
 	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/internal/wassotest"
 	wassoriver "github.com/wasso/scheduler/river"
+	"github.com/wasso/scheduler/river/schedule"
 )
 
 // A backend manages schedules in its own transactions: the nightly sweep
 // is created, moved, paused, resumed, run once by hand, listed and
 // deleted, and the caller commits. The store's clock is fixed here so the
 // output is stable; production leaves Now nil.
-func ExampleScheduleStore() {
+func ExampleStore() {
 	ctx := context.Background()
 	db, cleanup := wassotest.ExampleDB()
 	defer cleanup()
@@ -31,7 +32,8 @@ func ExampleScheduleStore() {
 	if err != nil {
 		panic(err)
 	}
-	store, err := wassoriver.NewScheduleStore(wassoriver.ScheduleStoreConfig{
+	store, err := schedule.NewStore(schedule.StoreConfig{
+		Kinds:           wassoriver.ScheduleKinds(),
 		DefaultTimeZone: "Asia/Seoul",
 		Inserter:        client,
 		Now:             func() time.Time { return time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC) },
@@ -41,7 +43,7 @@ func ExampleScheduleStore() {
 	}
 
 	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		created, err := store.CreateTx(ctx, tx, wassoriver.Schedule{
+		created, err := store.CreateTx(ctx, tx, schedule.Schedule{
 			Name:        "nightly-sweep",
 			Kind:        attendance.SweepKind,
 			Args:        json.RawMessage(`{"lookback": 86400000000000}`),
@@ -52,14 +54,14 @@ func ExampleScheduleStore() {
 		if err != nil {
 			return err
 		}
-		fmt.Println("created:", created.Name, created.Cron, created.TimeZone, "next", wassoriver.FormatSlot(created.NextRunAt))
+		fmt.Println("created:", created.Name, created.Cron, created.TimeZone, "next", schedule.FormatSlot(created.NextRunAt))
 
 		later := "30 4 * * *"
-		updated, err := store.UpdateTx(ctx, tx, "nightly-sweep", wassoriver.ScheduleUpdate{Cron: &later})
+		updated, err := store.UpdateTx(ctx, tx, "nightly-sweep", schedule.Update{Cron: &later})
 		if err != nil {
 			return err
 		}
-		fmt.Println("updated: next", wassoriver.FormatSlot(updated.NextRunAt))
+		fmt.Println("updated: next", schedule.FormatSlot(updated.NextRunAt))
 
 		disabled, err := store.DisableTx(ctx, tx, "nightly-sweep")
 		if err != nil {
@@ -70,16 +72,16 @@ func ExampleScheduleStore() {
 		if err != nil {
 			return err
 		}
-		fmt.Println("enabled: next", wassoriver.FormatSlot(enabled.NextRunAt))
+		fmt.Println("enabled: next", schedule.FormatSlot(enabled.NextRunAt))
 
 		run, err := store.RunNowTx(ctx, tx, "nightly-sweep")
 		if err != nil {
 			return err
 		}
-		fmt.Println("run now: slot", wassoriver.FormatSlot(run.Slot))
+		fmt.Println("run now: slot", schedule.FormatSlot(run.Slot))
 
-		_, err = store.CreateTx(ctx, tx, wassoriver.Schedule{Name: "nightly-sweep", Kind: attendance.SweepKind, Every: time.Hour})
-		fmt.Println("create again:", errors.Is(err, wassoriver.ErrScheduleExists))
+		_, err = store.CreateTx(ctx, tx, schedule.Schedule{Name: "nightly-sweep", Kind: attendance.SweepKind, Every: time.Hour})
+		fmt.Println("create again:", errors.Is(err, schedule.ErrExists))
 		if err == nil {
 			return errors.New("created twice")
 		}
@@ -94,7 +96,7 @@ func ExampleScheduleStore() {
 		panic(err)
 	}
 	for _, s := range list {
-		fmt.Printf("listed: %s runs=%d last=%s next=%s\n", s.Name, s.TotalRunCount, wassoriver.FormatSlot(s.LastRunAt), wassoriver.FormatSlot(s.NextRunAt))
+		fmt.Printf("listed: %s runs=%d last=%s next=%s\n", s.Name, s.TotalRunCount, schedule.FormatSlot(s.LastRunAt), schedule.FormatSlot(s.NextRunAt))
 	}
 	var metadata string
 	if err := db.Pool.QueryRow(ctx, `SELECT metadata::text FROM river_job WHERE kind = $1`, attendance.SweepKind).Scan(&metadata); err != nil {
@@ -106,7 +108,7 @@ func ExampleScheduleStore() {
 		panic(err)
 	}
 	_, err = store.Get(ctx, db.Pool, "nightly-sweep")
-	fmt.Println("deleted:", errors.Is(err, wassoriver.ErrScheduleNotFound))
+	fmt.Println("deleted:", errors.Is(err, schedule.ErrNotFound))
 	// Output:
 	// created: nightly-sweep 0 3 * * * Asia/Seoul next 2025-03-01T18:00:00Z
 	// updated: next 2025-03-01T19:30:00Z
@@ -122,7 +124,7 @@ func ExampleScheduleStore() {
 // Schedules travel as JSON (an admin API, wasso-runner's CLI): "every" is
 // a Go duration string, and a validation error names the field.
 func ExampleSchedule_json() {
-	var s wassoriver.Schedule
+	var s schedule.Schedule
 	err := json.Unmarshal([]byte(`{
 		"name": "sweep-5m",
 		"kind": "attendance.sweep",
@@ -137,21 +139,21 @@ func ExampleSchedule_json() {
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(s.Name, s.Every, s.Missed, "next", wassoriver.FormatSlot(next))
-	out, err := json.Marshal(wassoriver.Schedule{Name: "n", Kind: "k", Every: 90 * time.Second})
+	fmt.Println(s.Name, s.Every, s.Missed, "next", schedule.FormatSlot(next))
+	out, err := json.Marshal(schedule.Schedule{Name: "n", Kind: "k", Every: 90 * time.Second})
 	if err != nil {
 		panic(err)
 	}
 	fmt.Println(string(out))
 
-	store, err := wassoriver.NewScheduleStore(wassoriver.ScheduleStoreConfig{})
+	store, err := schedule.NewStore(schedule.StoreConfig{Kinds: wassoriver.ScheduleKinds()})
 	if err != nil {
 		panic(err)
 	}
-	err = store.Validate(wassoriver.Schedule{Name: "bad", Kind: attendance.SweepKind, Cron: "0 9 * *", Enabled: true})
-	var fieldErr *wassoriver.ScheduleFieldError
+	err = store.Validate(schedule.Schedule{Name: "bad", Kind: attendance.SweepKind, Cron: "0 9 * *", Enabled: true})
+	var fieldErr *schedule.FieldError
 	if errors.As(err, &fieldErr) {
-		fmt.Println("refused:", fieldErr.Field, errors.Is(err, wassoriver.ErrInvalidSchedule))
+		fmt.Println("refused:", fieldErr.Field, errors.Is(err, schedule.ErrInvalidSchedule))
 	}
 	// Output:
 	// sweep-5m 5m0s skip next 2025-03-01T12:05:00Z

@@ -1,4 +1,4 @@
-package wassoriver
+package schedule
 
 import (
 	"bytes"
@@ -13,37 +13,35 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/robfig/cron/v3"
-
-	"github.com/wasso/scheduler/attendance"
 )
 
 // Schedules are what django-celery-beat kept in its PeriodicTask tables:
 // a job kind and its args, run every interval or on a cron expression,
 // kept in Postgres (the wasso_schedule table) and turned into River jobs
-// by the Scheduler, which runs on the River leader. See ScheduleStore for
+// by the Scheduler, which runs on the River leader. See Store for
 // writing them and Scheduler for how their slots become jobs.
 
 // Defaults and bounds of schedules.
 const (
-	// ScheduleTimeZoneDefault is the time zone of a schedule that names
-	// none, unless ScheduleStoreConfig.DefaultTimeZone says otherwise.
-	ScheduleTimeZoneDefault = "UTC"
-	// ScheduleEveryMin is the shortest interval of an interval schedule:
+	// TimeZoneDefault is the time zone of a schedule that names
+	// none, unless StoreConfig.DefaultTimeZone says otherwise.
+	TimeZoneDefault = "UTC"
+	// EveryMin is the shortest interval of an interval schedule:
 	// shorter ones belong in a worker's own loop, not in one River job
 	// each.
-	ScheduleEveryMin = time.Second
-	// ScheduleEveryMax is the longest interval of an interval schedule;
+	EveryMin = time.Second
+	// EveryMax is the longest interval of an interval schedule;
 	// longer periods are what cron expressions are for.
-	ScheduleEveryMax = 31 * 24 * time.Hour
-	// ScheduleMissedGrace is how late a slot may still be run as on time:
+	EveryMax = 31 * 24 * time.Hour
+	// MissedGrace is how late a slot may still be run as on time:
 	// a slot is missed once now reaches slot + min(the gap to the
-	// following slot, ScheduleMissedGrace). A pass that comes a few
+	// following slot, MissedGrace). A pass that comes a few
 	// seconds late (a leader election, a slow database) so runs the slot
 	// under every missed policy; one that comes after a longer outage
 	// applies the schedule's policy.
-	ScheduleMissedGrace = time.Minute
-	// ScheduleNameMaxLen bounds a schedule's name.
-	ScheduleNameMaxLen = 100
+	MissedGrace = time.Minute
+	// NameMaxLen bounds a schedule's name.
+	NameMaxLen = 100
 )
 
 // MissedPolicy says what happens to the slots of a schedule that passed
@@ -58,12 +56,12 @@ const (
 	MissedOnce MissedPolicy = "once"
 	// MissedSkip enqueues no job once the scheduler has fallen behind:
 	// when more than one slot is due, or the one slot due is past its
-	// grace (ScheduleMissedGrace), every slot due is counted missed and the
+	// grace (MissedGrace), every slot due is counted missed and the
 	// schedule resumes at its next future slot. A single slot found on
 	// time runs as usual.
 	MissedSkip MissedPolicy = "skip"
 	// MissedAll enqueues one job per missed slot, the latest
-	// ScheduleStoreConfig.MaxCatchUp of them, and counts older ones as
+	// StoreConfig.MaxCatchUp of them, and counts older ones as
 	// missed.
 	MissedAll MissedPolicy = "all"
 )
@@ -83,27 +81,27 @@ const (
 	OverlapAllow OverlapPolicy = "allow"
 )
 
-// Errors of schedules. ScheduleStore wraps them with the schedule named;
+// Errors of schedules. Store wraps them with the schedule named;
 // errors.Is tells them apart.
 var (
-	// ErrInvalidSchedule is what every *ScheduleFieldError is: a field of
+	// ErrInvalidSchedule is what every *FieldError is: a field of
 	// a schedule (or of a backfill's range) is out of range. Nothing was
 	// written.
 	ErrInvalidSchedule = errors.New("invalid schedule")
-	// ErrScheduleNotFound is returned when no schedule has the name given.
-	ErrScheduleNotFound = errors.New("schedule not found")
-	// ErrScheduleExists is returned by Create when the name is taken.
-	ErrScheduleExists = errors.New("schedule already exists")
-	// ErrUnknownKind is returned, inside a *ScheduleFieldError for field
+	// ErrNotFound is returned when no schedule has the name given.
+	ErrNotFound = errors.New("schedule not found")
+	// ErrExists is returned by Create when the name is taken.
+	ErrExists = errors.New("schedule already exists")
+	// ErrUnknownKind is returned, inside a *FieldError for field
 	// "kind", when a schedule names a job kind the store was not given
-	// (ScheduleStoreConfig.Kinds): no worker of this build would run it.
+	// (StoreConfig.Kinds): no worker of this build would run it.
 	ErrUnknownKind = errors.New("unknown job kind")
 )
 
-// ScheduleFieldError names the field of a schedule that is out of range.
+// FieldError names the field of a schedule that is out of range.
 // errors.Is(err, ErrInvalidSchedule) is true for it, and so is
 // errors.Is(err, Err)'s chain (ErrUnknownKind for an unknown kind).
-type ScheduleFieldError struct {
+type FieldError struct {
 	// Field is the field's JSON name: "name", "kind", "args", "every",
 	// "cron", "time_zone", "queue", "priority", "max_attempts",
 	// "start_at", "expires_at", "missed", "overlap", or, for Backfill,
@@ -113,18 +111,18 @@ type ScheduleFieldError struct {
 	Err error
 }
 
-func (e *ScheduleFieldError) Error() string {
+func (e *FieldError) Error() string {
 	return fmt.Sprintf("%s: %s: %v", ErrInvalidSchedule, e.Field, e.Err)
 }
 
 // Unwrap returns Err.
-func (e *ScheduleFieldError) Unwrap() error { return e.Err }
+func (e *FieldError) Unwrap() error { return e.Err }
 
 // Is makes errors.Is(err, ErrInvalidSchedule) true.
-func (e *ScheduleFieldError) Is(target error) bool { return target == ErrInvalidSchedule }
+func (e *FieldError) Is(target error) bool { return target == ErrInvalidSchedule }
 
-func fieldError(field, format string, args ...any) *ScheduleFieldError {
-	return &ScheduleFieldError{Field: field, Err: fmt.Errorf(format, args...)}
+func fieldError(field, format string, args ...any) *FieldError {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
 }
 
 // Schedule is one row of wasso_schedule: a job of Kind with Args,
@@ -255,12 +253,12 @@ func parseEvery(s string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, &ScheduleFieldError{Field: "every", Err: err}
+		return 0, &FieldError{Field: "every", Err: err}
 	}
 	return d, nil
 }
 
-// ScheduleUpdate is a partial update of a schedule: nil fields are left as
+// Update is a partial update of a schedule: nil fields are left as
 // they are. Setting Every to a non-zero value clears Cron and setting Cron
 // to a non-empty one clears Every, since a schedule has exactly one of
 // them. A pointer to a zero time clears StartAt or ExpiresAt. Changing
@@ -269,7 +267,7 @@ func parseEvery(s string) (time.Duration, error) {
 // missed), and so does enabling a disabled schedule. Each field stands
 // for the Schedule field of the same name and JSON name; Every is a Go
 // duration string in JSON.
-type ScheduleUpdate struct {
+type Update struct {
 	Kind        *string          `json:"kind,omitempty"`
 	Args        *json.RawMessage `json:"args,omitempty"`
 	Every       *time.Duration   `json:"-"`
@@ -288,8 +286,8 @@ type ScheduleUpdate struct {
 }
 
 // MarshalJSON writes the update with Every as a Go duration string.
-func (u ScheduleUpdate) MarshalJSON() ([]byte, error) {
-	type plain ScheduleUpdate
+func (u Update) MarshalJSON() ([]byte, error) {
+	type plain Update
 	var every *string
 	if u.Every != nil {
 		every = ptrTo(u.Every.String())
@@ -301,8 +299,8 @@ func (u ScheduleUpdate) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads an update whose "every" is a Go duration string.
-func (u *ScheduleUpdate) UnmarshalJSON(data []byte) error {
-	type plain ScheduleUpdate
+func (u *Update) UnmarshalJSON(data []byte) error {
+	type plain Update
 	aux := struct {
 		*plain
 		Every *string `json:"every"`
@@ -321,7 +319,7 @@ func (u *ScheduleUpdate) UnmarshalJSON(data []byte) error {
 }
 
 // apply returns s with the update's fields set.
-func (u *ScheduleUpdate) apply(s Schedule) Schedule {
+func (u *Update) apply(s Schedule) Schedule {
 	set := func(dst *string, src *string) {
 		if src != nil {
 			*dst = *src
@@ -373,7 +371,7 @@ func (u *ScheduleUpdate) apply(s Schedule) Schedule {
 
 // retimes says whether the update changes the timetable, so that
 // NextRunAt must be computed anew.
-func (u *ScheduleUpdate) retimes() bool {
+func (u *Update) retimes() bool {
 	return u.Every != nil || u.Cron != nil || u.TimeZone != nil || u.StartAt != nil
 }
 
@@ -387,7 +385,7 @@ var (
 
 // withDefaults fills the optional fields of a schedule about to be
 // created; kind may be nil (unknown kind, refused later).
-func (s Schedule) withDefaults(defaultTZ string, kind *ScheduleKind) Schedule {
+func (s Schedule) withDefaults(defaultTZ string, kind *Kind) Schedule {
 	if len(bytes.TrimSpace(s.Args)) == 0 {
 		s.Args = json.RawMessage(`{}`)
 	}
@@ -428,7 +426,7 @@ func (s Schedule) withDefaults(defaultTZ string, kind *ScheduleKind) Schedule {
 // which need the store's kinds, and returns its timetable.
 func (s *Schedule) validate() (*timetable, error) {
 	if !scheduleNameRE.MatchString(s.Name) {
-		return nil, fieldError("name", "%q must be 1 to %d characters of A-Z a-z 0-9 . _ : -", s.Name, ScheduleNameMaxLen)
+		return nil, fieldError("name", "%q must be 1 to %d characters of A-Z a-z 0-9 . _ : -", s.Name, NameMaxLen)
 	}
 	if s.Kind == "" {
 		return nil, fieldError("kind", "must not be empty")
@@ -486,7 +484,7 @@ func truncMicro(t time.Time) time.Time {
 func (s *Schedule) NextSlot(after time.Time) (time.Time, error) {
 	tz := s.TimeZone
 	if tz == "" {
-		tz = ScheduleTimeZoneDefault
+		tz = TimeZoneDefault
 	}
 	tt, err := compileTimetable(s.Every, s.Cron, tz, truncMicro(s.StartAt))
 	if err != nil {
@@ -513,7 +511,7 @@ func compileTimetable(every time.Duration, expr, timeZone string, start time.Tim
 	}
 	loc, err := time.LoadLocation(timeZone)
 	if err != nil {
-		return nil, &ScheduleFieldError{Field: "time_zone", Err: err}
+		return nil, &FieldError{Field: "time_zone", Err: err}
 	}
 	tt := &timetable{loc: loc, start: start}
 	switch {
@@ -522,8 +520,8 @@ func compileTimetable(every time.Duration, expr, timeZone string, start time.Tim
 	case every == 0 && expr == "":
 		return nil, fieldError("every", "a schedule needs every or cron")
 	case every != 0:
-		if every < ScheduleEveryMin || every > ScheduleEveryMax {
-			return nil, fieldError("every", "%s must be between %s and %s", every, ScheduleEveryMin, ScheduleEveryMax)
+		if every < EveryMin || every > EveryMax {
+			return nil, fieldError("every", "%s must be between %s and %s", every, EveryMin, EveryMax)
 		}
 		if every%time.Microsecond != 0 {
 			return nil, fieldError("every", "%s must be a whole number of microseconds", every)
@@ -559,7 +557,7 @@ func parseCron(expr string) (*cron.SpecSchedule, error) {
 	}
 	sched, err := cron.ParseStandard(trimmed)
 	if err != nil {
-		return nil, &ScheduleFieldError{Field: "cron", Err: err}
+		return nil, &FieldError{Field: "cron", Err: err}
 	}
 	spec, ok := sched.(*cron.SpecSchedule)
 	if !ok {
@@ -694,45 +692,35 @@ func (tt *timetable) matchesWall(w time.Time) bool {
 	return dom || dow
 }
 
-// ScheduleKind is a job kind schedules may name, with its args type, so
+// Kind is a job kind schedules may name, with its args type, so
 // that a schedule's args are checked when it is written rather than when
 // its first job fails.
-type ScheduleKind struct {
+type Kind struct {
 	kind  string
 	typ   reflect.Type
 	plain reflect.Type // see plainArgsType; nil: decode into typ
 	opts  river.InsertOpts
 }
 
-// NewScheduleKind returns the kind of args, a value of a job args type
+// NewKind returns the kind of args, a value of a job args type
 // (SweepArgs{}). Its InsertOpts, if it has them, give the defaults of
 // Queue, Priority and MaxAttempts for schedules of the kind; its unique
 // options and hooks do not apply to scheduled jobs, which are unique by
 // slot instead.
-func NewScheduleKind(args river.JobArgs) ScheduleKind {
+func NewKind(args river.JobArgs) Kind {
 	typ := reflect.TypeOf(args)
 	for typ.Kind() == reflect.Pointer {
 		typ = typ.Elem()
 	}
-	k := ScheduleKind{kind: args.Kind(), typ: typ, plain: plainArgsType(typ)}
+	k := Kind{kind: args.Kind(), typ: typ, plain: plainArgsType(typ)}
 	if withOpts, ok := args.(river.JobArgsWithInsertOpts); ok {
 		k.opts = withOpts.InsertOpts()
 	}
 	return k
 }
 
-// DefaultScheduleKinds are the kinds of this module: attendance.sweep,
-// attendance.settle_event and attendance.notify_absent.
-func DefaultScheduleKinds() []ScheduleKind {
-	return []ScheduleKind{
-		NewScheduleKind(attendance.SweepArgs{}),
-		NewScheduleKind(attendance.SettleEventArgs{}),
-		NewScheduleKind(attendance.NotifyAbsentArgs{}),
-	}
-}
-
 // Kind returns the job kind.
-func (k ScheduleKind) Kind() string { return k.kind }
+func (k Kind) Kind() string { return k.kind }
 
 var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
 
@@ -764,7 +752,7 @@ func plainArgsType(typ reflect.Type) reflect.Type {
 // CheckArgs says whether args decode into a fresh value of the kind's args
 // type with json.Decoder.DisallowUnknownFields, and through the type's
 // own UnmarshalJSON if it has one.
-func (k ScheduleKind) CheckArgs(args json.RawMessage) error {
+func (k Kind) CheckArgs(args json.RawMessage) error {
 	strict := k.plain
 	if strict == nil {
 		strict = k.typ

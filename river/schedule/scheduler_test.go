@@ -1,4 +1,4 @@
-package wassoriver
+package schedule
 
 // These tests are inside the package so that they can run a pass at a
 // chosen instant (runPass) instead of sleeping until it comes.
@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/attendance"
@@ -25,23 +26,25 @@ import (
 // pool, and the clock the store reads.
 type schedulerFixture struct {
 	db    *wassotest.DB
-	store *ScheduleStore
+	store *Store
 	sched *Scheduler
 	now   atomic.Pointer[time.Time]
 }
 
-func newSchedulerFixture(t *testing.T, config ScheduleStoreConfig) *schedulerFixture {
+func newSchedulerFixture(t *testing.T, config StoreConfig) *schedulerFixture {
 	t.Helper()
 	f := &schedulerFixture{db: wassotest.NewDB(t, wassotest.Options{})}
 	client, err := river.NewClient(riverpgxv5.New(f.db.Pool), &river.Config{Schema: f.db.Schema})
 	require.NoError(t, err)
 	config.Inserter = client
-	config.RiverSchema = f.db.Schema
+	if config.Kinds == nil {
+		config.Kinds = []Kind{NewKind(attendance.SweepArgs{})}
+	}
 	if config.Now == nil {
 		config.Now = func() time.Time { return *f.now.Load() }
 	}
 	f.setNow(time.Now())
-	f.store, err = NewScheduleStore(config)
+	f.store, err = NewStore(config)
 	require.NoError(t, err)
 	f.sched, err = NewScheduler(f.db.Pool, f.store)
 	require.NoError(t, err)
@@ -68,7 +71,7 @@ func (f *schedulerFixture) get(t *testing.T, name string) *Schedule {
 	return s
 }
 
-func (f *schedulerFixture) pass(t *testing.T, now time.Time) *SchedulePassResult {
+func (f *schedulerFixture) pass(t *testing.T, now time.Time) *PassResult {
 	t.Helper()
 	res, err := f.sched.runPass(context.Background(), now)
 	require.NoError(t, err)
@@ -102,7 +105,7 @@ func TestSchedulerExactlyOnce(t *testing.T) {
 
 	ctx := context.Background()
 	base := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	f := newSchedulerFixture(t, ScheduleStoreConfig{})
+	f := newSchedulerFixture(t, StoreConfig{})
 	f.setNow(base.Add(-time.Second))
 	f.create(t, Schedule{Name: "two-seconds", Every: 2 * time.Second, Overlap: OverlapAllow})
 
@@ -173,7 +176,7 @@ func TestSchedulerMissed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 
-			f := newSchedulerFixture(t, ScheduleStoreConfig{MaxCatchUp: tc.maxCatchUp})
+			f := newSchedulerFixture(t, StoreConfig{MaxCatchUp: tc.maxCatchUp})
 			f.setNow(base.Add(-time.Second))
 			f.create(t, Schedule{Name: "s", Every: every, Missed: tc.policy, Overlap: OverlapAllow})
 			res := f.pass(t, base.Add(time.Second))
@@ -201,7 +204,7 @@ func TestSchedulerOverlap(t *testing.T) {
 
 	ctx := context.Background()
 	base := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	f := newSchedulerFixture(t, ScheduleStoreConfig{})
+	f := newSchedulerFixture(t, StoreConfig{})
 	f.setNow(base.Add(-time.Second))
 	f.create(t, Schedule{Name: "s", Every: time.Minute})
 	f.create(t, Schedule{Name: "allow", Every: time.Minute, Overlap: OverlapAllow})
@@ -229,7 +232,7 @@ func TestSchedulerOverlap(t *testing.T) {
 
 	stats, err := f.store.Stats(ctx, f.db.Pool)
 	require.NoError(t, err)
-	require.Equal(t, []ScheduleStats{
+	require.Equal(t, []Stats{
 		{Name: "allow", Kind: attendance.SweepKind, Enabled: true, Runs: 3, LastRunAt: base.Add(2 * time.Minute), NextRunAt: base.Add(3 * time.Minute)},
 		{Name: "s", Kind: attendance.SweepKind, Enabled: true, Runs: 2, Skips: 1, LastRunAt: base.Add(2 * time.Minute), NextRunAt: base.Add(3 * time.Minute)},
 	}, stats)
@@ -239,7 +242,7 @@ func TestSchedulerOneOffAndExpiry(t *testing.T) {
 	t.Parallel()
 
 	base := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	f := newSchedulerFixture(t, ScheduleStoreConfig{})
+	f := newSchedulerFixture(t, StoreConfig{})
 	f.setNow(base.Add(-time.Second))
 	f.create(t, Schedule{Name: "once", Every: time.Minute, OneOff: true, Overlap: OverlapAllow})
 	f.create(t, Schedule{Name: "expiring", Every: time.Minute, ExpiresAt: base.Add(2 * time.Minute), Overlap: OverlapAllow})
@@ -289,7 +292,7 @@ func TestSchedulerSlotTable(t *testing.T) {
 
 	ctx := context.Background()
 	base := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	f := newSchedulerFixture(t, ScheduleStoreConfig{SlotRetention: 24 * time.Hour})
+	f := newSchedulerFixture(t, StoreConfig{SlotRetention: 24 * time.Hour})
 	f.setNow(base.Add(-time.Second))
 	f.create(t, Schedule{Name: "m", Every: time.Minute, Missed: MissedAll, Overlap: OverlapAllow})
 
@@ -303,7 +306,7 @@ func TestSchedulerSlotTable(t *testing.T) {
 	require.Equal(t, append(slotStrings(base, time.Minute, 0, 2), slotStrings(base, time.Minute, 3, 5)...), f.jobSlots(t, "m"))
 
 	// A day and more later, the rows are pruned.
-	_, err = f.store.Update(ctx, f.db.Pool, "m", ScheduleUpdate{Missed: ptrTo(MissedOnce)})
+	_, err = f.store.Update(ctx, f.db.Pool, "m", Update{Missed: ptrTo(MissedOnce)})
 	require.NoError(t, err)
 	f.pass(t, base.Add(26*time.Hour))
 	slots, err := f.store.Slots(ctx, f.db.Pool, "m", 0)
@@ -319,7 +322,7 @@ func TestSchedulerFailureBackoff(t *testing.T) {
 
 	ctx := context.Background()
 	base := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	f := newSchedulerFixture(t, ScheduleStoreConfig{})
+	f := newSchedulerFixture(t, StoreConfig{})
 	f.setNow(base.Add(-time.Second))
 	f.create(t, Schedule{Name: "a-broken", Every: time.Minute, Overlap: OverlapAllow})
 	f.create(t, Schedule{Name: "b-fine", Every: time.Minute, Overlap: OverlapAllow})
@@ -350,17 +353,23 @@ func TestSchedulerNotify(t *testing.T) {
 	t.Parallel()
 
 	ctx := context.Background()
-	f := newSchedulerFixture(t, ScheduleStoreConfig{PollInterval: time.Hour, Now: time.Now, Logger: slog.New(slog.DiscardHandler)})
-	client, err := NewClient(f.db.Pool, Config{
-		Schema: f.db.Schema, Scheduler: f.sched,
-		NoDeadlines: true, NoNotify: true, NoPeriodic: true,
+	f := newSchedulerFixture(t, StoreConfig{PollInterval: time.Hour, Now: time.Now, Logger: slog.New(slog.DiscardHandler)})
+	workers := river.NewWorkers()
+	river.AddWorker(workers, river.WorkFunc(func(context.Context, *river.Job[attendance.SweepArgs]) error { return nil }))
+	client, err := river.NewClient(riverpgxv5.New(f.db.Pool), &river.Config{
+		Schema:  f.db.Schema,
+		Hooks:   []rivertype.Hook{f.sched},
+		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}},
+		Workers: workers,
 	})
 	require.NoError(t, err)
+	f.store.SetInserter(client)
 	require.NoError(t, client.Start(ctx))
 	stopped := false
 	defer func() {
 		if !stopped {
 			_ = client.Stop(ctx)
+			_ = f.sched.Wait(ctx)
 		}
 	}()
 
@@ -377,13 +386,13 @@ func TestSchedulerNotify(t *testing.T) {
 		// Nothing is due within the hour: the loop sleeps until a
 		// notification wakes it.
 		wassotest.WaitFor(t, 10*time.Second, "the loop to sleep an hour", func() bool { return time.Duration(f.sched.sleeping.Load()) == time.Hour })
-		created, err := f.store.Create(ctx, f.db.Pool, Schedule{Name: name, Kind: attendance.SweepKind, Every: ScheduleEveryMax,
+		created, err := f.store.Create(ctx, f.db.Pool, Schedule{Name: name, Kind: attendance.SweepKind, Every: EveryMax,
 			StartAt: time.Now().Add(time.Hour), Overlap: OverlapAllow})
 		require.NoError(t, err)
 		require.False(t, created.Enabled)
 		// Enabled now, with its first slot 300 ms away.
 		start := time.Now().Add(300 * time.Millisecond)
-		_, err = f.store.Update(ctx, f.db.Pool, name, ScheduleUpdate{Enabled: ptrTo(true), StartAt: &start})
+		_, err = f.store.Update(ctx, f.db.Pool, name, Update{Enabled: ptrTo(true), StartAt: &start})
 		require.NoError(t, err)
 		enabled := time.Now()
 		wassotest.WaitFor(t, 10*time.Second, "a job of "+name, func() bool { return len(f.jobSlots(t, name)) > 0 })
@@ -404,6 +413,7 @@ func TestSchedulerNotify(t *testing.T) {
 	measure("notified-again")
 
 	require.NoError(t, client.Stop(ctx))
+	require.NoError(t, f.sched.Wait(ctx))
 	stopped = true
 	done := make(chan struct{})
 	go func() { _ = f.sched.Wait(context.Background()); close(done) }()

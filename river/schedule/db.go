@@ -1,0 +1,58 @@
+package schedule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/wasso/scheduler/internal/dberr"
+)
+
+// DB runs statements: a *pgxpool.Pool, a *pgx.Conn or a pgx.Tx.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Beginner starts transactions; *pgxpool.Pool and *pgx.Conn are Beginners.
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+	BeginTx(ctx context.Context, txOptions pgx.TxOptions) (pgx.Tx, error)
+}
+
+// Inserter enqueues jobs in the caller's transaction and reads a job back:
+// a *river.Client[pgx.Tx] is one. The scheduler reads the schedule's last
+// job with JobGetTx to apply its overlap policy.
+type Inserter interface {
+	InsertManyTx(ctx context.Context, tx pgx.Tx, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
+	JobGetTx(ctx context.Context, tx pgx.Tx, id int64) (*rivertype.JobRow, error)
+}
+
+// ErrInvalidConfig is returned, wrapped with the setting named, when a
+// StoreConfig, HandlerOpts or NewScheduler argument is out of range.
+var ErrInvalidConfig = errors.New("invalid config")
+
+// ErrSchemaMissing is returned, as a *SchemaMissingError naming the
+// table, when the scheduler's tables do not exist: its migrations are not
+// applied.
+var ErrSchemaMissing = dberr.ErrSchemaMissing
+
+// SchemaMissingError names the table or function a statement needed and
+// did not find; errors.Is(err, ErrSchemaMissing) is true for it.
+type SchemaMissingError = dberr.SchemaMissingError
+
+// scheduleErr wraps err with what was being done, and maps a missing table
+// (the scheduler's migrations are not applied) to a *SchemaMissingError
+// naming it: the program that called says what to run about it.
+func scheduleErr(doing string, err error) error {
+	if missing, ok := dberr.SchemaMissingFrom(err); ok {
+		return fmt.Errorf("%s: %w", doing, missing)
+	}
+	return fmt.Errorf("%s: %w", doing, err)
+}
