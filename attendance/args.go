@@ -2,12 +2,14 @@ package attendance
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"unicode/utf8"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 )
 
 // Job args that do not fit their kind.
@@ -17,9 +19,9 @@ import (
 // job, up to its max_attempts (25 unless set), although no retry can
 // decode them better. A job inserted by hand or by a buggy client with
 // args of the wrong shape would so come back for days. The args types of
-// this package decode through decodeArgs instead, which returns the
-// decoding error inside river.JobCancel: River cancels the job at its
-// first attempt (state cancelled, finalized, the error in river_job.errors
+// this package are checked by a worker middleware (argsCheck) before River
+// decodes them, which returns the decoding error inside river.JobCancel:
+// River cancels the job at its first attempt (state cancelled, finalized, the error in river_job.errors
 // for River UI and wasso-runner jobs list), and nothing else is affected.
 // River has no "discard now" result; cancelled is its permanent failure
 // state for jobs that must not be retried.
@@ -57,19 +59,49 @@ func (e *ArgsError) Is(target error) bool { return target == ErrInvalidParams }
 // errNotObject is the decoding error of args that are not a JSON object.
 var errNotObject = errors.New("args must be a JSON object")
 
-// decodeArgs decodes data, a kind's encoded args, into v, a pointer to a
-// type without an UnmarshalJSON method (the args type converted to a local
-// type, to avoid recursing). An error is a *ArgsError inside
-// river.JobCancel.
-func decodeArgs(kind string, data []byte, v any) error {
+// CheckArgs says whether data, the encoded args of a job of kind, decode
+// into T, the kind's args type: nil, or an *ArgsError naming the field.
+// Args must be a JSON object; fields T does not know are ignored.
+func CheckArgs[T any](kind string, data []byte) error {
 	err := errNotObject
 	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '{' {
-		err = json.Unmarshal(data, v)
+		var v T
+		err = json.Unmarshal(data, &v)
 	}
 	if err == nil {
 		return nil
 	}
-	return river.JobCancel(&ArgsError{Kind: kind, Args: quoteArgs(data), Err: err})
+	return &ArgsError{Kind: kind, Args: quoteArgs(data), Err: err}
+}
+
+// argsCheck is the worker middleware of this package's kinds. River runs
+// it before it decodes the args: args that do not fit T cancel the job
+// (river.JobCancel) instead of failing an attempt that every retry would
+// fail again.
+type argsCheck[T river.JobArgs] struct{ river.MiddlewareDefaults }
+
+func (argsCheck[T]) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
+	if err := CheckArgs[T](job.Kind, job.EncodedArgs); err != nil {
+		return river.JobCancel(err)
+	}
+	return doInner(ctx)
+}
+
+// Middleware checks the args of an attendance.sweep job; see ArgsError.
+func (w *SweepWorker) Middleware(*rivertype.JobRow) []rivertype.WorkerMiddleware {
+	return []rivertype.WorkerMiddleware{&argsCheck[SweepArgs]{}}
+}
+
+// Middleware checks the args of an attendance.settle_event job; see
+// ArgsError.
+func (w *SettleEventWorker) Middleware(*rivertype.JobRow) []rivertype.WorkerMiddleware {
+	return []rivertype.WorkerMiddleware{&argsCheck[SettleEventArgs]{}}
+}
+
+// Middleware checks the args of an attendance.notify_absent job; see
+// ArgsError.
+func (w *NotifyAbsentWorker) Middleware(*rivertype.JobRow) []rivertype.WorkerMiddleware {
+	return []rivertype.WorkerMiddleware{&argsCheck[NotifyAbsentArgs]{}}
 }
 
 func quoteArgs(data []byte) string {
@@ -110,27 +142,6 @@ func jsonKindOf(typ string) string {
 	default:
 		return typ
 	}
-}
-
-// UnmarshalJSON decodes the args of an attendance.sweep job; see
-// ArgsError.
-func (a *SweepArgs) UnmarshalJSON(data []byte) error {
-	type sweepArgs SweepArgs
-	return decodeArgs(SweepKind, data, (*sweepArgs)(a))
-}
-
-// UnmarshalJSON decodes the args of an attendance.settle_event job; see
-// ArgsError.
-func (a *SettleEventArgs) UnmarshalJSON(data []byte) error {
-	type settleEventArgs SettleEventArgs
-	return decodeArgs(SettleEventKind, data, (*settleEventArgs)(a))
-}
-
-// UnmarshalJSON decodes the args of an attendance.notify_absent job; see
-// ArgsError.
-func (a *NotifyAbsentArgs) UnmarshalJSON(data []byte) error {
-	type notifyAbsentArgs NotifyAbsentArgs
-	return decodeArgs(NotifyAbsentKind, data, (*notifyAbsentArgs)(a))
 }
 
 // validate returns an error naming the field when args decoded but can

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/robfig/cron/v3"
 )
 
 // The Django backend kept its periodic tasks in django-celery-beat's
@@ -858,22 +857,40 @@ func bitsBetween(lo, hi int) uint64 {
 	return b
 }
 
-// cronFieldBits returns the values cron (robfig/cron, as the store parses
-// it) reads field at position pos as.
+// cronFieldBits returns the values the cron parser of timetables
+// (parseCron) reads field at position pos as, bit n for the value n: the
+// values v for which an expression with field at pos and * elsewhere
+// fires at an instant whose field pos is v.
 func cronFieldBits(field string, pos int) (uint64, error) {
 	parts := []string{"*", "*", "*", "*", "*"}
 	parts[pos] = field
-	sched, err := cron.ParseStandard(strings.Join(parts, " "))
+	spec, err := parseCron(strings.Join(parts, " "))
 	if err != nil {
 		return 0, err
 	}
-	spec, ok := sched.(*cron.SpecSchedule)
-	if !ok {
-		return 0, errors.New("not a cron field")
+	f := celeryCronFields[pos]
+	var bits uint64
+	for v := f.min; v <= f.max; v++ {
+		// January 2024 has 31 days and starts on a Monday: the 7th is a
+		// Sunday.
+		t := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+		switch pos {
+		case 0:
+			t = t.Add(time.Duration(v) * time.Minute)
+		case 1:
+			t = t.Add(time.Duration(v) * time.Hour)
+		case 2:
+			t = t.AddDate(0, 0, v-1)
+		case 3:
+			t = t.AddDate(0, v-1, 0)
+		case 4:
+			t = t.AddDate(0, 0, 6+v)
+		}
+		if spec.Next(t.Add(-time.Second)).Equal(t) {
+			bits |= 1 << uint(v)
+		}
 	}
-	const starBit = 1 << 63
-	bits := [5]uint64{spec.Minute, spec.Hour, spec.Dom, spec.Month, spec.Dow}
-	return bits[pos] &^ starBit, nil
+	return bits, nil
 }
 
 // listOfBits writes a set of values as cron does: "1-5,7,9-10".
