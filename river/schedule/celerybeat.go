@@ -543,7 +543,7 @@ func (s *Store) importCeleryTask(ctx context.Context, tx pgx.Tx, t *celeryTask, 
 	default:
 		return s.compareCelery(e, want, existing), nil
 	}
-	created, err := s.CreateTx(ctx, tx, want)
+	created, err := s.Create(ctx, tx, want)
 	switch {
 	case errors.Is(err, ErrInvalidSchedule):
 		e.Reason = err.Error()

@@ -20,10 +20,10 @@ type DB interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// Beginner starts transactions; *pgxpool.Pool and *pgx.Conn are Beginners.
+// Beginner starts a transaction: a *pgxpool.Pool or a *pgx.Conn, or a
+// pgx.Tx, whose Begin starts a savepoint (pgx.BeginFunc's contract).
 type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
-	BeginTx(ctx context.Context, txOptions pgx.TxOptions) (pgx.Tx, error)
 }
 
 // Inserter enqueues jobs in the caller's transaction and reads a job back:

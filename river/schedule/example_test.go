@@ -43,7 +43,7 @@ func ExampleStore() {
 	}
 
 	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		created, err := store.CreateTx(ctx, tx, schedule.Schedule{
+		created, err := store.Create(ctx, tx, schedule.Schedule{
 			Name:        "nightly-sweep",
 			Kind:        attendance.SweepKind,
 			Args:        json.RawMessage(`{"lookback": 86400000000000}`),
@@ -57,30 +57,30 @@ func ExampleStore() {
 		fmt.Println("created:", created.Name, created.Cron, created.TimeZone, "next", schedule.FormatSlot(created.NextRunAt))
 
 		later := "30 4 * * *"
-		updated, err := store.UpdateTx(ctx, tx, "nightly-sweep", schedule.Update{Cron: &later})
+		updated, err := store.Update(ctx, tx, "nightly-sweep", schedule.Update{Cron: &later})
 		if err != nil {
 			return err
 		}
 		fmt.Println("updated: next", schedule.FormatSlot(updated.NextRunAt))
 
-		disabled, err := store.DisableTx(ctx, tx, "nightly-sweep")
+		disabled, err := store.Disable(ctx, tx, "nightly-sweep")
 		if err != nil {
 			return err
 		}
 		fmt.Println("disabled: enabled", disabled.Enabled, "next run set", !disabled.NextRunAt.IsZero())
-		enabled, err := store.EnableTx(ctx, tx, "nightly-sweep")
+		enabled, err := store.Enable(ctx, tx, "nightly-sweep")
 		if err != nil {
 			return err
 		}
 		fmt.Println("enabled: next", schedule.FormatSlot(enabled.NextRunAt))
 
-		run, err := store.RunNowTx(ctx, tx, "nightly-sweep")
+		run, err := store.RunNow(ctx, tx, "nightly-sweep")
 		if err != nil {
 			return err
 		}
 		fmt.Println("run now: slot", schedule.FormatSlot(run.Slot))
 
-		_, err = store.CreateTx(ctx, tx, schedule.Schedule{Name: "nightly-sweep", Kind: attendance.SweepKind, Every: time.Hour})
+		_, err = store.Create(ctx, tx, schedule.Schedule{Name: "nightly-sweep", Kind: attendance.SweepKind, Every: time.Hour})
 		fmt.Println("create again:", errors.Is(err, schedule.ErrExists))
 		if err == nil {
 			return errors.New("created twice")

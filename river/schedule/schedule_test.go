@@ -235,8 +235,8 @@ func TestScheduleDefaultsAndArgs(t *testing.T) {
 	require.Equal(t, time.Date(2025, 3, 1, 13, 0, 0, 0, time.UTC), updated.NextRunAt)
 }
 
-// TestScheduleCRUDTxRolledBack: the Tx methods work in the caller's
-// transaction and commit nothing of their own.
+// TestScheduleCRUDTxRolledBack: the store's methods given the caller's
+// transaction work inside it and commit nothing of their own.
 func TestScheduleCRUDTxRolledBack(t *testing.T) {
 	t.Parallel()
 
@@ -247,29 +247,29 @@ func TestScheduleCRUDTxRolledBack(t *testing.T) {
 	tx, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(ctx) //nolint:errcheck
-	_, err = store.CreateTx(ctx, tx, schedule.Schedule{Name: "a", Kind: attendance.SweepKind, Every: time.Minute, Enabled: true})
+	_, err = store.Create(ctx, tx, schedule.Schedule{Name: "a", Kind: attendance.SweepKind, Every: time.Minute, Enabled: true})
 	require.NoError(t, err)
-	_, err = store.CreateTx(ctx, tx, schedule.Schedule{Name: "b", Kind: attendance.SweepKind, Cron: "*/5 * * * *"})
+	_, err = store.Create(ctx, tx, schedule.Schedule{Name: "b", Kind: attendance.SweepKind, Cron: "*/5 * * * *"})
 	require.NoError(t, err)
 	desc := "changed"
-	u, err := store.UpdateTx(ctx, tx, "a", schedule.Update{Description: &desc})
+	u, err := store.Update(ctx, tx, "a", schedule.Update{Description: &desc})
 	require.NoError(t, err)
 	require.Equal(t, "changed", u.Description)
-	d, err := store.DisableTx(ctx, tx, "a")
+	d, err := store.Disable(ctx, tx, "a")
 	require.NoError(t, err)
 	require.False(t, d.Enabled)
 	require.True(t, d.NextRunAt.IsZero())
-	e, err := store.EnableTx(ctx, tx, "b")
+	e, err := store.Enable(ctx, tx, "b")
 	require.NoError(t, err)
 	require.Equal(t, now, e.NextRunAt, "12:00 is a slot of */5")
-	run, err := store.RunNowTx(ctx, tx, "b")
+	run, err := store.RunNow(ctx, tx, "b")
 	require.NoError(t, err)
 	require.NotZero(t, run.JobID)
-	filled, err := store.BackfillTx(ctx, tx, "b", now.Add(-time.Hour), now)
+	filled, err := store.Backfill(ctx, tx, "b", now.Add(-time.Hour), now)
 	require.NoError(t, err)
 	require.Len(t, filled.Enqueued, 12)
 	require.Equal(t, 1, filled.Skipped)
-	require.NoError(t, store.DeleteTx(ctx, tx, "a"))
+	require.NoError(t, store.Delete(ctx, tx, "a"))
 	list, err := store.List(ctx, tx)
 	require.NoError(t, err)
 	require.Len(t, list, 1)

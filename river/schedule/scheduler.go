@@ -204,7 +204,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 // poll (see pollInterval) if that is sooner. A next_run_at that came due after
 // passNow, while the pass ran (it took the schedules due at passNow),
 // runs at once. One already due at passNow that the pass left belongs to
-// a schedule locked by a transaction of its own (a caller's UpdateTx):
+// a schedule locked by a transaction of its own (a caller's Update in its own transaction):
 // its commit will NOTIFY, so the loop does not spin on it meanwhile.
 func (s *Scheduler) untilNext(passNow time.Time, next *time.Time, err error) (time.Duration, bool) {
 	poll := s.pollInterval()
@@ -440,7 +440,7 @@ type scheduleOutcome struct {
 }
 
 // dueScheduleSQL picks the due schedule to advance next, skipping those
-// another transaction holds (another loop, a caller's UpdateTx) and those
+// another transaction holds (another loop, a caller's Update in its transaction) and those
 // this pass has done or backed off.
 const dueScheduleSQL = `
 SELECT ` + scheduleColumns + ` FROM wasso_schedule

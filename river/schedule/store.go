@@ -77,11 +77,13 @@ type StoreConfig struct {
 	SlotRetention time.Duration
 }
 
-// Store writes and reads the schedules of wasso_schedule. Each
-// method that writes has two forms: X(ctx, db, ...) runs in a transaction
-// of its own and commits it; XTx(ctx, tx, ...) runs in the caller's
-// transaction and never commits, so a backend can create a schedule with
-// the rows it belongs to, all or nothing.
+// Store writes and reads the schedules of wasso_schedule. Each method
+// that writes takes a Beginner and runs in a transaction it begins there:
+// given a pool, a transaction of its own that it commits; given the
+// caller's pgx.Tx, a savepoint inside it, so that a backend creates a
+// schedule with the rows it belongs to, all or nothing, and an error
+// rolls back the method's work alone, leaving the caller's transaction
+// usable.
 //
 // Writes take the schedule's row lock (SELECT ... FOR UPDATE): they wait
 // for a scheduler pass working on the schedule, and a pass skips a
@@ -230,25 +232,16 @@ func firstRun(sched *Schedule, tt *timetable, now time.Time) (*time.Time, error)
 	return &next, nil
 }
 
-// Create writes a new schedule, in a transaction of its own, and returns
+// Create writes a new schedule and returns
 // it as stored (defaults filled, NextRunAt computed). Errors:
 // *FieldError (ErrInvalidSchedule, ErrUnknownKind),
-// ErrExists. Neither sends a statement that fails, so the
-// transaction of CreateTx stays usable after them.
+// ErrExists.
 func (s *Store) Create(ctx context.Context, db Beginner, sched Schedule) (*Schedule, error) {
 	return scheduleTx(ctx, db, func(tx pgx.Tx) (*Schedule, error) { return s.create(ctx, tx, sched) })
 }
 
-// CreateTx is Create in the caller's transaction, which it does not
-// commit.
-func (s *Store) CreateTx(ctx context.Context, tx pgx.Tx, sched Schedule) (*Schedule, error) {
-	return s.create(ctx, tx, sched)
-}
-
 // insertScheduleSQL writes a new schedule; the bookkeeping columns keep
-// their defaults. A name taken returns no row instead of failing, so that
-// the caller's transaction (CreateTx) stays usable after
-// ErrExists.
+// their defaults. A name taken returns no row instead of failing.
 const insertScheduleSQL = `
 INSERT INTO wasso_schedule (name, kind, args, every_us, cron, time_zone, enabled, queue, priority,
     max_attempts, start_at, expires_at, one_off, description, missed, overlap, next_run_at, created_at, updated_at)
@@ -292,20 +285,14 @@ func configArgs(s *Schedule) []any {
 		string(s.Missed), string(s.Overlap)}
 }
 
-// Update changes the fields of the schedule named that update sets, in a
-// transaction of its own, and returns the schedule as stored. Errors:
+// Update changes the fields of the schedule named that update sets, and
+// returns the schedule as stored. Errors:
 // *FieldError, ErrNotFound.
 func (s *Store) Update(ctx context.Context, db Beginner, name string, update Update) (*Schedule, error) {
 	return scheduleTx(ctx, db, func(tx pgx.Tx) (*Schedule, error) { return s.update(ctx, tx, name, update) })
 }
 
-// UpdateTx is Update in the caller's transaction, which it does not
-// commit.
-func (s *Store) UpdateTx(ctx context.Context, tx pgx.Tx, name string, update Update) (*Schedule, error) {
-	return s.update(ctx, tx, name, update)
-}
-
-// Enable enables the schedule named, in a transaction of its own: its
+// Enable enables the schedule named: its
 // next run is its first slot from now on (slots that passed while it was
 // disabled are neither run nor counted missed). Enabling an enabled
 // schedule changes nothing.
@@ -313,23 +300,11 @@ func (s *Store) Enable(ctx context.Context, db Beginner, name string) (*Schedule
 	return s.Update(ctx, db, name, Update{Enabled: ptrTo(true)})
 }
 
-// EnableTx is Enable in the caller's transaction, which it does not
-// commit.
-func (s *Store) EnableTx(ctx context.Context, tx pgx.Tx, name string) (*Schedule, error) {
-	return s.update(ctx, tx, name, Update{Enabled: ptrTo(true)})
-}
-
-// Disable disables the schedule named, in a transaction of its own: it
+// Disable disables the schedule named: it
 // keeps its row and counters, and its next run is cleared. A job already
 // enqueued still runs.
 func (s *Store) Disable(ctx context.Context, db Beginner, name string) (*Schedule, error) {
 	return s.Update(ctx, db, name, Update{Enabled: ptrTo(false)})
-}
-
-// DisableTx is Disable in the caller's transaction, which it does not
-// commit.
-func (s *Store) DisableTx(ctx context.Context, tx pgx.Tx, name string) (*Schedule, error) {
-	return s.update(ctx, tx, name, Update{Enabled: ptrTo(false)})
 }
 
 func ptrTo[T any](v T) *T { return &v }
@@ -384,17 +359,11 @@ func (s *Store) update(ctx context.Context, tx pgx.Tx, name string, update Updat
 	return updated, nil
 }
 
-// Delete deletes the schedule named and its slot history, in a
-// transaction of its own. Jobs already enqueued are not touched.
+// Delete deletes the schedule named and its slot history. Jobs already
+// enqueued are not touched.
 func (s *Store) Delete(ctx context.Context, db Beginner, name string) error {
 	_, err := scheduleTx(ctx, db, func(tx pgx.Tx) (struct{}, error) { return struct{}{}, s.delete(ctx, tx, name) })
 	return err
-}
-
-// DeleteTx is Delete in the caller's transaction, which it does not
-// commit.
-func (s *Store) DeleteTx(ctx context.Context, tx pgx.Tx, name string) error {
-	return s.delete(ctx, tx, name)
 }
 
 // deleteScheduleSQL deletes a schedule; its wasso_schedule_slot rows go
@@ -523,19 +492,12 @@ type RunNowResult struct {
 	JobID int64
 }
 
-// RunNow enqueues one job of the schedule named now, in a transaction of
-// its own, whether the schedule is enabled or not and whatever its
+// RunNow enqueues one job of the schedule named now, whether the schedule is enabled or not and whatever its
 // overlap policy: the admin's "run now". The slot is now to the
 // microsecond, recorded with source run_now. NextRunAt does not move;
 // TotalRunCount, LastRunAt and LastJobID do.
 func (s *Store) RunNow(ctx context.Context, db Beginner, name string) (*RunNowResult, error) {
 	return scheduleTx(ctx, db, func(tx pgx.Tx) (*RunNowResult, error) { return s.runNow(ctx, tx, name) })
-}
-
-// RunNowTx is RunNow in the caller's transaction, which it does not
-// commit: the job exists only if the caller commits.
-func (s *Store) RunNowTx(ctx context.Context, tx pgx.Tx, name string) (*RunNowResult, error) {
-	return s.runNow(ctx, tx, name)
 }
 
 func (s *Store) runNow(ctx context.Context, tx pgx.Tx, name string) (*RunNowResult, error) {
@@ -578,7 +540,7 @@ type BackfillResult struct {
 
 // Backfill enqueues a job for every slot of the schedule named in [from,
 // to] that has none yet (wasso_schedule_slot: from the scheduler, a
-// RunNow or an earlier Backfill), in a transaction of its own, whether the
+// RunNow or an earlier Backfill), whether the
 // schedule is enabled or not and whatever its policies. Slots before
 // StartAt or after ExpiresAt are not slots. to must not be in the future
 // (the scheduler enqueues those), and the range may hold at most
@@ -587,12 +549,6 @@ type BackfillResult struct {
 // each slot once.
 func (s *Store) Backfill(ctx context.Context, db Beginner, name string, from, to time.Time) (*BackfillResult, error) {
 	return scheduleTx(ctx, db, func(tx pgx.Tx) (*BackfillResult, error) { return s.backfill(ctx, tx, name, from, to) })
-}
-
-// BackfillTx is Backfill in the caller's transaction, which it does not
-// commit.
-func (s *Store) BackfillTx(ctx context.Context, tx pgx.Tx, name string, from, to time.Time) (*BackfillResult, error) {
-	return s.backfill(ctx, tx, name, from, to)
 }
 
 func (s *Store) backfill(ctx context.Context, tx pgx.Tx, name string, from, to time.Time) (*BackfillResult, error) {
