@@ -1,7 +1,7 @@
 -- Schedules: what django-celery-beat kept in its PeriodicTask,
 -- IntervalSchedule, CrontabSchedule and ClockedSchedule tables, in one
--- table that the scheduler loop (wassoriver.Scheduler, on the River leader)
--- reads and the store (wassoriver.ScheduleStore) writes. Every slot of a
+-- table that the scheduler loop (schedule.Scheduler, on the River leader)
+-- reads and the store (schedule.Store) writes. Every slot of a
 -- schedule becomes exactly one River job: the loop locks a due row with
 -- FOR UPDATE SKIP LOCKED, inserts the jobs and advances next_run_at in the
 -- same transaction, and wasso_schedule_slot below refuses a slot twice.

@@ -1,5 +1,5 @@
 -- The default schedules a deployment starts with (the attendance sweep)
--- are created once, by wassoriver.SeedSchedules (`wasso-runner setup`, and
+-- are created once, by schedule.Seed (`wasso-runner setup`, and
 -- `wasso-runner run` at start), and from then on belong to the operator:
 -- one row here per default schedule ever seeded, so that seeding again
 -- (every runner start, every setup) never overwrites an edited schedule

@@ -6,6 +6,7 @@ package schedule
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -422,4 +423,54 @@ func TestSchedulerNotify(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the scheduler loop did not stop with the client")
 	}
+}
+
+// TestScheduleNotifyOnOperatorChanges: the trigger on wasso_schedule
+// wakes the loop for a schedule created or changed, and not for the
+// loop's own advance of a schedule it enqueued. Notifications of a
+// session arrive in commit order, so a marker sent after the pass is the
+// first to arrive when the pass sent none. Tests of other schemas share
+// the channel; their notifications are passed over.
+func TestScheduleNotifyOnOperatorChanges(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newSchedulerFixture(t, StoreConfig{})
+	conn, err := f.db.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(ctx, "LISTEN "+NotifyChannel)
+	require.NoError(t, err)
+	next := func() string {
+		t.Helper()
+		waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		for {
+			n, err := conn.Conn().WaitForNotification(waitCtx)
+			require.NoError(t, err)
+			if strings.HasPrefix(n.Payload, f.db.Schema+".") {
+				return n.Payload
+			}
+		}
+	}
+	own := f.db.Schema + ".n"
+
+	base := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	f.setNow(base.Add(-time.Second))
+	f.create(t, Schedule{Name: "n", Every: time.Minute, StartAt: base})
+	require.Equal(t, own, next(), "a created schedule wakes the loop")
+
+	require.Equal(t, 1, f.pass(t, base).Enqueued)
+	_, err = f.db.Pool.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, f.db.Schema+".marker")
+	require.NoError(t, err)
+	require.Equal(t, f.db.Schema+".marker", next(), "the pass's own advance wakes no one")
+
+	later := 2 * time.Minute
+	_, err = f.store.Update(ctx, f.db.Pool, "n", Update{Every: &later})
+	require.NoError(t, err)
+	require.Equal(t, own, next(), "an edit wakes the loop")
+	_, err = f.store.Disable(ctx, f.db.Pool, "n")
+	require.NoError(t, err)
+	require.Equal(t, own, next(), "disabling wakes the loop")
+	require.NoError(t, f.store.Delete(ctx, f.db.Pool, "n"))
+	require.Equal(t, own, next(), "a deletion wakes the loop")
 }
