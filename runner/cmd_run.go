@@ -88,9 +88,10 @@ Postgres, and an idle runner costs half the CPU with one.`,
 // though, River wakes it twenty times a second (its job completer's 50 ms
 // ticker) and a few times more (fetch polls, leader loops), and with a
 // second processor idle the Go scheduler starts a second thread spinning
-// for work at every wake: measured on two cores (runner/measure-idle.sh),
-// an idle runner takes about half the CPU with one processor, and the
-// 19:00 burst settles as fast (internal/latencybench -processes). Set
+// for work at every wake. With one processor an idle runner costs less
+// CPU and the 19:00 burst settles as fast (docs/benchmarks.md has the
+// figures, runner/measure-idle.sh and internal/latencybench the commands).
+// Set
 // GOMAXPROCS for job kinds of your own that compute in Go.
 const RunProcs = 1
 

@@ -43,7 +43,7 @@ type progress struct {
 	msg  string
 	kind progressKind
 	// quiet is how long the work runs before anything is reported, so
-	// that work done in a blink prints nothing more than it used to.
+	// that work done in a blink prints its result alone.
 	quiet time.Duration
 	// now is the clock, time.Now but in tests.
 	now func() time.Time

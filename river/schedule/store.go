@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/riverqueue/river"
@@ -264,7 +265,7 @@ func (s *Store) create(ctx context.Context, tx pgx.Tx, sched Schedule) (*Schedul
 	created, err := scanSchedule(row)
 	if err != nil {
 		var pgErr *pgconn.PgError
-		if errors.Is(err, pgx.ErrNoRows) || (errors.As(err, &pgErr) && pgErr.Code == "23505") {
+		if errors.Is(err, pgx.ErrNoRows) || (errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UniqueViolation) {
 			return nil, fmt.Errorf("create schedule %q: %w", sched.Name, ErrExists)
 		}
 		return nil, scheduleErr(fmt.Sprintf("create schedule %q", sched.Name), err)
