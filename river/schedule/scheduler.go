@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgxlisten"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
@@ -250,71 +252,80 @@ func (s *Scheduler) nextRun(ctx context.Context) (*time.Time, error) {
 	return next, nil
 }
 
-// listen LISTENs on NotifyChannel and signals wake for every
-// notification naming a schedule of this pool's schema, until ctx is
-// done. When the connection drops it waits a little and listens again,
-// then signals wake once, in case a change came in between.
+// scheduleListenRetry is how long the listener waits before it connects
+// again after losing its connection; the loop polls every
+// scheduleListenerLostPoll meanwhile.
+const scheduleListenRetry = time.Second
+
+// listen keeps a connection LISTENing on NotifyChannel (pgxlisten) and
+// signals wake for each notification about a schedule of this store's
+// schema, once each time LISTEN starts (a change may have come in while
+// there was no listener), and when the connection is lost, so that the
+// loop polls at the shorter interval until the listener is back. It
+// returns when ctx is done.
+//
+// The connection is taken out of the pool (Hijack) and closed at the end:
+// a connection still LISTENing would hand notifications to whoever got it
+// next.
 func (s *Scheduler) listen(ctx context.Context, wake chan<- struct{}) {
 	logger := s.store.config.Logger
-	retry := time.Second
-	for ctx.Err() == nil {
-		listening, err := s.listenOnce(ctx, wake)
-		if ctx.Err() != nil {
-			return
-		}
-		// The loop may be sleeping a whole PollInterval: wake it, so that
-		// it polls at the shorter interval until the listener is back.
-		signalWake(wake)
-		if listening {
-			retry = time.Second
-		}
-		logger.WarnContext(ctx, "scheduler listener lost; polling until it is back",
-			slog.String("error", err.Error()), slog.Duration("retry_in", retry))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(retry):
-		}
-		retry = min(2*retry, 30*time.Second)
+	var prefix string // set by Connect, read by the handler: one goroutine
+	listener := &pgxlisten.Listener{
+		Connect: func(ctx context.Context) (*pgx.Conn, error) {
+			pooled, err := s.pool.Acquire(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("acquire listener connection: %w", err)
+			}
+			conn := pooled.Hijack()
+			var schema string
+			if err := conn.QueryRow(ctx, scheduleSchemaSQL).Scan(&schema); err != nil {
+				_ = conn.Close(ctx)
+				return nil, scheduleErr("find the schema of wasso_schedule", err)
+			}
+			prefix = schema + "."
+			return conn, nil
+		},
+		LogError: func(ctx context.Context, err error) {
+			s.listenerPID.Store(0)
+			if ctx.Err() != nil {
+				return
+			}
+			signalWake(wake)
+			logger.WarnContext(ctx, "scheduler listener lost; polling until it is back",
+				slog.String("error", err.Error()), slog.Duration("retry_in", scheduleListenRetry))
+		},
+		ReconnectDelay: scheduleListenRetry,
 	}
+	listener.Handle(NotifyChannel, scheduleNotifyHandler{
+		listening: func(conn *pgx.Conn) {
+			s.listenerPID.Store(conn.PgConn().PID())
+			signalWake(wake)
+		},
+		notified: func(payload string) {
+			if strings.HasPrefix(payload, prefix) {
+				signalWake(wake)
+			}
+		},
+	})
+	_ = listener.Listen(ctx)
+	s.listenerPID.Store(0)
 }
 
-// listenOnce holds one connection LISTENing until it fails or ctx is done.
-// The connection is never returned to the pool (it is closed): a
-// connection still LISTENing would hand notifications to whoever gets it
-// next. It reports whether LISTEN succeeded.
-func (s *Scheduler) listenOnce(ctx context.Context, wake chan<- struct{}) (bool, error) {
-	pooled, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return false, fmt.Errorf("acquire listener connection: %w", err)
-	}
-	conn := pooled.Hijack()
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = conn.Close(closeCtx)
-	}()
+// scheduleNotifyHandler hands the listener's events to the loop:
+// HandleBacklog runs each time LISTEN has started on a new connection.
+type scheduleNotifyHandler struct {
+	listening func(conn *pgx.Conn)
+	notified  func(payload string)
+}
 
-	var schema string
-	if err := conn.QueryRow(ctx, scheduleSchemaSQL).Scan(&schema); err != nil {
-		return false, scheduleErr("find the schema of wasso_schedule", err)
-	}
-	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
-		return false, fmt.Errorf("listen: %w", err)
-	}
-	prefix := schema + "."
-	s.listenerPID.Store(conn.PgConn().PID())
-	defer s.listenerPID.Store(0)
-	signalWake(wake)
-	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			return true, err
-		}
-		if strings.HasPrefix(n.Payload, prefix) {
-			signalWake(wake)
-		}
-	}
+func (h scheduleNotifyHandler) HandleNotification(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
+	h.notified(n.Payload)
+	return nil
+}
+
+func (h scheduleNotifyHandler) HandleBacklog(_ context.Context, _ string, conn *pgx.Conn) error {
+	h.listening(conn)
+	return nil
 }
 
 // scheduleSchemaSQL names the schema search_path finds wasso_schedule in:
