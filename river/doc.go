@@ -2,10 +2,11 @@
 // River client from a *pgxpool.Pool and a small Config with the defaults a
 // Wasso runner wants, registers the attendance workers (sweep, per-event
 // settlement, absent notices), adds the exact-time queue with its fast
-// poll, the leader's deadline discovery hook and the leader's scheduler of
-// the schedules stored in Postgres (ScheduleStore, Scheduler; the sweep is
-// one of them, seeded once by SeedSchedules), and offers the same pieces to
-// a backend that runs its own River client.
+// poll, the leader's deadline discovery hook and the leader's
+// schedule.Scheduler of the schedules stored in Postgres (the sweep is one
+// of them, DefaultSchedules, seeded once), and offers the same pieces to a
+// backend that runs its own River client. The durable scheduler itself is
+// the package river/schedule, which knows nothing of attendance.
 //
 // The package lives in the river/ directory but is named wassoriver, not
 // river, so that a backend can import it next to

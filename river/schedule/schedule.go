@@ -11,12 +11,6 @@ import (
 	"github.com/riverqueue/river"
 )
 
-// Schedules are what django-celery-beat kept in its PeriodicTask tables:
-// a job kind and its args, run every interval or on a cron expression,
-// kept in Postgres (the wasso_schedule table) and turned into River jobs
-// by the Scheduler, which runs on the River leader. See Store for
-// writing them and Scheduler for how their slots become jobs.
-
 // Defaults and bounds of schedules.
 const (
 	// TimeZoneDefault is the time zone of a schedule that names
