@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -161,13 +162,28 @@ ON CONFLICT (event_id) DO UPDATE
     WHERE p.deadline <> EXCLUDED.deadline OR p.planned_at <= EXCLUDED.planned_at - interval '30 seconds'
 RETURNING p.event_id, p.deadline`
 
+// DiscoveryPendingSQL returns an SQL boolean expression that is true when
+// some event needs a job: when DiscoverTx, run at this statement's
+// statement_timestamp(), would plan one. The parameters numbered
+// lookbackParam and horizonParam (3 and 4 for $3 and $4) of the statement
+// it is part of hold the lookback and the horizon, in microseconds
+// (bigint). It reads what DiscoverTx reads, through the same indexes.
+//
+// The leader's discovery loop (Discoverer) asks it in the statement it
+// runs every interval, beside River's own, so that a pass with nothing to
+// plan costs one round trip and no transaction.
+func DiscoveryPendingSQL(lookbackParam, horizonParam int) string {
+	return `EXISTS (SELECT 1 FROM (SELECT statement_timestamp() AS now) clock, ` +
+		candidatesSQL("$"+strconv.Itoa(lookbackParam), "$"+strconv.Itoa(horizonParam)) + `)`
+}
+
 // candidatesSQL is the part of a FROM clause, after a relation clock with
 // a column now, that selects the events needing a job: those of the
 // window, in microseconds before (lookback) and after (horizon) clock.now,
 // that are neither planned for their current deadline (or planned long
 // enough ago to be planned again) nor settled for it. lookback and horizon
 // are the statement's parameters holding them. discoverSQL plans them;
-// the first statement of a pass (passSQL) only asks whether there are any.
+// DiscoveryPendingSQL only asks whether there are any.
 func candidatesSQL(lookback, horizon string) string {
 	return `events e
     JOIN club_generation g ON g.id = e.generation_id AND NOT g.is_deleted
@@ -588,7 +604,7 @@ func firstStatement(ctx context.Context, db DB, sql string, ahead, lookback, hor
 // too, so that their producers are woken once River has made them
 // available; those just due, so that a job made available late is woken
 // at once rather than at the next poll), the database's clock, and whether
-// any event needs a job (candidatesSQL, with the lookback $3 and the
+// any event needs a job (DiscoveryPendingSQL, with the lookback $3 and the
 // horizon $4).
 func passSQL(riverSchema string) string {
 	table := "river_job"
@@ -616,7 +632,7 @@ waiting AS (
 SELECT (SELECT count(*) FROM promoted),
        coalesce((SELECT array_agg(DISTINCT date_trunc('milliseconds', scheduled_at) ORDER BY date_trunc('milliseconds', scheduled_at)) FROM waiting), '{}'),
        clock_timestamp(),
-       EXISTS (SELECT 1 FROM (SELECT statement_timestamp() AS now) clock, ` + candidatesSQL("$3", "$4") + `)`
+       ` + DiscoveryPendingSQL(3, 4)
 }
 
 // wakeExactSQL sends the notification River's client sends when it
