@@ -27,9 +27,9 @@ const QueueExact = "attendance_exact"
 // ExactPromoteAhead is how long before its scheduled instant a job of
 // QueueExact is made available. ExactTimeHook inserts a job due sooner than
 // this as available at once; a job due later stays scheduled, and the
-// leader's Discoverer makes it available on the pass (every
-// DiscoveryIntervalDefault, one second) that finds it due within
-// ExactPromoteAhead.
+// leader's wassoriver.Discoverer makes it available on the pass (every
+// wassoriver.DiscoveryIntervalDefault, one second) that finds it due
+// within ExactPromoteAhead.
 //
 // It is River's own look-ahead plus a pass and a margin. River's job
 // scheduler makes the scheduled jobs due within its interval (five

@@ -358,9 +358,8 @@ func (n *LogNotifier) Notify(ctx context.Context, notice AbsentNotice) error {
 
 // Compile-time checks.
 var (
-	_ Notifier                        = (*LogNotifier)(nil)
-	_ rivertype.HookInsertBegin       = (*ExactTimeHook)(nil)
-	_ rivertype.HookPeriodicJobsStart = (*Discoverer)(nil)
-	_ river.JobArgsWithHooks          = SettleEventArgs{}
-	_ Inserter                        = (*river.Client[pgx.Tx])(nil)
+	_ Notifier                  = (*LogNotifier)(nil)
+	_ rivertype.HookInsertBegin = (*ExactTimeHook)(nil)
+	_ river.JobArgsWithHooks    = SettleEventArgs{}
+	_ Inserter                  = (*river.Client[pgx.Tx])(nil)
 )

@@ -42,13 +42,12 @@ const (
 	// sooner. Settlement jobs are available with scheduled_at at the
 	// deadline from attendance.ExactPromoteAhead before it (inserted so,
 	// or made so by the leader's discovery pass; see
-	// attendance.ExactTimeHook), and the leader wakes every runner's
-	// producer of the queue at each of those instants through River's
-	// insert notification (see attendance.Discoverer.Run): measured side
-	// by side (internal/latencybench), a p99 from deadline to committed
-	// settlement of 45 ms with a 500 ms poll and 30 ms with this one,
-	// River's own default. The poll is the fallback when no leader wakes
-	// the runners: a job then starts up to this late.
+	// attendance.ExactTimeHook), and the leader
+	// wakes every runner's producer of the queue at each of those instants
+	// through River's insert notification (see Discoverer.Run), so a
+	// shorter poll does not start them sooner (internal/latencybench
+	// compares the two). The poll is the fallback when no leader wakes the
+	// runners: a job then starts up to this late.
 	ExactPollIntervalDefault = time.Second
 	// ExactFetchCooldownDefault is the least time between two fetches of
 	// attendance.QueueExact. River's default (100 ms) would let a runner
@@ -114,7 +113,7 @@ type Config struct {
 
 	// DiscoveryInterval is how often the leader looks for events written
 	// without ScheduleEventTx (by the Django backend). Zero means
-	// attendance.DiscoveryIntervalDefault.
+	// DiscoveryIntervalDefault.
 	DiscoveryInterval time.Duration
 
 	// ExactConcurrency is how many attendance.QueueExact jobs run at once.
@@ -253,7 +252,7 @@ func (c Config) WithDefaults() Config {
 	c.Concurrency = cmp.Or(c.Concurrency, ConcurrencyDefault)
 	c.DiscardedJobRetentionPeriod = cmp.Or(c.DiscardedJobRetentionPeriod, DiscardedJobRetentionPeriodDefault)
 	c.DiscoveryHorizon = cmp.Or(c.DiscoveryHorizon, attendance.DiscoveryHorizonDefault)
-	c.DiscoveryInterval = cmp.Or(c.DiscoveryInterval, attendance.DiscoveryIntervalDefault)
+	c.DiscoveryInterval = cmp.Or(c.DiscoveryInterval, DiscoveryIntervalDefault)
 	c.ExactConcurrency = cmp.Or(c.ExactConcurrency, ExactConcurrencyDefault)
 	c.ExactPollInterval = cmp.Or(c.ExactPollInterval, ExactPollIntervalDefault)
 	c.JobTimeout = cmp.Or(c.JobTimeout, JobTimeoutDefault)
@@ -488,8 +487,8 @@ func PeriodicJobs(config Config) ([]*river.PeriodicJob, error) {
 
 // NewClient returns a River client on pool that works the attendance jobs
 // and, when it is elected leader, runs the schedules of wasso_schedule
-// (Scheduler) and the deadline discovery loop (attendance.Discoverer),
-// both River hooks, so that starting the client is all it takes. It does
+// (Scheduler) and the deadline discovery loop (Discoverer), both River
+// hooks, so that starting the client is all it takes. It does
 // not start the client, and does not touch the database; call
 // migrations.CheckScheduler first to fail early on a database that is not
 // ready.
@@ -535,14 +534,14 @@ func NewClient(pool *pgxpool.Pool, config Config) (*Client, error) {
 		queues[name] = river.QueueConfig{MaxWorkers: n}
 	}
 	var hooks []rivertype.Hook
-	var discoverer *attendance.Discoverer
+	var discoverer *Discoverer
 	if !config.NoDeadlines {
 		queues[attendance.QueueExact] = river.QueueConfig{
 			MaxWorkers:        cmp.Or(config.Queues[attendance.QueueExact], config.ExactConcurrency),
 			FetchCooldown:     min(ExactFetchCooldownDefault, config.ExactPollInterval),
 			FetchPollInterval: config.ExactPollInterval,
 		}
-		discoverer, err = attendance.NewDiscoverer(pool, attendance.DiscoverConfig{
+		discoverer, err = NewDiscoverer(pool, DiscoverConfig{
 			Horizon:     config.DiscoveryHorizon,
 			Interval:    config.DiscoveryInterval,
 			Logger:      config.Logger,

@@ -24,7 +24,7 @@ func TestConfigDeadlines(t *testing.T) {
 		c := wassoriver.Config{}.WithDefaults()
 		require.Equal(t, wassoriver.ExactConcurrencyDefault, c.ExactConcurrency)
 		require.Equal(t, wassoriver.ExactPollIntervalDefault, c.ExactPollInterval)
-		require.Equal(t, attendance.DiscoveryIntervalDefault, c.DiscoveryInterval)
+		require.Equal(t, wassoriver.DiscoveryIntervalDefault, c.DiscoveryInterval)
 		require.Equal(t, attendance.DiscoveryHorizonDefault, c.DiscoveryHorizon)
 		require.IsType(t, &attendance.LogNotifier{}, c.Notifier)
 
