@@ -20,10 +20,13 @@ import (
 )
 
 // insertOnlyClient is a River client that only inserts, as a backend that
-// leaves the work to the runners holds.
+// leaves the work to the runners holds, with wassoriver.ExactTimeHook.
 func insertOnlyClient(t *testing.T, db *wassotest.DB) *river.Client[pgx.Tx] {
 	t.Helper()
-	client, err := river.NewClient(riverpgxv5.New(nil), &river.Config{Schema: db.Schema})
+	client, err := river.NewClient(riverpgxv5.New(nil), &river.Config{
+		Schema: db.Schema,
+		Hooks:  []rivertype.Hook{&wassoriver.ExactTimeHook{}},
+	})
 	require.NoError(t, err)
 	return client
 }
@@ -52,7 +55,7 @@ func TestScheduleEventTx(t *testing.T) {
 		require.False(t, res.AlreadySettled)
 		require.False(t, res.Job.UniqueSkippedAsDuplicate)
 		// Inserted scheduled, waiting for its deadline in the exact queue
-		// (the Discoverer makes it available just before).
+		// (wassoriver.Discoverer makes it available just before).
 		rivertest.RequireInsertedTx[*riverpgxv5.Driver](ctx, t, tx, attendance.NewSettleEventArgs(event, deadline), &rivertest.RequireInsertedOpts{
 			Queue:       attendance.QueueExact,
 			ScheduledAt: deadline,
@@ -125,42 +128,6 @@ func TestScheduleEventTx(t *testing.T) {
 		_, err := attendance.ScheduleEvent(ctx, db.Pool, nil, 1)
 		require.ErrorIs(t, err, attendance.ErrInvalidParams)
 	})
-}
-
-// TestExactTimeHook shows what the hook changes: a settle_event job
-// scheduled within ExactPromoteAhead is stored available (River fetches it
-// once scheduled_at has passed), while one scheduled later stays scheduled
-// (the Discoverer makes it available just before its instant), as does a
-// job of another kind (it waits for River's five-second job scheduler).
-func TestExactTimeHook(t *testing.T) {
-	t.Parallel()
-
-	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{})
-	client := insertOnlyClient(t, db)
-	at := time.Now().Add(time.Hour)
-	soon := time.Now().Add(attendance.ExactPromoteAhead / 2)
-
-	exact, err := client.Insert(ctx, attendance.NewSettleEventArgs(1, at), &river.InsertOpts{ScheduledAt: at})
-	require.Error(t, err, "an insert-only client without a pool can only insert in a transaction")
-	require.Nil(t, exact)
-
-	var due *rivertype.JobInsertResult
-	require.NoError(t, pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		exact, err = client.InsertTx(ctx, tx, attendance.NewSettleEventArgs(1, at), &river.InsertOpts{ScheduledAt: at})
-		require.NoError(t, err)
-		due, err = client.InsertTx(ctx, tx, attendance.NewSettleEventArgs(2, soon), &river.InsertOpts{ScheduledAt: soon})
-		require.NoError(t, err)
-		plain, err := client.InsertTx(ctx, tx, attendance.SweepArgs{}, &river.InsertOpts{ScheduledAt: at})
-		require.NoError(t, err)
-		require.Equal(t, rivertype.JobStateScheduled, plain.Job.State)
-		return nil
-	}))
-	require.Equal(t, rivertype.JobStateScheduled, exact.Job.State)
-	require.WithinDuration(t, at, exact.Job.ScheduledAt, time.Millisecond)
-	require.Equal(t, attendance.QueueExact, exact.Job.Queue)
-	require.Equal(t, rivertype.JobStateAvailable, due.Job.State)
-	require.WithinDuration(t, soon, due.Job.ScheduledAt, time.Millisecond)
 }
 
 func TestDiscoverTx(t *testing.T) {

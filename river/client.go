@@ -40,9 +40,8 @@ const (
 	// ExactPollIntervalDefault is how often each runner asks Postgres for
 	// attendance.QueueExact jobs whose time has come when nothing wakes it
 	// sooner. Settlement jobs are available with scheduled_at at the
-	// deadline from attendance.ExactPromoteAhead before it (inserted so,
-	// or made so by the leader's discovery pass; see
-	// attendance.ExactTimeHook), and the leader
+	// deadline from ExactPromoteAhead before it (inserted so, or made so
+	// by the leader's discovery pass; see ExactTimeHook), and the leader
 	// wakes every runner's producer of the queue at each of those instants
 	// through River's insert notification (see Discoverer.Run), so a
 	// shorter poll does not start them sooner (internal/latencybench
@@ -381,11 +380,12 @@ func configFieldError(field, format string, args ...any) *ConfigFieldError {
 // inherit the client's, so that the jobs stay bounded, and
 // RescueStuckJobsAfter sound, on a client whose JobTimeout is River's -1.
 //
-// A backend's client that takes part in leader election must also carry
-// the deadline discovery hook and the periodic jobs (see NewClient), or,
-// when it is the leader, nothing discovers Django's events; the simplest
-// is to give it LeaderElectionDisabled and leave leadership to the
-// runners.
+// A backend's client that inserts settle_event jobs (ScheduleEventTx)
+// carries ExactTimeHook, as NewClient's do. One that takes part in leader
+// election must also carry the deadline discovery hook and the periodic
+// jobs (see NewClient), or, when it is the leader, nothing discovers
+// Django's events; the simplest is to give it LeaderElectionDisabled and
+// leave leadership to the runners.
 func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, config Config) error {
 	config = config.WithDefaults()
 	if err := config.Validate(); err != nil {
@@ -488,8 +488,8 @@ func PeriodicJobs(config Config) ([]*river.PeriodicJob, error) {
 // NewClient returns a River client on pool that works the attendance jobs
 // and, when it is elected leader, runs the schedules of wasso_schedule
 // (Scheduler) and the deadline discovery loop (Discoverer), both River
-// hooks, so that starting the client is all it takes. It does
-// not start the client, and does not touch the database; call
+// hooks, so that starting the client is all it takes. It does not start
+// the client, and does not touch the database; call
 // migrations.CheckScheduler first to fail early on a database that is not
 // ready.
 //
@@ -503,6 +503,8 @@ func PeriodicJobs(config Config) ([]*river.PeriodicJob, error) {
 // poll interval (ExactPollInterval, 1 s, as a fallback to the leader's wakes)
 // and fetch cooldown (10 ms); the other queues keep River's defaults (1 s
 // poll, 100 ms cooldown), since nothing in them is due at an instant.
+// Whatever the config, the client carries ExactTimeHook, so that the jobs
+// of attendance.QueueExact it inserts start at their instants.
 //
 // The Client it returns is River's client with a Stop and a StopAndCancel
 // that also wait for the leader loops the client runs (deadline discovery,
@@ -533,7 +535,7 @@ func NewClient(pool *pgxpool.Pool, config Config) (*Client, error) {
 	for name, n := range config.Queues {
 		queues[name] = river.QueueConfig{MaxWorkers: n}
 	}
-	var hooks []rivertype.Hook
+	hooks := []rivertype.Hook{&ExactTimeHook{}}
 	var discoverer *Discoverer
 	if !config.NoDeadlines {
 		queues[attendance.QueueExact] = river.QueueConfig{

@@ -40,7 +40,7 @@ type DiscoverConfig struct {
 	// means attendance.LookbackDefault.
 	Lookback time.Duration
 	// RiverSchema is the schema of River's tables, where each pass makes
-	// the attendance.QueueExact jobs due within attendance.ExactPromoteAhead
+	// the attendance.QueueExact jobs due within ExactPromoteAhead
 	// available (see passSQL). Empty means search_path.
 	RiverSchema string
 }
@@ -64,7 +64,7 @@ func (c *DiscoverConfig) validate() error {
 // Discoverer runs attendance.DiscoverTx every interval on the River
 // leader, so that events written by the Django backend get their
 // settle_event job too, and makes the jobs of attendance.QueueExact start
-// at their instants (see attendance.ExactTimeHook).
+// at their instants (see ExactTimeHook).
 //
 // It is a River hook (rivertype.HookPeriodicJobsStart): River calls Start
 // on the client that has just been elected leader, when its periodic job
@@ -95,7 +95,7 @@ type Discoverer struct {
 	// wakes are the instants, on this process's clock, at which Run wakes
 	// the runners' producers of attendance.QueueExact: the scheduled_at of
 	// the jobs RunOnce found waiting for an instant within
-	// attendance.ExactPromoteAhead.
+	// ExactPromoteAhead.
 	wakesMu    sync.Mutex
 	wakes      []time.Time
 	woken      map[time.Time]struct{} // the instants (database clock) wakes holds or held
@@ -135,7 +135,7 @@ func NewDiscoverer(db DiscovererDB, config DiscoverConfig) (*Discoverer, error) 
 		// A loop slower than the default interval looks further ahead, so
 		// that a job already scheduled is still available before its
 		// instant.
-		ahead:      attendance.ExactPromoteAhead + max(0, config.Interval-DiscoveryIntervalDefault),
+		ahead:      ExactPromoteAhead + max(0, config.Interval-DiscoveryIntervalDefault),
 		passSQL:    passSQL(config.RiverSchema),
 		woken:      map[time.Time]struct{}{},
 		wakesAdded: make(chan struct{}, 1),
@@ -191,7 +191,7 @@ func (d *Discoverer) Wait(ctx context.Context) error {
 // Run discovers every interval until ctx is done. Errors are logged and
 // the next pass retries; a pass that filled a batch is followed at once by
 // another. Between passes it wakes the producers of attendance.QueueExact
-// at the instant each job due within attendance.ExactPromoteAhead comes due (see
+// at the instant each job due within ExactPromoteAhead comes due (see
 // wakeExactSQL), so that a job starts then rather than at the next poll of
 // the queue (deadlines.poll_interval).
 func (d *Discoverer) Run(ctx context.Context) {
@@ -323,7 +323,7 @@ func (d *Discoverer) addWakes(instants []time.Time, offset time.Duration) {
 const wokenKept = 10 * time.Second
 
 // RunOnce runs one pass. Its first statement (passSQL), in one round
-// trip, makes the attendance.QueueExact jobs due within attendance.ExactPromoteAhead
+// trip, makes the attendance.QueueExact jobs due within ExactPromoteAhead
 // available, reports the instants of the jobs waiting, for the wakes, and
 // says whether any event needs a job: an idle pass ends there. Otherwise
 // attendance.DiscoverTx batches follow, each in its own transaction, until
@@ -359,8 +359,9 @@ func (d *Discoverer) RunOnce(ctx context.Context) ([]attendance.DiscoveredEvent,
 		}
 	}
 	// The jobs just inserted for deadlines within ahead (or just past)
-	// were inserted available (attendance.ExactTimeHook): wake their
-	// producers at their instants too, rather than from the next pass on.
+	// were inserted available (ExactTimeHook, which the inserting client
+	// carries): wake their producers at their instants too, rather than
+	// from the next pass on.
 	dbNow := time.Now().Add(check.offset)
 	var soon []time.Time
 	for _, ev := range all {

@@ -19,10 +19,13 @@ import (
 )
 
 // insertOnlyClient is a River client that only inserts, as a backend that
-// leaves the work to the runners holds.
+// leaves the work to the runners holds, with ExactTimeHook.
 func insertOnlyClient(t *testing.T, db *wassotest.DB) *river.Client[pgx.Tx] {
 	t.Helper()
-	client, err := river.NewClient(riverpgxv5.New(nil), &river.Config{Schema: db.Schema})
+	client, err := river.NewClient(riverpgxv5.New(nil), &river.Config{
+		Schema: db.Schema,
+		Hooks:  []rivertype.Hook{&wassoriver.ExactTimeHook{}},
+	})
 	require.NoError(t, err)
 	return client
 }
@@ -63,6 +66,43 @@ func dbNow(t *testing.T, db seed.DB) time.Time {
 	return queryTime(t, db, `SELECT now()`)
 }
 
+// TestExactTimeHook shows what the hook changes: a settle_event job
+// scheduled within ExactPromoteAhead is stored available (River fetches it
+// once scheduled_at has passed), while one scheduled later stays scheduled
+// (the Discoverer makes it available just before its instant), as does a
+// job of another queue, however soon (it waits for River's five-second job
+// scheduler).
+func TestExactTimeHook(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	db := wassotest.NewDB(t, wassotest.Options{})
+	client := insertOnlyClient(t, db)
+	at := time.Now().Add(time.Hour)
+	soon := time.Now().Add(wassoriver.ExactPromoteAhead / 2)
+
+	exact, err := client.Insert(ctx, attendance.NewSettleEventArgs(1, at), &river.InsertOpts{ScheduledAt: at})
+	require.Error(t, err, "an insert-only client without a pool can only insert in a transaction")
+	require.Nil(t, exact)
+
+	var due *rivertype.JobInsertResult
+	require.NoError(t, pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		exact, err = client.InsertTx(ctx, tx, attendance.NewSettleEventArgs(1, at), &river.InsertOpts{ScheduledAt: at})
+		require.NoError(t, err)
+		due, err = client.InsertTx(ctx, tx, attendance.NewSettleEventArgs(2, soon), &river.InsertOpts{ScheduledAt: soon})
+		require.NoError(t, err)
+		plain, err := client.InsertTx(ctx, tx, attendance.SweepArgs{}, &river.InsertOpts{ScheduledAt: soon})
+		require.NoError(t, err)
+		require.Equal(t, rivertype.JobStateScheduled, plain.Job.State)
+		return nil
+	}))
+	require.Equal(t, rivertype.JobStateScheduled, exact.Job.State)
+	require.WithinDuration(t, at, exact.Job.ScheduledAt, time.Millisecond)
+	require.Equal(t, attendance.QueueExact, exact.Job.Queue)
+	require.Equal(t, rivertype.JobStateAvailable, due.Job.State)
+	require.WithinDuration(t, soon, due.Job.ScheduledAt, time.Millisecond)
+}
+
 // TestDiscovererPromotes checks that a Discoverer pass makes a QueueExact
 // job available once its instant is within ExactPromoteAhead, keeping its
 // scheduled_at, and leaves a later one scheduled.
@@ -76,7 +116,7 @@ func TestDiscovererPromotes(t *testing.T) {
 	require.NoError(t, err)
 	d.SetInserter(client)
 
-	deadline := time.Now().Add(attendance.ExactPromoteAhead + 1500*time.Millisecond).Truncate(time.Microsecond).UTC()
+	deadline := time.Now().Add(wassoriver.ExactPromoteAhead + 1500*time.Millisecond).Truncate(time.Microsecond).UTC()
 	later := time.Now().Add(3 * time.Minute).Truncate(time.Microsecond).UTC()
 	var near, far *rivertype.JobInsertResult
 	require.NoError(t, pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
@@ -125,7 +165,7 @@ func TestDiscovererWakesExactQueue(t *testing.T) {
 	_, err = conn.Exec(ctx, `LISTEN `+pgx.Identifier{db.Schema + ".river_insert"}.Sanitize())
 	require.NoError(t, err)
 
-	deadline := time.Now().Add(attendance.ExactPromoteAhead + 500*time.Millisecond).Truncate(time.Millisecond).UTC()
+	deadline := time.Now().Add(wassoriver.ExactPromoteAhead + 500*time.Millisecond).Truncate(time.Millisecond).UTC()
 	require.NoError(t, pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		_, err := client.InsertTx(ctx, tx, attendance.NewSettleEventArgs(1, deadline), &river.InsertOpts{ScheduledAt: deadline})
 		return err
@@ -188,7 +228,7 @@ func TestPassCheckSkipsHeldJobs(t *testing.T) {
 	// Were the held row waited for, this would end at the timeout.
 	passCtx, stop := context.WithTimeout(ctx, 5*time.Second)
 	defer stop()
-	n, instants, pending, err := wassoriver.PassCheck(passCtx, db.Pool, db.Schema, attendance.ExactPromoteAhead)
+	n, instants, pending, err := wassoriver.PassCheck(passCtx, db.Pool, db.Schema, wassoriver.ExactPromoteAhead)
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n, "only the free job is promoted")
 	require.Len(t, instants, 2)
@@ -209,7 +249,7 @@ func TestPassCheckSkipsHeldJobs(t *testing.T) {
 	club, err := seed.CreateClub(ctx, db.Pool, "Go", 2, time.Now().Add(-48*time.Hour))
 	require.NoError(t, err)
 	djangoEvent(t, db.Pool, club.GenerationID, deadline.Add(time.Minute))
-	_, _, pending, err = wassoriver.PassCheck(ctx, db.Pool, db.Schema, attendance.ExactPromoteAhead)
+	_, _, pending, err = wassoriver.PassCheck(ctx, db.Pool, db.Schema, wassoriver.ExactPromoteAhead)
 	require.NoError(t, err)
 	require.True(t, pending, "the new event needs a job")
 	d, err := wassoriver.NewDiscoverer(db.Pool, wassoriver.DiscoverConfig{RiverSchema: db.Schema})
@@ -218,7 +258,7 @@ func TestPassCheckSkipsHeldJobs(t *testing.T) {
 	found, err := d.RunOnce(ctx)
 	require.NoError(t, err)
 	require.Len(t, found, 1)
-	_, _, pending, err = wassoriver.PassCheck(ctx, db.Pool, db.Schema, attendance.ExactPromoteAhead)
+	_, _, pending, err = wassoriver.PassCheck(ctx, db.Pool, db.Schema, wassoriver.ExactPromoteAhead)
 	require.NoError(t, err)
 	require.False(t, pending, "planned by the pass")
 }
