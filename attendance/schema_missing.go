@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -62,12 +63,12 @@ func SchemaMissingFrom(err error) (*SchemaMissingError, bool) {
 		return nil, false
 	}
 	switch pgErr.Code {
-	case "42P01": // undefined_table: relation "events" does not exist
+	case pgerrcode.UndefinedTable: // relation "events" does not exist
 		// Name stays empty should a message not quote it: the error is
 		// still a missing table.
 		name, _ := quotedName(pgErr.Message)
 		return &SchemaMissingError{Kind: "relation", Name: name, Err: pgErr}, true
-	case "42883": // undefined_function: function wasso_deadline(...) does not exist
+	case pgerrcode.UndefinedFunction: // function wasso_deadline(...) does not exist
 		if rest, ok := strings.CutPrefix(pgErr.Message, "function "); ok {
 			if name, _, ok := strings.Cut(rest, "("); ok && name != "" {
 				return &SchemaMissingError{Kind: "function", Name: name, Err: pgErr}, true
