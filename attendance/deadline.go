@@ -18,86 +18,16 @@ const SettleEventKind = "attendance.settle_event"
 
 // QueueExact is the River queue of the jobs that must start at their
 // scheduled instant: the per-event settlements, and any task of the
-// backend's that uses ExactTimeHook the same way (see examples/newtask).
-// It is a queue of its own so that its producer can poll often without
-// every queue doing so, and so that a backlog of slow jobs elsewhere (a
-// webhook that times out, say) never holds a settlement back.
+// backend's that must do the same (see examples/newtask). It is a queue of
+// its own so that its producer can poll often without every queue doing
+// so, and so that a backlog of slow jobs elsewhere (a webhook that times
+// out, say) never holds a settlement back.
+//
+// Its jobs start at their instants through wassoriver: the River clients
+// that insert them carry wassoriver.ExactTimeHook, and the leader's
+// wassoriver.Discoverer makes them available just ahead of their instants
+// and wakes the runners at them.
 const QueueExact = "attendance_exact"
-
-// ExactPromoteAhead is how long before its scheduled instant a job of
-// QueueExact is made available. ExactTimeHook inserts a job due sooner than
-// this as available at once; a job due later stays scheduled, and the
-// leader's Discoverer makes it available on the pass (every
-// DiscoveryIntervalDefault, one second) that finds it due within
-// ExactPromoteAhead.
-//
-// It is River's own look-ahead plus a pass and a margin. River's job
-// scheduler makes the scheduled jobs due within its interval (five
-// seconds) available on each of its runs; ahead of that, the Discoverer
-// has promoted every job River's scheduler would see, so River's scheduler
-// never has a burst of these jobs to promote. It matters: River's
-// statement (JobSchedule) checks each job's unique key against the others
-// through a nested loop when the table's statistics predate the burst
-// (autovacuum analyses a few seconds later), which takes over a second for
-// 1,000 settle_event jobs and holds their rows meanwhile.
-const ExactPromoteAhead = 7 * time.Second
-
-// ExactTimeHook is a River insert hook that lets a job scheduled for a
-// future instant start at that instant rather than up to five seconds later.
-//
-// River inserts a job with InsertOpts.ScheduledAt in state "scheduled", and
-// only the leader's job scheduler moves scheduled jobs to "available": once
-// every five seconds (maintenance.JobSchedulerIntervalDefault, which River
-// does not let a client change outside its own tests), taking the jobs due
-// within the next five seconds. Producers fetch with "state = 'available'
-// AND scheduled_at <= now()" (the driver's JobGetAvailable query), so a job
-// that is available with a future scheduled_at is fetched by the first
-// fetch after that instant. River does exactly this itself for snoozes and
-// retries shorter than the scheduler interval (JobSetStateSnoozedAvailable
-// and JobSetStateErrorAvailable in internal/jobexecutor). A job inserted
-// less than five seconds before its instant, though, can miss the
-// scheduler run that would have looked far enough ahead, and wait for the
-// next one: up to five seconds.
-//
-// The hook applies River's rule to a job due within ExactPromoteAhead: it
-// is inserted as available, with its scheduled_at kept. A job due later is
-// left scheduled, so that River UI shows it as Scheduled while it waits,
-// and the leader's Discoverer (the first statement of each pass) makes it
-// available, its scheduled_at unchanged, about ExactPromoteAhead before
-// its instant, and wakes the queue's producers at that instant. Without a Discoverer
-// running (a client built with NoDeadlines, or no leader for a while),
-// River's own scheduler still makes the job available (before its instant
-// when it was inserted far enough ahead, up to five seconds after it
-// otherwise), and the queue's poll (its FetchPollInterval) starts it.
-//
-// Only jobs within ExactPromoteAhead wait in the fetch index as available
-// (river_job_prioritized_fetching_index, in scheduled_at order), so the
-// queue's fetch steps over a few seconds' worth of jobs, not the whole
-// discovery horizon.
-//
-// Job args use it by returning it from a Hooks method
-// (river.JobArgsWithHooks), so that it applies whichever River client
-// inserts them: a runner's, the backend's insert-only client, or a test's.
-// Jobs that use it belong in QueueExact, the queue the Discoverer promotes.
-type ExactTimeHook struct {
-	river.HookDefaults
-}
-
-// InsertBegin turns a scheduled insert due within ExactPromoteAhead (on
-// this process's clock) into an available one, keeping its scheduled_at.
-func (*ExactTimeHook) InsertBegin(_ context.Context, params *rivertype.JobInsertParams) error {
-	if params.State != rivertype.JobStateScheduled {
-		return nil
-	}
-	if params.ScheduledAt == nil || time.Until(*params.ScheduledAt) <= ExactPromoteAhead {
-		params.State = rivertype.JobStateAvailable
-	}
-	return nil
-}
-
-// exactTimeHooks is shared by every args value: River calls Hooks on each
-// insert, and the hook holds no state.
-var exactTimeHooks = []rivertype.Hook{&ExactTimeHook{}}
 
 // uniqueWhileWaiting are the job states in which a second settle_event job
 // for the same event and deadline is not inserted. Completed jobs are left
@@ -113,9 +43,9 @@ var uniqueWhileWaiting = []rivertype.JobState{
 
 // SettleEventArgs are the arguments of the attendance.settle_event job,
 // which settles one event once its deadline has passed. A job is inserted
-// per event and deadline, scheduled at the deadline: by ScheduleEventTx in
-// the backend's transaction, or by the leader's Discoverer for events the
-// backend wrote without it.
+// per event and deadline, scheduled at the deadline, in QueueExact: by
+// ScheduleEventTx in the backend's transaction, or by the leader's
+// discovery pass (DiscoverTx) for events the backend wrote without it.
 //
 // The job settles whatever is due for the event when it runs, and with it
 // the other due events up to SettleEventConfig.BurstLimit (the burst of a
@@ -149,9 +79,6 @@ func (SettleEventArgs) InsertOpts() river.InsertOpts {
 		UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: uniqueWhileWaiting},
 	}
 }
-
-// Hooks makes the job start at its deadline; see ExactTimeHook.
-func (SettleEventArgs) Hooks() []rivertype.Hook { return exactTimeHooks }
 
 // insertParams returns the insert params of the job: scheduled at the
 // deadline, which for a deadline already past means at once.
@@ -390,12 +317,13 @@ type ScheduledEvent struct {
 // the caller commits or rolls back, and the job commits or rolls back with
 // the event. Call it after creating an event and after every change of its
 // start_datetime or fail_minutes; a deadline already past is settled at
-// once.
+// once. The job starts at the deadline when inserter's River client
+// carries wassoriver.ExactTimeHook (see QueueExact).
 //
 // Events written without it (by the Django backend) are found by the
-// Discoverer, so calling it is not required for correctness; it makes the
-// settlement independent of the discovery loop and immediate for deadlines
-// closer than the loop's interval.
+// discovery loop (DiscoverTx), so calling it is not required for
+// correctness; it makes the settlement independent of the discovery loop
+// and immediate for deadlines closer than the loop's interval.
 //
 // It returns an error wrapping ErrEventNotFound when tx cannot see the
 // event.
@@ -438,7 +366,7 @@ func ScheduleEvent(ctx context.Context, db Beginner, inserter Inserter, eventID 
 }
 
 // scheduleEventSQL reads an event's current deadline, records it as
-// planned (so the Discoverer does not insert a second job for it) and says
+// planned (so that discovery does not insert a second job for it) and says
 // whether that deadline is already settled. It goes through the events and
 // wasso_settlement primary keys.
 const scheduleEventSQL = `

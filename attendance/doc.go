@@ -19,16 +19,20 @@
 //
 // Exact deadlines. Each event gets an attendance.settle_event job
 // (SettleEventArgs, SettleEventWorker) scheduled at its deadline in
-// QueueExact; ExactTimeHook and the leader's Discoverer make such a job
-// available ahead of its instant and wake the runners at it, so that it
-// starts then instead of at River's next poll or five-second scheduler.
-// The backend inserts it with ScheduleEventTx in the transaction that
-// creates or moves the event; for events the Django
-// backend writes, the Discoverer, a loop on the River leader, inserts it
-// for every event whose current deadline is near and neither planned nor
-// settled (wasso_deadline_plan). A job for a deadline the event no longer
-// has, or for a deleted event, finds nothing due: settlement stays
-// idempotent through wasso_settlement.
+// QueueExact. The backend inserts it with ScheduleEventTx in the
+// transaction that creates or moves the event; for events the Django
+// backend writes, DiscoverTx, run every second by a loop on the River
+// leader, inserts it for every event whose current deadline is near and
+// neither planned nor settled (wasso_deadline_plan). A job for a deadline
+// the event no longer has, or for a deleted event, finds nothing due:
+// settlement stays idempotent through wasso_settlement.
+//
+// This package decides which events need a job and records the plan; it
+// names no River table or channel. Making the jobs start at their instants
+// rather than at River's next poll or five-second scheduler is River
+// machinery, in package wassoriver: its ExactTimeHook and the leader's
+// Discoverer, which runs DiscoverTx, make each job available ahead of its
+// instant and wake the runners at it.
 //
 // Notifications. NotifyFollowUp enqueues, in each settlement's
 // transaction, an attendance.notify_absent job for the members just marked

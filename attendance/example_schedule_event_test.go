@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/internal/seed"
@@ -73,7 +74,12 @@ func ExampleScheduleEventTx() {
 	defer runner.Stop(ctx) //nolint:errcheck // example
 
 	// The backend's River client only inserts: no queues, no workers.
-	backend, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{Schema: db.Schema})
+	// wassoriver.ExactTimeHook starts the settle_event jobs it inserts at
+	// their deadlines.
+	backend, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{
+		Schema: db.Schema,
+		Hooks:  []rivertype.Hook{&wassoriver.ExactTimeHook{}},
+	})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -125,7 +131,10 @@ func ExampleSettleEventArgs() {
 		log.Fatal(err)
 	}
 	defer runner.Stop(ctx) //nolint:errcheck // example
-	backend, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{Schema: db.Schema})
+	backend, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{
+		Schema: db.Schema,
+		Hooks:  []rivertype.Hook{&wassoriver.ExactTimeHook{}},
+	})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 )
 
 // NotifyAbsentKind is the River job kind that tells the members just
@@ -358,9 +357,6 @@ func (n *LogNotifier) Notify(ctx context.Context, notice AbsentNotice) error {
 
 // Compile-time checks.
 var (
-	_ Notifier                        = (*LogNotifier)(nil)
-	_ rivertype.HookInsertBegin       = (*ExactTimeHook)(nil)
-	_ rivertype.HookPeriodicJobsStart = (*Discoverer)(nil)
-	_ river.JobArgsWithHooks          = SettleEventArgs{}
-	_ Inserter                        = (*river.Client[pgx.Tx])(nil)
+	_ Notifier = (*LogNotifier)(nil)
+	_ Inserter = (*river.Client[pgx.Tx])(nil)
 )

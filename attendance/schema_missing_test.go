@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
@@ -24,11 +25,11 @@ func TestSchemaMissingFrom(t *testing.T) {
 		kind, want string
 		msg        string
 	}{
-		{name: "Table", err: &pgconn.PgError{Code: "42P01", Message: `relation "events" does not exist`},
+		{name: "Table", err: &pgconn.PgError{Code: pgerrcode.UndefinedTable, Message: `relation "events" does not exist`},
 			kind: "relation", want: "events", msg: `scheduler schema missing: relation "events" does not exist`},
-		{name: "QualifiedTable", err: fmt.Errorf("query: %w", &pgconn.PgError{Code: "42P01", Message: `relation "wasso.wasso_schedule" does not exist`}),
+		{name: "QualifiedTable", err: fmt.Errorf("query: %w", &pgconn.PgError{Code: pgerrcode.UndefinedTable, Message: `relation "wasso.wasso_schedule" does not exist`}),
 			kind: "relation", want: "wasso.wasso_schedule", msg: `scheduler schema missing: relation "wasso.wasso_schedule" does not exist`},
-		{name: "Function", err: &pgconn.PgError{Code: "42883", Message: `function wasso_deadline(timestamp with time zone, integer) does not exist`},
+		{name: "Function", err: &pgconn.PgError{Code: pgerrcode.UndefinedFunction, Message: `function wasso_deadline(timestamp with time zone, integer) does not exist`},
 			kind: "function", want: "wasso_deadline", msg: `scheduler schema missing: function wasso_deadline(timestamp with time zone, integer) does not exist`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,8 +49,8 @@ func TestSchemaMissingFrom(t *testing.T) {
 
 	for _, err := range []error{
 		errors.New("connection refused"),
-		&pgconn.PgError{Code: "42883", Message: "operator does not exist: integer = text"},
-		&pgconn.PgError{Code: "23505", Message: "duplicate key value violates unique constraint"},
+		&pgconn.PgError{Code: pgerrcode.UndefinedFunction, Message: "operator does not exist: integer = text"},
+		&pgconn.PgError{Code: pgerrcode.UniqueViolation, Message: "duplicate key value violates unique constraint"},
 	} {
 		_, ok := attendance.SchemaMissingFrom(err)
 		require.False(t, ok, "%v", err)

@@ -41,13 +41,12 @@ const (
 	// ExactPollIntervalDefault is how often each runner asks Postgres for
 	// attendance.QueueExact jobs whose time has come when nothing wakes it
 	// sooner. Settlement jobs are available with scheduled_at at the
-	// deadline from attendance.ExactPromoteAhead before it (inserted so,
-	// or made so by the leader's discovery pass; see
-	// attendance.ExactTimeHook), and the leader wakes every runner's
-	// producer of the queue at each of those instants through River's
-	// insert notification (see attendance.Discoverer.Run), so the poll is
-	// only the fallback when no leader wakes the runners: a job then starts
-	// up to this late. It is River's own default.
+	// deadline from ExactPromoteAhead before it (inserted so, or made so
+	// by the leader's discovery pass; see ExactTimeHook), and the leader
+	// wakes every runner's producer of the queue at each of those instants
+	// through River's insert notification (see Discoverer.Run), so the
+	// poll is only the fallback when no leader wakes the runners: a job
+	// then starts up to this late. It is River's own default.
 	ExactPollIntervalDefault = time.Second
 	// ExactFetchCooldownDefault is the least time between two fetches of
 	// attendance.QueueExact. River's default (100 ms) would let a runner
@@ -110,7 +109,7 @@ type Config struct {
 
 	// DiscoveryInterval is how often the leader looks for events written
 	// without ScheduleEventTx (by the Django backend). Zero means
-	// attendance.DiscoveryIntervalDefault.
+	// DiscoveryIntervalDefault.
 	DiscoveryInterval time.Duration
 
 	// ExactConcurrency is how many attendance.QueueExact jobs run at once.
@@ -240,7 +239,7 @@ func (c Config) WithDefaults() Config {
 	c.Concurrency = cmp.Or(c.Concurrency, ConcurrencyDefault)
 	c.DiscardedJobRetentionPeriod = cmp.Or(c.DiscardedJobRetentionPeriod, DiscardedJobRetentionPeriodDefault)
 	c.DiscoveryHorizon = cmp.Or(c.DiscoveryHorizon, attendance.DiscoveryHorizonDefault)
-	c.DiscoveryInterval = cmp.Or(c.DiscoveryInterval, attendance.DiscoveryIntervalDefault)
+	c.DiscoveryInterval = cmp.Or(c.DiscoveryInterval, DiscoveryIntervalDefault)
 	c.ExactConcurrency = cmp.Or(c.ExactConcurrency, ExactConcurrencyDefault)
 	c.ExactPollInterval = cmp.Or(c.ExactPollInterval, ExactPollIntervalDefault)
 	c.JobTimeout = cmp.Or(c.JobTimeout, JobTimeoutDefault)
@@ -369,11 +368,12 @@ func configFieldError(field, format string, args ...any) *ConfigFieldError {
 // inherit the client's, so that the jobs stay bounded, and
 // RescueStuckJobsAfter sound, on a client whose JobTimeout is River's -1.
 //
-// A backend's client that takes part in leader election must also carry
-// the deadline discovery hook and the periodic jobs (see NewClient), or,
-// when it is the leader, nothing discovers Django's events; the simplest
-// is to give it LeaderElectionDisabled and leave leadership to the
-// runners.
+// A backend's client that inserts settle_event jobs (ScheduleEventTx)
+// carries ExactTimeHook, as NewClient's do. One that takes part in leader
+// election must also carry the deadline discovery hook and the periodic
+// jobs (see NewClient), or, when it is the leader, nothing discovers
+// Django's events; the simplest is to give it LeaderElectionDisabled and
+// leave leadership to the runners.
 func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, config Config) error {
 	config = config.WithDefaults()
 	if err := config.Validate(); err != nil {
@@ -466,9 +466,9 @@ func PeriodicJobs(config Config) ([]*river.PeriodicJob, error) {
 
 // NewClient returns a River client on pool that works the attendance jobs
 // and, when it is elected leader, runs the schedules of wasso_schedule
-// (Scheduler) and the deadline discovery loop (attendance.Discoverer),
-// both River hooks, so that starting the client is all it takes. It does
-// not start the client, and does not touch the database; call
+// (Scheduler) and the deadline discovery loop (Discoverer), both River
+// hooks, so that starting the client is all it takes. It does not start
+// the client, and does not touch the database; call
 // migrations.CheckScheduler first to fail early on a database that is not
 // ready.
 //
@@ -480,6 +480,8 @@ func PeriodicJobs(config Config) ([]*river.PeriodicJob, error) {
 // poll interval (ExactPollInterval, 1 s, as a fallback to the leader's wakes)
 // and fetch cooldown (10 ms); the other queues keep River's defaults (1 s
 // poll, 100 ms cooldown), since nothing in them is due at an instant.
+// Whatever the config, the client carries ExactTimeHook, so that the jobs
+// of attendance.QueueExact it inserts start at their instants.
 //
 // The Client it returns is River's client with a Stop and a StopAndCancel
 // that also wait for the leader loops the client runs (deadline discovery,
@@ -510,15 +512,15 @@ func NewClient(pool *pgxpool.Pool, config Config) (*Client, error) {
 	for name, n := range config.Queues {
 		queues[name] = river.QueueConfig{MaxWorkers: n}
 	}
-	var hooks []rivertype.Hook
-	var discoverer *attendance.Discoverer
+	hooks := []rivertype.Hook{&ExactTimeHook{}}
+	var discoverer *Discoverer
 	if !config.NoDeadlines {
 		queues[attendance.QueueExact] = river.QueueConfig{
 			MaxWorkers:        cmp.Or(config.Queues[attendance.QueueExact], config.ExactConcurrency),
 			FetchCooldown:     min(ExactFetchCooldownDefault, config.ExactPollInterval),
 			FetchPollInterval: config.ExactPollInterval,
 		}
-		discoverer, err = attendance.NewDiscoverer(pool, attendance.DiscoverConfig{
+		discoverer, err = NewDiscoverer(pool, DiscoverConfig{
 			Horizon:     config.DiscoveryHorizon,
 			Interval:    config.DiscoveryInterval,
 			Logger:      config.Logger,

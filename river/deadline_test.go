@@ -24,7 +24,7 @@ func TestConfigDeadlines(t *testing.T) {
 		c := wassoriver.Config{}.WithDefaults()
 		require.Equal(t, wassoriver.ExactConcurrencyDefault, c.ExactConcurrency)
 		require.Equal(t, wassoriver.ExactPollIntervalDefault, c.ExactPollInterval)
-		require.Equal(t, attendance.DiscoveryIntervalDefault, c.DiscoveryInterval)
+		require.Equal(t, wassoriver.DiscoveryIntervalDefault, c.DiscoveryInterval)
 		require.Equal(t, attendance.DiscoveryHorizonDefault, c.DiscoveryHorizon)
 		require.IsType(t, &attendance.LogNotifier{}, c.Notifier)
 
@@ -135,7 +135,7 @@ func TestNewClientSettlesScheduledJobAtDeadline(t *testing.T) {
 	notices := make(chan attendance.AbsentNotice, 1)
 	club, err := seed.CreateClub(ctx, db.Pool, "Chess club", 2, time.Now())
 	require.NoError(t, err)
-	deadline := time.Now().Add(attendance.ExactPromoteAhead + 3*time.Second).Truncate(time.Microsecond)
+	deadline := time.Now().Add(wassoriver.ExactPromoteAhead + 3*time.Second).Truncate(time.Microsecond)
 	event, err := seed.CreateEvent(ctx, db.Pool, seed.Event{GenerationID: club.GenerationID, Title: "Weekly meeting", Start: deadline.Add(-10 * time.Minute), FailMinutes: 10}, time.Now())
 	require.NoError(t, err)
 
@@ -158,7 +158,7 @@ func TestNewClientSettlesScheduledJobAtDeadline(t *testing.T) {
 		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT state::text FROM river_job WHERE id = $1`, res.Job.Job.ID).Scan(&state))
 		return state
 	}
-	if time.Until(deadline) > attendance.ExactPromoteAhead+time.Second {
+	if time.Until(deadline) > wassoriver.ExactPromoteAhead+time.Second {
 		require.Equal(t, "scheduled", state())
 	}
 

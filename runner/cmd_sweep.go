@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -162,7 +163,7 @@ func (a *app) sweepDryRun(ctx context.Context, pool *pgxpool.Pool, params attend
 		return nil, fmt.Errorf("dry run: %w", err)
 	}
 	res, err := attendance.SettleDueTx(ctx, tx, params)
-	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "53200" { // out_of_memory: "out of shared memory"
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == pgerrcode.OutOfMemory { // "out of shared memory"
 		// Each event claimed holds a lock until the rollback: a backlog of
 		// several thousand events fills the lock table of one transaction.
 		return nil, fmt.Errorf("dry run: %d due events are more than one transaction can lock (max_locks_per_transaction x max_connections): narrow it with --lookback: %w", len(due), err)

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -78,11 +78,11 @@ func (a *app) connectError(c *pgx.ConnConfig, err error) error {
 	what, hint := "database unreachable", ""
 	var pgErr *pgconn.PgError
 	switch {
-	case errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "28"):
+	case errors.As(err, &pgErr) && pgerrcode.IsInvalidAuthorizationSpecification(pgErr.Code):
 		// Class 28, invalid authorization specification: no such role,
 		// wrong password, no pg_hba.conf entry.
 		what, hint = "database refused the login", " (check the user and password of database_url)"
-	case errors.As(err, &pgErr) && pgErr.Code == "3D000": // invalid_catalog_name
+	case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.InvalidCatalogName:
 		what, hint = "database does not exist", " (check the database name of database_url)"
 	case errors.Is(err, context.DeadlineExceeded):
 		hint = fmt.Sprintf(" (no answer within the connect timeout, %s: database.connect_timeout, or connect_timeout in database_url if shorter)", c.ConnectTimeout)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -154,7 +155,7 @@ func TestLeastPrivilegeRole(t *testing.T) {
 	require.Equal(t, 0, p.wait(t, time.Minute))
 	logs := p.stderr.String()
 	require.Contains(t, logs, "Gained leadership", "this runner was the leader")
-	for _, denied := range []string{"permission denied", "must be owner", "42501"} {
+	for _, denied := range []string{"permission denied", "must be owner", pgerrcode.InsufficientPrivilege} {
 		require.NotContains(t, logs, denied)
 	}
 	require.Zero(t, count(t, db.Pool, `SELECT count(*) FROM river_job WHERE errors IS NOT NULL`), "no job failed")
@@ -179,7 +180,7 @@ func TestLeastPrivilegeRole(t *testing.T) {
 		_, err := rolePool.Exec(ctx, sql)
 		var pgErr *pgconn.PgError
 		require.True(t, errors.As(err, &pgErr), "%s: want a permission error, got %v", sql, err)
-		require.Equal(t, "42501", pgErr.Code, "%s: %s", sql, pgErr.Message)
+		require.Equal(t, pgerrcode.InsufficientPrivilege, pgErr.Code, "%s: %s", sql, pgErr.Message)
 	}
 	// Nor migrate, up or down: the scheduler's migrations are DDL in a
 	// schema it has no CREATE on, on tables it does not own.

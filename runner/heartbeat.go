@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -147,7 +148,7 @@ func (a *app) runnerStates(ctx context.Context, pool *pgxpool.Pool, clientIDs []
 		FROM wasso_runner WHERE client_id = ANY($1)`, clientIDs)
 	if err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+		if errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UndefinedTable {
 			return out, nil
 		}
 		return nil, fmt.Errorf("look up runners: %w", err)

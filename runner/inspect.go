@@ -178,7 +178,7 @@ func (a *app) inspectRegistered(ctx context.Context, pool *pgxpool.Pool, _ *rive
 func (a *app) inspectScheduled(ctx context.Context, pool *pgxpool.Pool, client *river.Client[pgx.Tx], limit int, asJSON bool) error {
 	// Exact-deadline settlements wait as scheduled jobs, and for their last
 	// seconds as available jobs whose scheduled_at is still ahead (see
-	// attendance.ExactTimeHook): those are listed with the scheduled and
+	// wassoriver.ExactTimeHook): those are listed with the scheduled and
 	// retryable ones.
 	res, err := client.JobList(ctx, river.NewJobListParams().
 		States(rivertype.JobStateAvailable, rivertype.JobStateScheduled, rivertype.JobStateRetryable).

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/attendance"
@@ -22,6 +23,7 @@ import (
 	"github.com/wasso/scheduler/internal/seed"
 	"github.com/wasso/scheduler/internal/wassotest"
 	"github.com/wasso/scheduler/migrations"
+	wassoriver "github.com/wasso/scheduler/river"
 )
 
 // outageDown is how long the database stays away in the outage tests:
@@ -54,7 +56,10 @@ type eventDB struct {
 func newEventDB(t *testing.T, pool *pgxpool.Pool, schema string) *eventDB {
 	t.Helper()
 	ctx := context.Background()
-	inserter, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: schema})
+	inserter, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Schema: schema,
+		Hooks:  []rivertype.Hook{&wassoriver.ExactTimeHook{}},
+	})
 	require.NoError(t, err)
 	club, err := seed.CreateClub(ctx, pool, "Club "+t.Name(), clubMembers, time.Now().Add(-48*time.Hour))
 	require.NoError(t, err)

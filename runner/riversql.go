@@ -16,23 +16,16 @@ import (
 //
 // The runner reads River's tables through the River client's API
 // (Client.JobList, JobGet, JobCancel, JobRetry, JobDelete, JobDeleteMany,
-// QueueList) wherever River has one. The queries in this file are the
-// ones River v0.51 has no public API for, kept together so that a River
-// upgrade that adds one, or changes the tables, has one place to look:
+// QueueList) wherever River has one. The queries in this file are the ones
+// River has no public API for, kept together so that a River upgrade that
+// adds one, or changes the tables, has one place to review:
 //
-//   - countJobs and sweepCounts count jobs. River lists jobs
-//     (Client.JobList, at most 10,000 a page) but cannot count them:
-//     counting by listing would fetch every row of river_job, arguments
-//     and metadata included, where Postgres returns a few dozen counts.
-//   - leader reads river_leader. River elects a leader but does not say
-//     who it is: the Client has no leader accessor and emits no
-//     leadership event, and riverdriver's LeaderGetElectedLeader is
-//     documented as not for user code and outside River's semantic
-//     versioning.
+//   - countJobs and sweepCounts count jobs;
+//   - leader reads the elected leader.
 //
-// They read only these columns, in the configured schema: river_job's
-// queue, kind, state, created_at and errors; river_leader's leader_id,
-// elected_at and expires_at.
+// They were written against River v0.51.2 and read only these columns, in
+// the configured schema: river_job's queue, kind, state, created_at and
+// errors; river_leader's leader_id, elected_at and expires_at.
 
 // jobCount is how many jobs of one kind are in one queue and state.
 type jobCount struct {
@@ -46,6 +39,11 @@ type jobCount struct {
 // river_job: no index serves a count of every row, and River's retention
 // of finalized jobs (retention.*) bounds the table. A kind filter uses
 // river_job_kind.
+//
+// River lists jobs (Client.JobList, at most 10,000 a page) but cannot
+// count them: counting by listing would fetch every row of river_job,
+// arguments and metadata included, where Postgres returns a few dozen
+// counts.
 func (a *app) countJobs(ctx context.Context, db attendance.DB, kinds, queues []string, states []rivertype.JobState) ([]jobCount, error) {
 	var stateNames []string
 	for _, s := range states {
@@ -84,7 +82,8 @@ func nilIfEmpty(s []string) []string {
 
 // sweepCounts counts the sweeps created in the last 24 hours: those that
 // completed, and those that failed at least one attempt. It uses
-// river_job_kind, then reads the few sweeps of a day.
+// river_job_kind, then reads the few sweeps of a day. River cannot count
+// jobs (see countJobs).
 func (a *app) sweepCounts(ctx context.Context, db attendance.DB) (completed, failed int64, err error) {
 	err = db.QueryRow(ctx, `
 		SELECT count(*) FILTER (WHERE state = 'completed'),
@@ -107,6 +106,11 @@ type leaderInfo struct {
 
 // leader returns the elected leader, or nil when no runner leads (none
 // runs, or the last leader's term expired). river_leader holds one row.
+//
+// River elects a leader but does not say who it is: the Client has no
+// leader accessor and emits no leadership event, and riverdriver's
+// LeaderGetElectedLeader is documented as not for user code and outside
+// River's semantic versioning.
 func (a *app) leader(ctx context.Context, db attendance.DB) (*leaderInfo, error) {
 	var l leaderInfo
 	err := db.QueryRow(ctx, `SELECT leader_id, elected_at, expires_at FROM `+a.qualify("river_leader")+` WHERE expires_at > now()`).

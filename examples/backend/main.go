@@ -35,6 +35,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/wasso/scheduler/migrations"
 	wassoriver "github.com/wasso/scheduler/river"
@@ -94,8 +95,13 @@ func run(ctx context.Context, args []string, logOut io.Writer, onListen func(add
 	}
 
 	// The backend's River client only inserts: no queues, no workers. Its
-	// jobs are worked by whichever runner fetches them.
-	inserter, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: *schema, Logger: logger})
+	// jobs are worked by whichever runner fetches them. ExactTimeHook lets
+	// the settle_event jobs it inserts start at their deadlines.
+	inserter, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Schema: *schema,
+		Logger: logger,
+		Hooks:  []rivertype.Hook{&wassoriver.ExactTimeHook{}},
+	})
 	if err != nil {
 		return fmt.Errorf("river client: %w", err)
 	}

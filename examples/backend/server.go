@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -165,7 +166,7 @@ func (s *server) answer(w http.ResponseWriter, r *http.Request, doing string, st
 		writeJSON(w, status, res)
 	case errors.Is(err, attendance.ErrEventNotFound):
 		httpError(w, http.StatusNotFound, err.Error())
-	case errors.As(err, &pgErr) && pgErr.Code == "23503": // foreign_key_violation
+	case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.ForeignKeyViolation:
 		httpError(w, http.StatusUnprocessableEntity, "no such generation")
 	default:
 		s.logger.ErrorContext(r.Context(), doing+" failed", slog.String("error", err.Error()))

@@ -49,8 +49,8 @@ func (ReminderArgs) InsertOpts() river.InsertOpts {
 
 // Hooks makes a reminder start at its ScheduledAt rather than up to five
 // seconds later, when River's scheduler would get to it (see
-// attendance.ExactTimeHook).
-func (ReminderArgs) Hooks() []rivertype.Hook { return []rivertype.Hook{&attendance.ExactTimeHook{}} }
+// wassoriver.ExactTimeHook), whichever River client inserts it.
+func (ReminderArgs) Hooks() []rivertype.Hook { return []rivertype.Hook{&wassoriver.ExactTimeHook{}} }
 
 // ---------------------------------------------------------------------------
 // Step 2: the worker. It reads the current state, does its work, records

@@ -69,6 +69,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/internal/seed"
@@ -368,7 +369,10 @@ func runOnce(ctx context.Context, o options, runners int) (*result, error) {
 		return nil, err
 	}
 	defer wPool.Close()
-	backend, err := river.NewClient(riverpgxv5.New(wPool), &river.Config{Schema: db.Schema})
+	backend, err := river.NewClient(riverpgxv5.New(wPool), &river.Config{
+		Schema: db.Schema,
+		Hooks:  []rivertype.Hook{&wassoriver.ExactTimeHook{}},
+	})
 	if err != nil {
 		stopObs()
 		return nil, err

@@ -1,15 +1,17 @@
-package attendance
+package wassoriver
 
 import (
 	"context"
 	"time"
+
+	"github.com/wasso/scheduler/attendance"
 )
 
 // PassCheck runs the first statement of a discovery pass on db: the jobs
 // it made available, the instants it reports for the wakes, and whether an
 // event needs a job.
-func PassCheck(ctx context.Context, db DB, riverSchema string, ahead time.Duration) (int64, []time.Time, bool, error) {
-	c, err := firstStatement(ctx, db, passSQL(riverSchema), ahead, LookbackDefault, DiscoveryHorizonDefault)
+func PassCheck(ctx context.Context, db attendance.DB, riverSchema string, ahead time.Duration) (int64, []time.Time, bool, error) {
+	c, err := firstStatement(ctx, db, passSQL(riverSchema), ahead, attendance.LookbackDefault, attendance.DiscoveryHorizonDefault)
 	return c.promoted, c.instants, c.pending, err
 }
 
