@@ -173,10 +173,7 @@ func DiscoveryPendingSQL(lookbackParam, horizonParam int) string {
 // are the statement's parameters holding them. discoverSQL plans them;
 // DiscoveryPendingSQL only asks whether there are any.
 func candidatesSQL(lookback, horizon string) string {
-	return `events e
-    JOIN club_generation g ON g.id = e.generation_id AND NOT g.is_deleted
-    WHERE wasso_deadline(e.start_datetime, e.fail_minutes) > clock.now - make_interval(secs => ` + lookback + `::bigint / 1e6)
-      AND wasso_deadline(e.start_datetime, e.fail_minutes) <= clock.now + make_interval(secs => ` + horizon + `::bigint / 1e6)
+	return deadlineWindowSQL("e", lookback, horizon) + `
       AND NOT EXISTS (
           SELECT 1 FROM wasso_deadline_plan p
           WHERE p.event_id = e.id AND p.deadline = wasso_deadline(e.start_datetime, e.fail_minutes)

@@ -431,18 +431,30 @@ func DueEvents(ctx context.Context, db DB, params SettleParams) ([]DueEvent, err
 // statements takes about a millisecond.
 const customPlan = pgx.QueryExecModeExec
 
-// dueEventsSQL lists due events. It relies on wasso_events_deadline_idx
-// (an expression index on wasso_deadline) for the deadline range, so that
-// its cost grows with the events of the lookback window, not with history,
-// and on wasso_settlement's primary key for the anti-join.
-const dueEventsSQL = `
+// deadlineWindowSQL is the part of a FROM clause, after a relation clock
+// with a column now, that selects the events whose current deadline lies
+// in (clock.now - lookback, clock.now + ahead], lookback and ahead being
+// SQL expressions of microseconds (a parameter such as "$2", or "0"), and
+// whose generation is not deleted. events is aliased e; joined, if not
+// empty, follows that alias in the FROM clause (a join to events). The
+// settlement's due events (ahead 0) and discovery's candidates share it.
+// It relies on wasso_events_deadline_idx (an expression index on
+// wasso_deadline) for the range, so that its cost grows with the events
+// of the window, not with history.
+func deadlineWindowSQL(joined, lookback, ahead string) string {
+	return `events ` + joined + `
+    JOIN club_generation g ON g.id = e.generation_id AND NOT g.is_deleted
+    WHERE wasso_deadline(e.start_datetime, e.fail_minutes) > clock.now - make_interval(secs => ` + lookback + `::bigint / 1e6)
+      AND wasso_deadline(e.start_datetime, e.fail_minutes) <= clock.now + make_interval(secs => ` + ahead + `::bigint / 1e6)`
+}
+
+// dueEventsSQL lists due events: the deadline window (deadlineWindowSQL)
+// up to now, less those settled for their current deadline, through
+// wasso_settlement's primary key.
+var dueEventsSQL = `
 WITH clock AS (SELECT coalesce($1::timestamptz, statement_timestamp()) AS now)
 SELECT e.id, e.title, e.generation_id, wasso_deadline(e.start_datetime, e.fail_minutes), s.event_id IS NOT NULL
-FROM clock, events e
-JOIN club_generation g ON g.id = e.generation_id AND NOT g.is_deleted
-LEFT JOIN wasso_settlement s ON s.event_id = e.id
-WHERE wasso_deadline(e.start_datetime, e.fail_minutes) <= clock.now
-  AND wasso_deadline(e.start_datetime, e.fail_minutes) > clock.now - make_interval(secs => $2::bigint / 1e6)
+FROM clock, ` + deadlineWindowSQL("e LEFT JOIN wasso_settlement s ON s.event_id = e.id", "$2", "0") + `
   AND ($3::bigint[] IS NULL OR e.id = ANY($3::bigint[]))
   AND (s.event_id IS NULL OR s.deadline <> wasso_deadline(e.start_datetime, e.fail_minutes))
 ORDER BY e.id
@@ -497,14 +509,11 @@ LIMIT $4`
 // The candidates come from the statement's snapshot: an event settled by
 // a claim that committed after it is skipped by ON CONFLICT, its lock
 // having been free.
-const claimSQL = `
+var claimSQL = `
 WITH clock AS (SELECT coalesce($1::timestamptz, statement_timestamp()) AS now),
 due AS MATERIALIZED (
     SELECT e.id, wasso_deadline(e.start_datetime, e.fail_minutes) AS deadline
-    FROM clock, events e
-    JOIN club_generation g ON g.id = e.generation_id AND NOT g.is_deleted
-    WHERE wasso_deadline(e.start_datetime, e.fail_minutes) <= clock.now
-      AND wasso_deadline(e.start_datetime, e.fail_minutes) > clock.now - make_interval(secs => $2::bigint / 1e6)
+    FROM clock, ` + deadlineWindowSQL("e", "$2", "0") + `
       AND ($3::bigint[] IS NULL OR e.id = ANY($3::bigint[]))
       AND NOT EXISTS (
           SELECT 1 FROM wasso_settlement s
