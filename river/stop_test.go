@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/internal/wassotest"
 	wassoriver "github.com/wasso/scheduler/river"
 )
@@ -54,36 +55,44 @@ func TestClientStopWaitsForLeaderLoops(t *testing.T) {
 // seeds the attendance-sweep schedule once it leads and sweeps from it,
 // as River's in-memory periodic sweep used to; with NoPeriodic it seeds
 // nothing.
+//
+// With NoPeriodic, a witness schedule, due every second, shows that the
+// scheduler has run: the scheduler seeds before each pass until it has
+// seeded, so once a pass has enqueued the witness's job, a seeding would
+// have been committed.
 func TestNewClientSeedsTheSweep(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	for _, noPeriodic := range []bool{false, true} {
 		db := wassotest.NewDB(t, wassotest.Options{})
+		if noPeriodic {
+			store, err := wassoriver.NewScheduleStore(wassoriver.ScheduleStoreConfig{})
+			require.NoError(t, err)
+			_, err = store.Create(ctx, db.Pool, wassoriver.Schedule{Name: "witness", Kind: attendance.SweepKind, Every: time.Second, Enabled: true})
+			require.NoError(t, err)
+		}
 		client, err := wassoriver.NewClient(db.Pool, wassoriver.Config{Schema: db.Schema, NoPeriodic: noPeriodic, SweepInterval: time.Hour})
 		require.NoError(t, err)
 		require.NoError(t, client.Start(ctx))
-		swept := func() int {
+		jobsOf := func(schedule string) int {
 			var n int
-			_ = db.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'attendance.sweep' AND metadata->>'schedule' = $1`, wassoriver.SweepScheduleName).Scan(&n)
+			_ = db.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'attendance.sweep' AND metadata->>'schedule' = $1`, schedule).Scan(&n)
 			return n
 		}
+		swept := func() int { return jobsOf(wassoriver.SweepScheduleName) }
 		if !noPeriodic {
 			wassotest.WaitFor(t, 30*time.Second, "a sweep from the seeded schedule", func() bool { return swept() > 0 })
 			require.Equal(t, 1, swept(), "one sweep, from the seeded schedule, at once")
 		} else {
-			// Once the client leads, its scheduler would seed within a
-			// moment.
-			wassotest.WaitFor(t, 30*time.Second, "the client to lead", func() bool {
-				var leaders int
-				_ = db.Pool.QueryRow(ctx, `SELECT count(*) FROM river_leader`).Scan(&leaders)
-				return leaders > 0
-			})
-			time.Sleep(2 * time.Second)
+			wassotest.WaitFor(t, 30*time.Second, "a scheduler pass (the witness schedule's job)", func() bool { return jobsOf("witness") > 0 })
 			require.Zero(t, swept())
 		}
 		var schedules int
-		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM wasso_schedule`).Scan(&schedules))
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM wasso_schedule WHERE name = $1`, wassoriver.SweepScheduleName).Scan(&schedules))
 		require.Equal(t, map[bool]int{false: 1, true: 0}[noPeriodic], schedules)
+		var seeded int
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM wasso_schedule_seed`).Scan(&seeded))
+		require.Equal(t, map[bool]int{false: 1, true: 0}[noPeriodic], seeded, "seeding records")
 		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		require.NoError(t, client.Stop(stopCtx))
 		cancel()
