@@ -468,38 +468,43 @@ func TestScheduleAllRunnersDown(t *testing.T) {
 	}
 }
 
-// TestScheduleMissedSkipPastGrace: the slot of a 90-second schedule that
-// passed more than wassoriver.ScheduleMissedGrace (a minute) before any
-// runner ran is enqueued late under missed policy once and not at all
-// under skip (missed_count 1, next run the following slot); under skip, a
-// slot that passed less than a minute before still runs. The schedules are
-// anchored with StartAt so that their slots fall where the test needs them,
-// and no runner runs until 65 s after the first of them.
+// TestScheduleMissedSkipPastGrace: a runner that starts long after the
+// last slot of a 10-minute schedule passed, more than
+// wassoriver.ScheduleMissedGrace (a minute) after it, enqueues that slot
+// late under missed policy once and not at all under skip (missed_count
+// 1, next run the following slot); under skip, a slot that passed less
+// than a minute before the runner's first pass still runs.
+//
+// The schedules are written as if 70 s ago, by a store whose clock says
+// so, with StartAt anchoring their first slots 65 s and 5 s before the
+// runner starts: no runner ran since. (The scheduler's handling of one
+// slot past its grace at a chosen instant is TestSchedulerMissedPastGrace
+// in river/; this is the same through a runner process.) The following
+// slots are ten minutes on, so the runner's first pass may come as late
+// as a loaded machine makes it; the recent slot stays within its grace
+// for 55 s.
 func TestScheduleMissedSkipPastGrace(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("waits more than a minute with no runner")
-	}
-	const every = 90 * time.Second
+	const every = 10 * time.Minute
 	db := wassotest.NewDB(t, wassotest.Options{})
-	store := spStore(t)
-	base := time.Now().Truncate(time.Second).Add(2 * time.Second)
+	now := time.Now().Truncate(time.Second)
+	late, recent := now.Add(-wassoriver.ScheduleMissedGrace-5*time.Second), now.Add(-5*time.Second)
+	store, err := wassoriver.NewScheduleStore(wassoriver.ScheduleStoreConfig{
+		Now: func() time.Time { return late.Add(-5 * time.Second) },
+	})
+	require.NoError(t, err)
 	for _, s := range []wassoriver.Schedule{
-		{Name: "late-once", Missed: wassoriver.MissedOnce, StartAt: base},
-		{Name: "late-skip", Missed: wassoriver.MissedSkip, StartAt: base},
-		{Name: "recent-skip", Missed: wassoriver.MissedSkip, StartAt: base.Add(30 * time.Second)},
+		{Name: "late-once", Missed: wassoriver.MissedOnce, StartAt: late},
+		{Name: "late-skip", Missed: wassoriver.MissedSkip, StartAt: late},
+		{Name: "recent-skip", Missed: wassoriver.MissedSkip, StartAt: recent},
 	} {
 		s.Kind, s.Every = attendance.SweepKind, every
 		created := spCreate(t, store, db, s)
 		require.True(t, created.NextRunAt.Equal(s.StartAt), "%s: next run %s", s.Name, created.NextRunAt)
 	}
-	// The first slot is then 65 s old, the recent one 35 s: one past its
-	// grace, one within it. Both are before the following slots (base +
-	// 90 s and base + 120 s).
-	time.Sleep(time.Until(base.Add(wassoriver.ScheduleMissedGrace + 5*time.Second)))
 	startedAt := time.Now()
 	p := startRunner(t, db, cliOpts{}, "--no-http")
-	wassotest.WaitFor(t, time.Minute, "a pass over the three schedules", func() bool {
+	waitFor(t, p, time.Minute, "a pass over the three schedules", func() bool {
 		for _, name := range []string{"late-once", "late-skip", "recent-skip"} {
 			s, err := store.Get(context.Background(), db.Pool, name)
 			if err != nil || !s.NextRunAt.After(startedAt) {
@@ -516,9 +521,9 @@ func TestScheduleMissedSkipPastGrace(t *testing.T) {
 		run    bool
 		missed int64
 	}{
-		{"late-once", base, true, 0},
-		{"late-skip", base, false, 1},
-		{"recent-skip", base.Add(30 * time.Second), true, 0},
+		{"late-once", late, true, 0},
+		{"late-skip", late, false, 1},
+		{"recent-skip", recent, true, 0},
 	} {
 		s := spGet(t, store, db, c.name)
 		jobs := spJobs(t, db, c.name)
