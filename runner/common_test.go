@@ -191,7 +191,13 @@ type proc struct {
 // process manager would, for two minutes at most.
 func startRunner(t *testing.T, db *wassotest.DB, opts cliOpts, extra ...string) *proc {
 	t.Helper()
-	runArgs := args([]string{"run", "--log-format", "json", "--http-addr", "127.0.0.1:0", "--concurrency", "2"}, dbArgs(db), extra)
+	return startRun(t, opts, args([]string{"run", "--log-format", "json", "--http-addr", "127.0.0.1:0", "--concurrency", "2"}, dbArgs(db), extra)...)
+}
+
+// startRun starts the binary with runArgs, a run command with JSON logs,
+// and waits until it has started, starting it again as startRunner does.
+func startRun(t *testing.T, opts cliOpts, runArgs ...string) *proc {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
 		p := startProc(t, opts, runArgs...)
