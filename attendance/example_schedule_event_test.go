@@ -33,14 +33,15 @@ func createEvent(ctx context.Context, tx pgx.Tx, generationID int64, title strin
 	return id, err
 }
 
-// waitSettled polls until the event is settled, for at most 30 seconds.
+// waitSettled polls until the event is settled, for at most a minute: far
+// more than a runner needs, even one elected leader late on a loaded
+// machine.
 func waitSettled(ctx context.Context, pool *pgxpool.Pool, eventID int64) (created int, err error) {
-	for range 3000 {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		err = pool.QueryRow(ctx, `SELECT created_rows FROM wasso_settlement WHERE event_id = $1`, eventID).Scan(&created)
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return created, err
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	return 0, fmt.Errorf("event %d not settled", eventID)
 }

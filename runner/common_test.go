@@ -102,8 +102,31 @@ func (r result) String() string {
 	return fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", r.code, r.stdout, r.stderr)
 }
 
-// runCLI runs the binary to completion.
+// runCLI runs the binary to completion. A run that the server refused a
+// connection because every one of its connections was taken (the tests
+// of all packages running at once) is run again after a pause, for two
+// minutes at most: the command exits before doing anything then, and
+// every command a test runs is made to be run again.
 func runCLI(t *testing.T, opts cliOpts, args ...string) result {
+	t.Helper()
+	var stdin []byte
+	if opts.stdin != nil {
+		var err error
+		stdin, err = io.ReadAll(opts.stdin)
+		require.NoError(t, err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
+		res := runCLIOnce(t, opts, stdin, args...)
+		if res.code == 0 || !refusedConnection(res.stderr) || time.Now().After(deadline) {
+			return res
+		}
+		t.Logf("%v: the server had no connection left (SQLSTATE 53300); running it again", args)
+		time.Sleep(pause)
+	}
+}
+
+func runCLIOnce(t *testing.T, opts cliOpts, stdin []byte, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -113,7 +136,9 @@ func runCLI(t *testing.T, opts cliOpts, args ...string) result {
 	if cmd.Dir == "" {
 		cmd.Dir = t.TempDir()
 	}
-	cmd.Stdin = opts.stdin
+	if opts.stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -124,6 +149,13 @@ func runCLI(t *testing.T, opts cliOpts, args ...string) result {
 		require.NoError(t, err, "run %v", args)
 	}
 	return res
+}
+
+// refusedConnection reports whether a process's output says that the
+// server refused it a connection because all of max_connections were
+// taken.
+func refusedConnection(output string) bool {
+	return strings.Contains(output, "(SQLSTATE 53300)")
 }
 
 // dbArgs points the binary at a test's schema.
@@ -152,12 +184,62 @@ type proc struct {
 
 // startRunner starts `wasso-runner run` on db with JSON logs and HTTP on a
 // free loopback port (unless the args say otherwise), and waits until it
-// has started.
+// has started. A runner that cannot connect as it starts exits, by
+// design, for its process manager to start it again: when the server
+// refused it a connection because all of them were taken (the tests of
+// every package running at once), startRunner starts it again, as a
+// process manager would, for two minutes at most.
 func startRunner(t *testing.T, db *wassotest.DB, opts cliOpts, extra ...string) *proc {
 	t.Helper()
-	p := startProc(t, opts, args([]string{"run", "--log-format", "json", "--http-addr", "127.0.0.1:0", "--concurrency", "2"}, dbArgs(db), extra)...)
-	p.waitLog(t, "wasso-runner started", 60*time.Second)
-	return p
+	return startRun(t, opts, args([]string{"run", "--log-format", "json", "--http-addr", "127.0.0.1:0", "--concurrency", "2"}, dbArgs(db), extra)...)
+}
+
+// startRun starts the binary with runArgs, a run command with JSON logs,
+// and waits until it has started, starting it again as startRunner does.
+func startRun(t *testing.T, opts cliOpts, runArgs ...string) *proc {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
+		p := startProc(t, opts, runArgs...)
+		if p.waitStarted(t, time.Minute, time.Now().Before(deadline)) {
+			return p
+		}
+		t.Logf("wasso-runner exited as it started: the server had no connection left (SQLSTATE 53300); starting it again")
+		time.Sleep(pause)
+	}
+}
+
+// waitStarted waits for p's start log line and returns true. If p exits
+// before it, it fails the test, unless retry is set and the server
+// refused p a connection because all of them were taken: then it returns
+// false.
+func (p *proc) waitStarted(t *testing.T, timeout time.Duration, retry bool) bool {
+	t.Helper()
+	const started = "wasso-runner started"
+	refused := false
+	wassotest.WaitFor(t, timeout, fmt.Sprintf("a %q log line", started), func() bool {
+		exited := false
+		select {
+		case <-p.done:
+			exited = true
+		default:
+		}
+		for _, line := range p.logLines() {
+			if line["msg"] == started {
+				return true
+			}
+		}
+		if !exited {
+			return false
+		}
+		if retry && refusedConnection(p.stderr.String()) {
+			refused = true
+			return true
+		}
+		t.Fatalf("wasso-runner exited (code %d) while waiting for a %q log line", p.code, started)
+		return false
+	})
+	return !refused
 }
 
 func startProc(t *testing.T, opts cliOpts, args ...string) *proc {

@@ -395,7 +395,7 @@ func requireOneSweepPerSlot(t *testing.T, pool *pgxpool.Pool) {
 // interval and HTTP on a free port, and returns it with its base URL.
 func startOutageRunner(t *testing.T, databaseURL, schema string) (*proc, string) {
 	t.Helper()
-	p := startProc(t, cliOpts{}, "run", "--log-format", "json", "--http-addr", "127.0.0.1:0", "--concurrency", "2",
+	p := startRun(t, cliOpts{}, "run", "--log-format", "json", "--http-addr", "127.0.0.1:0", "--concurrency", "2",
 		"--database-url", databaseURL, "--schema", schema, "--sweep-interval", outageSweepInterval.String())
 	return p, p.baseURL(t)
 }

@@ -25,7 +25,7 @@ func TestRunProcs(t *testing.T) {
 		{nil, runner.RunProcs},
 		{[]string{"GOMAXPROCS=3"}, 3},
 	} {
-		p := startProc(t, cliOpts{env: tc.env}, args([]string{"run", "--log-format", "json", "--no-http", "--no-periodic", "--no-deadlines"}, dbArgs(db))...)
+		p := startRun(t, cliOpts{env: tc.env}, args([]string{"run", "--log-format", "json", "--no-http", "--no-periodic", "--no-deadlines"}, dbArgs(db))...)
 		line := p.waitLog(t, "wasso-runner started", 60*time.Second)
 		require.Equal(t, tc.want, line["gomaxprocs"], "env %v", tc.env)
 		p.signal(t, syscall.SIGTERM)

@@ -123,6 +123,21 @@ func TestCheckInRace(t *testing.T) {
 	backend, err := pgxpool.NewWithConfig(ctx, backendCfg)
 	require.NoError(t, err)
 	t.Cleanup(backend.Close)
+	// Its connections are opened now, not by the writers around the
+	// deadlines, when the server may have none left for a moment (the
+	// tests of every package running at once); they stay open, idle,
+	// until then.
+	conns := make([]*pgxpool.Conn, backendCfg.MaxConns)
+	for i := range conns {
+		require.NoError(t, wassotest.RetryTooManyClients(func() error {
+			var err error
+			conns[i], err = backend.Acquire(ctx)
+			return err
+		}))
+	}
+	for _, c := range conns {
+		c.Release()
+	}
 
 	sleepUntil := func(at time.Time) { time.Sleep(time.Until(at)) }
 	var (

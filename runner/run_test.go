@@ -47,8 +47,14 @@ func TestRun(t *testing.T) {
 
 	code, body := doHTTP(t, "GET", base+"/healthz", nil, "", "")
 	require.Equal(t, http.StatusOK, code, body)
-	code, body = doHTTP(t, "GET", base+"/readyz", nil, "", "")
-	require.Equal(t, http.StatusOK, code, body)
+	// Ready: it pings the database for each request, so a moment when
+	// the server has no connection left (every package's tests running
+	// at once) says not ready, rightly; it is ready once the ping goes
+	// through.
+	require.Eventually(t, func() bool {
+		code, _, err := tryHTTP("GET", base+"/readyz", nil, "", "")
+		return err == nil && code == http.StatusOK
+	}, time.Minute, 100*time.Millisecond, "/readyz")
 
 	// The event gets settled (by the sweep or by its exact-deadline job,
 	// whichever comes first), and sweeps run every two seconds.
@@ -102,15 +108,20 @@ func TestRunNoHTTPNoPeriodic(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return countNoFail(db, `SELECT count(*) FROM river_job WHERE kind = 'attendance.sweep' AND state = 'completed'`) == 1
 	}, time.Minute, 100*time.Millisecond)
-	// It is the leader (the only client) yet enqueues no sweep: the one
-	// job is the test's. The deadline discovery starts with the leader's
+	// It is the leader (the only client) yet enqueues no sweep: the jobs
+	// are the test's. The deadline discovery starts with the leader's
 	// periodic job enqueuer (after River's random start delay), at the
-	// moment a RunOnStart sweep would be inserted; none appears then, nor
-	// in the seconds after.
+	// moment a RunOnStart sweep would be inserted, and a periodic sweep
+	// would follow every second. A second job of the test's, scheduled
+	// three seconds after that moment, shows the runner at work well past
+	// it: once that job has completed, none but the test's two is there.
 	p.waitLog(t, "deadline discovery started", time.Minute)
-	require.Never(t, func() bool {
-		return count(t, db.Pool, `SELECT count(*) FROM river_job WHERE kind = 'attendance.sweep'`) != 1
-	}, 3*time.Second, 100*time.Millisecond)
+	_, err = controlClient(t, db).Insert(context.Background(), attendance.SweepArgs{}, &river.InsertOpts{ScheduledAt: time.Now().Add(3 * time.Second)})
+	require.NoError(t, err)
+	waitFor(t, p, time.Minute, "the test's scheduled sweep to complete", func() bool {
+		return countNoFail(db, `SELECT count(*) FROM river_job WHERE kind = 'attendance.sweep' AND state = 'completed'`) >= 2
+	})
+	require.Equal(t, 2, count(t, db.Pool, `SELECT count(*) FROM river_job WHERE kind = 'attendance.sweep'`), "sweeps: the test's two only")
 
 	p.signal(t, syscall.SIGINT)
 	require.Equal(t, 0, p.wait(t, time.Minute))

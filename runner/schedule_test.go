@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -334,14 +336,20 @@ func TestScheduleSetupSeedsOnce(t *testing.T) {
 	out := setup(db)
 	require.Contains(t, out, "default schedules left as the operator set them: attendance-sweep (removed; seeded ")
 	require.Empty(t, schedList(t, db))
+	// A witness schedule, due every second, shows that the runner's
+	// scheduler has run: it seeds before each pass until it has seeded,
+	// so once a pass has enqueued the witness's job, a seeding would have
+	// been committed.
+	schedCLI(t, db, cliOpts{}, "add", "witness", "--kind", attendance.SweepKind, "--every", "1s")
 	p := startRunner(t, db, cliOpts{}, "--no-http", "--sweep-interval", "1s")
 	p.waitLog(t, "the attendance-sweep schedule was removed: no periodic sweep runs (setup and run do not create it again; wasso-runner schedule add creates one)", 10*time.Second)
-	p.waitLog(t, "scheduler started", time.Minute)
-	time.Sleep(2 * time.Second)
-	require.Empty(t, schedList(t, db))
+	waitFor(t, p, time.Minute, "a scheduler pass (the witness schedule's job)", func() bool {
+		return countNoFail(db, `SELECT count(*) FROM river_job WHERE metadata->>'schedule' = 'witness'`) > 0
+	})
+	require.Equal(t, []string{"witness"}, slices.Collect(maps.Keys(schedList(t, db))))
 	p.signal(t, syscall.SIGTERM)
 	require.Equal(t, 0, p.wait(t, time.Minute))
-	require.Zero(t, count(t, db.Pool, `SELECT count(*) FROM river_job WHERE kind = $1`, attendance.SweepKind), "no sweep without the schedule")
+	require.Zero(t, count(t, db.Pool, `SELECT count(*) FROM river_job WHERE kind = $1 AND metadata->>'schedule' IS DISTINCT FROM 'witness'`, attendance.SweepKind), "no sweep without the schedule")
 
 	// Edited: setup keeps the edit, run says the stored schedule wins.
 	db = wassotest.NewDB(t, wassotest.Options{})
@@ -432,12 +440,16 @@ func TestScheduleInspectAndMetrics(t *testing.T) {
 //   - disable: no sweep is enqueued once the command has exited. The
 //     store's write waits for a scheduler pass holding the row, so the
 //     effect is there when the command exits; the test watches three
-//     slots.
-//   - enable: the next sweep's slot is the first at or after the enable,
+//     slots, until two scheduler passes after them have run (a witness
+//     schedule's jobs show them).
+//   - enable: the next sweep's slot is at or after the enable (the first
+//     one, or a later one if the pass came late and counted it missed),
 //     and its job appears right after that slot (the figure: from the
 //     slot, or from the exit if later, to the job).
-//   - update --every 3s: the first job after the exit is on the new
-//     timetable, and the next one 3 s after it.
+//   - update --every 3s: the jobs after the exit are on the new
+//     timetable, 3 s apart (or a multiple of 3 s, where the seeded
+//     schedule's policies skip a slot whose previous sweep is still
+//     running or miss one a late pass found past).
 func TestScheduleCLIPropagation(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -463,13 +475,18 @@ func TestScheduleCLIPropagation(t *testing.T) {
 			return j, err
 		})
 	}
-	// exit runs the command and returns the database's clock just after
-	// it exited: the jobs' created_at are on that clock.
-	exit := func(sub ...string) time.Time {
-		schedCLI(t, db, cliOpts{}, sub...)
+	// clock is the database's clock: the jobs' created_at are on it.
+	clock := func() time.Time {
 		var now time.Time
 		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&now))
 		return now
+	}
+	// exit runs the command and returns the clock just before it started
+	// and just after it exited.
+	exit := func(sub ...string) (time.Time, time.Time) {
+		before := clock()
+		schedCLI(t, db, cliOpts{}, sub...)
+		return before, clock()
 	}
 	waitJobs := func(after time.Time, n int) []job {
 		t.Helper()
@@ -485,35 +502,43 @@ func TestScheduleCLIPropagation(t *testing.T) {
 	// The seeded schedule runs.
 	waitJobs(time.Time{}, 2)
 
-	// Disable: nothing after the exit, over three slots.
-	disabledAt := exit("disable", "attendance-sweep")
+	// Disable: nothing after the exit, over three slots: until two
+	// passes of the scheduler have run after the third slot past the
+	// exit, as the witness schedule's jobs show.
+	schedCLI(t, db, cliOpts{}, "add", "witness", "--kind", attendance.SweepKind, "--every", "1s", "--overlap", "allow")
+	_, disabledAt := exit("disable", "attendance-sweep")
 	var lastSlot time.Time
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT max((metadata->>'slot')::timestamptz) FROM river_job WHERE metadata->>'schedule' = 'attendance-sweep'`).Scan(&lastSlot))
-	time.Sleep(3 * interval)
+	spWaitPassAfter(t, p, db, "witness", disabledAt.Add(3*interval))
 	after, err := sweepsAfter(disabledAt)
 	require.NoError(t, err)
 	require.Empty(t, after, "no sweep enqueued after disable exited")
 	t.Logf("disable: 0 sweeps in the %s after the command exited (the last slot run was %s before the exit; the next would have been %s after it)",
-		3*interval, disabledAt.Sub(lastSlot).Round(time.Millisecond), lastSlot.Add(interval).Sub(disabledAt).Round(time.Millisecond))
+		clock().Sub(disabledAt).Round(time.Millisecond), disabledAt.Sub(lastSlot).Round(time.Millisecond), lastSlot.Add(interval).Sub(disabledAt).Round(time.Millisecond))
+	schedCLI(t, db, cliOpts{}, "remove", "witness")
 
 	// Enable: the next slot's job, right after that slot.
-	enabledAt := exit("enable", "attendance-sweep")
-	first := waitJobs(enabledAt, 1)[0]
-	require.False(t, first.slot.Before(enabledAt.Add(-time.Second)), "no slot from while it was disabled: %s", first.slot)
+	enabling, enabledAt := exit("enable", "attendance-sweep")
+	first := waitJobs(enabling, 1)[0]
+	require.False(t, first.slot.Before(enabling), "no slot from while it was disabled: %s (the enable began at %s)", first.slot, enabling)
 	fromExit := first.created.Sub(enabledAt)
 	late := first.created.Sub(maxTime(first.slot, enabledAt))
 	require.Less(t, fromExit, 10*time.Second)
 	t.Logf("enable: first sweep enqueued %s after the command exited; its slot was %s after the exit, and the job came %s after max(slot, exit)",
 		fromExit.Round(time.Millisecond), first.slot.Sub(enabledAt).Round(time.Millisecond), late.Round(time.Millisecond))
 
-	// Update the interval: the jobs after the exit are 3 s apart.
+	// Update the interval: the jobs after the exit are on the new
+	// timetable, 3 s apart.
 	const newInterval = 3 * time.Second
-	updatedAt := exit("update", "attendance-sweep", "--every", newInterval.String())
-	jobs := waitJobs(updatedAt, 2)
+	_, updatedAt := exit("update", "attendance-sweep", "--every", newInterval.String())
+	jobs := waitJobs(updatedAt, 3)
 	stored := schedList(t, db)["attendance-sweep"]
 	require.Equal(t, "3s", *stored.Every)
-	require.Equal(t, newInterval, jobs[1].slot.Sub(jobs[0].slot), "on the new timetable")
 	require.Zero(t, jobs[0].slot.Sub(*stored.StartAt)%newInterval, "slots anchored at the schedule's start")
+	for i := 1; i < len(jobs); i++ {
+		gap := jobs[i].slot.Sub(jobs[i-1].slot)
+		require.True(t, gap > 0 && gap%newInterval == 0, "job %d after the update is %s after the previous one, off the new timetable", i, gap)
+	}
 	fromExit = jobs[0].created.Sub(updatedAt)
 	late = jobs[0].created.Sub(maxTime(jobs[0].slot, updatedAt))
 	require.Less(t, fromExit, 10*time.Second)

@@ -122,7 +122,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	// then fails to deliver, again and again.
 	_, eventID := dueClub(t, db, 3)
 	cli("sweep", "sweep")
-	p := startProc(t, cliOpts{env: env}, "run", "--log-format", "json", "--http-addr", "127.0.0.1:0", "--sweep-interval", "1s")
+	p := startRun(t, cliOpts{env: env}, "run", "--log-format", "json", "--http-addr", "127.0.0.1:0", "--sweep-interval", "1s")
 	p.waitLog(t, "wasso-runner started", time.Minute)
 	base := p.baseURL(t)
 	require.Eventually(t, func() bool {

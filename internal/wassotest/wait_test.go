@@ -1,11 +1,13 @@
 package wassotest
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 )
 
@@ -60,4 +62,29 @@ func TestSyncBuffer(t *testing.T) {
 	_ = b.String() // read while written: the race detector checks the lock
 	<-done
 	require.Len(t, b.String(), 100)
+}
+
+func TestRetryTooManyClients(t *testing.T) {
+	t.Parallel()
+
+	refused := fmt.Errorf("failed to connect: %w", &pgconn.PgError{Severity: "FATAL", Code: "53300", Message: "sorry, too many clients already"})
+	require.True(t, TooManyClients(refused))
+	require.True(t, TooManyClients(errors.New("migrate: server error: FATAL: sorry, too many clients already (SQLSTATE 53300)")), "flattened into a message")
+	require.False(t, TooManyClients(nil))
+	require.False(t, TooManyClients(&pgconn.PgError{Code: "42P01"}))
+
+	calls := 0
+	require.NoError(t, RetryTooManyClients(func() error {
+		calls++
+		if calls < 3 {
+			return refused
+		}
+		return nil
+	}))
+	require.Equal(t, 3, calls, "asked again until the server had room")
+
+	calls = 0
+	other := errors.New("relation does not exist")
+	require.Equal(t, other, RetryTooManyClients(func() error { calls++; return other }))
+	require.Equal(t, 1, calls, "other errors are returned at once")
 }

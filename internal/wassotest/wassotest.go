@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/wasso/scheduler/internal/pgtemp"
@@ -93,15 +95,54 @@ func findServer() (string, error) {
 	return c.URL("postgres"), nil
 }
 
+// ping connects to url. A server that refuses the connection because
+// all its connections are taken (TooManyClients) is there, and is asked
+// again.
 func ping(ctx context.Context, url string) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return err
+	return RetryTooManyClients(func() error {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		return conn.Ping(ctx)
+	})
+}
+
+// TooManyClients reports whether err is the server refusing a connection
+// because every one of its max_connections is taken (SQLSTATE 53300).
+// With the tests of every package running at once, and maybe other test
+// runs on the same server, that happens for moments: it says nothing of
+// the code under test, only that a connection must be asked for again.
+func TooManyClients(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == tooManyClientsCode
 	}
-	defer conn.Close(context.Background())
-	return conn.Ping(ctx)
+	return err != nil && strings.Contains(err.Error(), "(SQLSTATE "+tooManyClientsCode+")")
+}
+
+const tooManyClientsCode = "53300"
+
+// tooManyClientsPatience is how long RetryTooManyClients keeps asking.
+const tooManyClientsPatience = 2 * time.Minute
+
+// RetryTooManyClients calls f until it returns anything but a
+// TooManyClients error, for two minutes at most, pausing between calls
+// (50 ms, doubling up to 1 s). f must be safe to call again after failing
+// to connect. It is for setting up and tearing down tests, not for the
+// code they test.
+func RetryTooManyClients(f func() error) error {
+	deadline := time.Now().Add(tooManyClientsPatience)
+	for pause := 50 * time.Millisecond; ; pause = min(2*pause, time.Second) {
+		err := f()
+		if !TooManyClients(err) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(pause)
+	}
 }
 
 // AdminPool is a pool on ServerURL shared by the whole test binary.
@@ -149,11 +190,17 @@ func NewDB(tb testing.TB, opts Options) *DB {
 	ctx := context.Background()
 	admin := AdminPool(tb)
 	schema := "wt_" + randomHex(6)
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+	exec := func(sql string) error {
+		return RetryTooManyClients(func() error {
+			_, err := admin.Exec(context.Background(), sql)
+			return err
+		})
+	}
+	if err := exec("CREATE SCHEMA " + schema); err != nil {
 		tb.Fatalf("wassotest: create schema: %v", err)
 	}
 	tb.Cleanup(func() {
-		if _, err := admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+		if err := exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
 			tb.Errorf("wassotest: drop schema %s: %v", schema, err)
 		}
 	})
@@ -172,7 +219,13 @@ func NewDB(tb testing.TB, opts Options) *DB {
 	}
 	tb.Cleanup(pool.Close)
 	if !opts.Bare {
-		if _, err := migrations.Up(ctx, pool, migrations.Options{Schema: schema, WithWassoSchema: true}); err != nil {
+		// Migrating again after a failure to connect goes on where the
+		// first attempt stopped.
+		err := RetryTooManyClients(func() error {
+			_, err := migrations.Up(ctx, pool, migrations.Options{Schema: schema, WithWassoSchema: true})
+			return err
+		})
+		if err != nil {
 			tb.Fatalf("wassotest: migrate: %v", err)
 		}
 	}

@@ -198,6 +198,54 @@ func TestSchedulerMissed(t *testing.T) {
 	}
 }
 
+// TestSchedulerMissedPastGrace: the only slot due, when the pass comes
+// late. A slot is on time until min(MissedGrace, the gap to the
+// following slot) after it: a 90-second schedule's slot 65 s old is past
+// its grace (a minute), and runs late under once and is missed under skip
+// (resuming at the following slot); 35 s old, it is on time and runs
+// under skip too. (TestScheduleMissedSkipPastGrace in runner/ shows the
+// same through a runner process.)
+func TestSchedulerMissedPastGrace(t *testing.T) {
+	t.Parallel()
+
+	base := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		policy MissedPolicy
+		every  time.Duration
+		late   time.Duration // how long after the slot the pass comes
+		run    bool
+	}{
+		{"OncePastGrace", MissedOnce, 90 * time.Second, 65 * time.Second, true},
+		{"SkipPastGrace", MissedSkip, 90 * time.Second, 65 * time.Second, false},
+		{"SkipWithinGrace", MissedSkip, 90 * time.Second, 35 * time.Second, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+
+			f := newSchedulerFixture(t, StoreConfig{})
+			f.setNow(base.Add(-time.Second))
+			created := f.create(t, Schedule{Name: "s", Every: tc.every, StartAt: base, Missed: tc.policy, Overlap: OverlapAllow})
+			require.Equal(t, base, created.NextRunAt)
+
+			res := f.pass(t, base.Add(tc.late))
+			s := f.get(t, "s")
+			require.Equal(t, base.Add(tc.every), s.NextRunAt, "resumes at the following slot")
+			if tc.run {
+				require.Equal(t, 1, res.Enqueued)
+				require.Zero(t, res.Missed)
+				require.Equal(t, []string{FormatSlot(base)}, f.jobSlots(t, "s"), "the slot runs, late")
+				require.Zero(t, s.MissedCount)
+			} else {
+				require.Zero(t, res.Enqueued)
+				require.Equal(t, 1, res.Missed)
+				require.Empty(t, f.jobSlots(t, "s"))
+				require.Equal(t, int64(1), s.MissedCount)
+			}
+		})
+	}
+}
+
 // TestSchedulerOverlap: with OverlapSkip, a slot whose previous job has
 // not finished is skipped and counted; once it has, slots run again.
 func TestSchedulerOverlap(t *testing.T) {
