@@ -62,6 +62,7 @@ func TestRunnerChurn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes over three minutes")
 	}
+	reserveConns(t, 18) // three runners, and the test's own writes
 	seedValue := uint64(time.Now().UnixNano())
 	if s := os.Getenv(churnSeedEnv); s != "" {
 		var err error

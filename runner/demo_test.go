@@ -69,6 +69,7 @@ func TestDemo(t *testing.T) {
 
 	t.Run("ConfiguredScratchDatabase", func(t *testing.T) {
 		t.Parallel()
+		reserveConns(t, 10) // the demo's runner and its own queries
 
 		db := wassotest.NewDB(t, wassotest.Options{Bare: true})
 		res := runCLI(t, cliOpts{}, args([]string{"demo", "--exit-when-settled", "--events", "1", "--spacing", "1s", "--http-addr", "127.0.0.1:0"}, dbArgs(db))...)

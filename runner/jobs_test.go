@@ -177,6 +177,7 @@ func TestJobsPurge(t *testing.T) {
 // the exit code is checked through the output.
 func runInTerminal(t *testing.T, input string, a ...string) result {
 	t.Helper()
+	reserveConns(t, defaultTestConns)
 	// As runCLI does, run it again while the server refuses it a
 	// connection because all of them are taken.
 	deadline := time.Now().Add(2 * time.Minute)

@@ -35,6 +35,7 @@ func TestTwoRunnersOneSweepPerInterval(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes two minutes")
 	}
+	reserveConns(t, 12) // two runners
 	const (
 		interval = 2 * time.Second
 		duration = 2 * time.Minute

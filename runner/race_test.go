@@ -60,6 +60,7 @@ var raceMix = []struct {
 // once.
 func TestCheckInRace(t *testing.T) {
 	t.Parallel()
+	reserveConns(t, 28) // a runner, and the backend's pool of 20
 	ctx := context.Background()
 	db := wassotest.NewDB(t, wassotest.Options{})
 	seedValue := time.Now().UnixNano()

@@ -38,6 +38,7 @@ func metricValue(body, series string) float64 {
 // environment for run's own keys too.
 func TestRun(t *testing.T) {
 	t.Parallel()
+	reserveConns(t, 10) // a runner sweeping every two seconds, and the test's queries
 	db := wassotest.NewDB(t, wassotest.Options{})
 	_, eventID := dueClub(t, db, 3)
 	p := startRunner(t, db, cliOpts{env: []string{"WASSO_SWEEP_INTERVAL=1h"}}, "--sweep-interval", "2s")

@@ -224,6 +224,7 @@ func TestScheduleLeaderKilledMidRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a 2-second schedule through a failover, about 70 s")
 	}
+	reserveConns(t, 12) // two runners, then a third in place of one
 	const (
 		name  = "failover"
 		every = 2 * time.Second
