@@ -91,8 +91,8 @@ func init() {
 
 // reserveConns reserves n connections of connBudget for t until t ends,
 // waiting until they are free. A test that needs more than
-// defaultTestConns calls it before it starts its first process; the
-// helpers that start processes (startProc, runCLI, runInTerminal) reserve
+// defaultTestConns calls it first thing; newDB, and the helpers that
+// start processes (startProc, runCLI, runInTerminal), reserve
 // defaultTestConns for a test that has not. A test reserves once: further
 // calls, and those of its subtests, use what it holds. So a test never
 // waits for the budget while holding part of it, and the tests cannot
@@ -124,6 +124,17 @@ func reserveConns(t *testing.T, n int) {
 		delete(budget.reserved, t.Name())
 		budget.cond.Broadcast()
 	})
+}
+
+// newDB is wassotest.NewDB for this package's tests: it first reserves
+// the test's share of connBudget (defaultTestConns unless the test
+// reserved more), so that a test waits for its share, if it must, before
+// it sets anything up: a deadline counted from now, a job scheduled in
+// two hours.
+func newDB(t *testing.T, opts wassotest.Options) *wassotest.DB {
+	t.Helper()
+	reserveConns(t, defaultTestConns)
+	return wassotest.NewDB(t, opts)
 }
 
 // baseEnv is the test process's environment without anything that would

@@ -135,7 +135,7 @@ func TestKillNineDuringSettlement(t *testing.T) {
 		rescueAfter = 25 * time.Second
 	)
 	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	opts := cliOpts{env: []string{"WASSO_RUN_JOB_TIMEOUT=" + jobTimeout.String(), "WASSO_RUN_RESCUE_AFTER=" + rescueAfter.String()}}
 
 	var now time.Time
@@ -302,7 +302,7 @@ func TestKillNineDuringSettlement(t *testing.T) {
 func TestJobPanicAndTimeout(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	bin := faultBinary(t)
 
 	_, slow := dueClub(t, db, 1)

@@ -40,7 +40,7 @@ func TestTwoRunnersOneSweepPerInterval(t *testing.T) {
 		interval = 2 * time.Second
 		duration = 2 * time.Minute
 	)
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	a := startRunner(t, db, cliOpts{}, "--no-http", "--sweep-interval", interval.String())
 	b := startRunner(t, db, cliOpts{}, "--no-http", "--sweep-interval", interval.String())
 

@@ -229,7 +229,7 @@ func TestScheduleLeaderKilledMidRun(t *testing.T) {
 		name  = "failover"
 		every = 2 * time.Second
 	)
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	store := spStore(t)
 	a := startRunner(t, db, cliOpts{}, "--no-http")
 	b := startRunner(t, db, cliOpts{}, "--no-http")
@@ -331,7 +331,7 @@ func TestScheduleAllRunnersDown(t *testing.T) {
 		outage = 10 * every
 	)
 	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	store := spStore(t)
 	p := startRunner(t, db, cliOpts{}, "--no-http")
 
@@ -487,7 +487,7 @@ func TestScheduleAllRunnersDown(t *testing.T) {
 func TestScheduleMissedSkipPastGrace(t *testing.T) {
 	t.Parallel()
 	const every = 10 * time.Minute
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	now := time.Now().Truncate(time.Second)
 	late, recent := now.Add(-wassoriver.ScheduleMissedGrace-5*time.Second), now.Add(-5*time.Second)
 	store, err := wassoriver.NewScheduleStore(wassoriver.ScheduleStoreConfig{
@@ -560,7 +560,7 @@ func TestScheduleOverlapSlowJob(t *testing.T) {
 		jobMS   = 3500
 		samples = 150 // at 100 ms apart, at least 15 s of slots
 	)
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	store := spStore(t)
 	p := startRunner(t, db, cliOpts{bin: faultBinary(t)}, "--no-http", "--concurrency", "4")
 	args, err := json.Marshal(spSleepArgs{MS: jobMS})
@@ -689,7 +689,7 @@ func TestSchedulePropagation(t *testing.T) {
 		bound = 10 * time.Second
 	)
 	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	store := spStore(t)
 	p := startRunner(t, db, cliOpts{}, "--no-http")
 	spCreate(t, store, db, wassoriver.Schedule{

@@ -79,7 +79,7 @@ func requireNotLost(t *testing.T, db *wassotest.DB, jobID, eventID int64) {
 // is made available again and completes on the next runner.
 func TestShutdownTimeoutDuringLongJob(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	eventID, release := blockedSweep(t, db)
 	const timeout = 3 * time.Second
 	p := startRunner(t, db, cliOpts{}, "--no-http", "--sweep-interval", "1h", "--shutdown-timeout", timeout.String())
@@ -101,7 +101,7 @@ func TestShutdownTimeoutDuringLongJob(t *testing.T) {
 // timeout completes; nothing is cancelled.
 func TestShutdownFinishesRunningJob(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	eventID, release := blockedSweep(t, db)
 	p := startRunner(t, db, cliOpts{}, "--no-http", "--sweep-interval", "1h", "--shutdown-timeout", "1m")
 	jobID := waitSweepBlocked(t, db)
@@ -122,7 +122,7 @@ func TestShutdownFinishesRunningJob(t *testing.T) {
 // one-hour shutdown timeout, and the cut-off job is still not lost.
 func TestShutdownSecondSignal(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	eventID, release := blockedSweep(t, db)
 	p := startRunner(t, db, cliOpts{}, "--no-http", "--sweep-interval", "1h", "--shutdown-timeout", "1h")
 	jobID := waitSweepBlocked(t, db)
