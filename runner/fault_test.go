@@ -161,6 +161,7 @@ func TestKillNineDuringSettlement(t *testing.T) {
 		attendance.StatusUnchecked, now.Add(-time.Hour), killed, club.GenerationID)
 	require.NoError(t, err)
 
+	sweepAtOnce(t, db)
 	a := startRunner(t, db, opts, "--no-http", "--sweep-interval", "1h")
 	aID, _ := a.waitLog(t, "wasso-runner started", time.Minute)["client_id"].(string)
 	require.NotEmpty(t, aID)

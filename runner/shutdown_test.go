@@ -9,16 +9,41 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/internal/wassotest"
+	wassoriver "github.com/wasso/scheduler/river"
 	"github.com/wasso/scheduler/runner"
 )
 
-// blockedSweep makes the next sweep long-running: with an event due, the
-// sweep must write attendances, and the test holds a lock that blocks
-// writes to that table until release is called.
+// sweepAtOnce stores the attendance-sweep schedule that a runner run with
+// --sweep-interval 1h would seed, but with its first slot now, for the
+// tests that need the first sweep of a runner started after it. A runner
+// seeds the schedule with its first slot at the next whole second after
+// it computed it, and the store computes the first slot at or after that
+// one as of when it creates the schedule: when the runner gets there
+// after that second (a loaded machine, with luck a few milliseconds), the
+// first sweep comes an hour later. A schedule stored before the runner
+// starts is left as it is.
+func sweepAtOnce(t *testing.T, db *wassotest.DB) {
+	t.Helper()
+	first := time.Now()
+	store, err := wassoriver.NewScheduleStore(wassoriver.ScheduleStoreConfig{Now: func() time.Time { return first }})
+	require.NoError(t, err)
+	_, err = store.Create(context.Background(), db.Pool, wassoriver.Schedule{
+		Name: wassoriver.SweepScheduleName, Kind: attendance.SweepKind, Every: time.Hour, StartAt: first, Enabled: true,
+		Missed: wassoriver.MissedOnce, Overlap: wassoriver.OverlapSkip,
+	})
+	require.NoError(t, err)
+}
+
+// blockedSweep makes the first sweep of the runner started next
+// long-running: with an event due, the sweep must write attendances, and
+// the test holds a lock that blocks writes to that table until release
+// is called. That sweep comes at once (sweepAtOnce).
 func blockedSweep(t *testing.T, db *wassotest.DB) (eventID int64, release func()) {
 	t.Helper()
 	ctx := context.Background()
+	sweepAtOnce(t, db)
 	_, eventID = dueClub(t, db, 3)
 	tx, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
