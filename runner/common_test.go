@@ -81,6 +81,10 @@ var budget struct {
 	cond     *sync.Cond
 	free     int
 	reserved map[string]int // by test name
+	// Reservations are granted in the order they were asked for, so
+	// that a test that needs many connections is not passed over by
+	// tests that need a few for as long as any are free.
+	next, serving uint64
 }
 
 func init() {
@@ -112,11 +116,15 @@ func reserveConns(t *testing.T, n int) {
 		name = name[:i]
 	}
 	n = min(n, connBudget)
-	for budget.free < n {
+	ticket := budget.next
+	budget.next++
+	for budget.serving != ticket || budget.free < n {
 		budget.cond.Wait()
 	}
+	budget.serving++
 	budget.free -= n
 	budget.reserved[t.Name()] = n
+	budget.cond.Broadcast()
 	t.Cleanup(func() {
 		budget.Lock()
 		defer budget.Unlock()
