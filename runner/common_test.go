@@ -69,7 +69,7 @@ func TestMain(m *testing.M) {
 // in a runner or in a test. Each test that runs the binary holds a share
 // of the budget, reserved before its first process starts (see
 // reserveConns); the tests that need more say so.
-const connBudget = 50
+const connBudget = 56
 
 // defaultTestConns is the share of a test that does not reserve one: a
 // runner at work holds four to eight connections, a command one or two,
