@@ -90,7 +90,7 @@ const secretPassword = "S3cret-Pw-do-not-print"
 func TestBadInput(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	now := dbNow(t, db)
 	club, dueEvent := dueClub(t, db, 3)
 	// A job no runner works, on a queue the runner does not work: every

@@ -26,7 +26,7 @@ func TestRiverUIInChromium(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Skipf("%s not found: install Chromium (apt-get install -y chromium) to run the browser test", chromiumPath)
 	}
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	p := startRunner(t, db, cliOpts{}, "--sweep-interval", "2s")
 	base := p.baseURL(t)
 	require.Eventually(t, func() bool {

@@ -62,6 +62,7 @@ func TestRunnerChurn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes over three minutes")
 	}
+	reserveConns(t, 18) // three runners, and the test's own writes
 	seedValue := uint64(time.Now().UnixNano())
 	if s := os.Getenv(churnSeedEnv); s != "" {
 		var err error
@@ -71,7 +72,7 @@ func TestRunnerChurn(t *testing.T) {
 	t.Logf("random seed %d (replay with %s=%d)", seedValue, churnSeedEnv, seedValue)
 	rng := rand.New(rand.NewPCG(seedValue, 0))
 
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	e := newEventDB(t, db.Pool, db.Schema)
 	begin := e.dbNow(t)
 	end := begin.Add(churnDuration)

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -36,11 +37,13 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	// The tests mostly wait on child processes and Postgres, not on the
 	// CPU, so they run more at once than GOMAXPROCS (2 on CI) unless told
-	// otherwise with -parallel.
+	// otherwise with -parallel. Not many more: the server's connections
+	// bound them (see connBudget), and a test that waits for its share
+	// holds its schema's pool meanwhile.
 	parallelSet := false
 	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
 	if !parallelSet {
-		_ = flag.Set("test.parallel", "12")
+		_ = flag.Set("test.parallel", "8")
 	}
 	dir, err := os.MkdirTemp("", "wasso-runner-test-")
 	if err != nil {
@@ -56,6 +59,90 @@ func TestMain(m *testing.M) {
 	code := wassotest.Run(m)
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// connBudget is how many connections to the test server the tests of
+// this package may hold at once. The server allows 100
+// (max_connections); go test runs as many packages' tests at once as the
+// machine has cores (two on CI), and the other packages' tests hold up to
+// about 30; a connection the server refuses fails whatever asked for it,
+// in a runner or in a test. Each test that runs the binary holds a share
+// of the budget, reserved before its first process starts (see
+// reserveConns); the tests that need more say so.
+const connBudget = 56
+
+// defaultTestConns is the share of a test that does not reserve one: a
+// runner at work holds four to eight connections, a command one or two,
+// the test's own pool one to three.
+const defaultTestConns = 6
+
+var budget struct {
+	sync.Mutex
+	cond     *sync.Cond
+	free     int
+	reserved map[string]int // by test name
+	// Reservations are granted in the order they were asked for, so
+	// that a test that needs many connections is not passed over by
+	// tests that need a few for as long as any are free.
+	next, serving uint64
+}
+
+func init() {
+	budget.cond = sync.NewCond(&budget.Mutex)
+	budget.free = connBudget
+	budget.reserved = map[string]int{}
+}
+
+// reserveConns reserves n connections of connBudget for t until t ends,
+// waiting until they are free. A test that needs more than
+// defaultTestConns calls it first thing; newDB, and the helpers that
+// start processes (startProc, runCLI, runInTerminal), reserve
+// defaultTestConns for a test that has not. A test reserves once: further
+// calls, and those of its subtests, use what it holds. So a test never
+// waits for the budget while holding part of it, and the tests cannot
+// deadlock on it.
+func reserveConns(t *testing.T, n int) {
+	t.Helper()
+	budget.Lock()
+	defer budget.Unlock()
+	for name := t.Name(); ; {
+		if _, ok := budget.reserved[name]; ok {
+			return
+		}
+		i := strings.LastIndex(name, "/")
+		if i < 0 {
+			break
+		}
+		name = name[:i]
+	}
+	n = min(n, connBudget)
+	ticket := budget.next
+	budget.next++
+	for budget.serving != ticket || budget.free < n {
+		budget.cond.Wait()
+	}
+	budget.serving++
+	budget.free -= n
+	budget.reserved[t.Name()] = n
+	budget.cond.Broadcast()
+	t.Cleanup(func() {
+		budget.Lock()
+		defer budget.Unlock()
+		budget.free += n
+		delete(budget.reserved, t.Name())
+		budget.cond.Broadcast()
+	})
+}
+
+// newDB is wassotest.NewDB for this package's tests: it first reserves
+// the test's share of connBudget (defaultTestConns unless the test
+// reserved more), so that a test waits for its share, if it must, before
+// it sets anything up: a deadline counted from now, a job scheduled in
+// two hours.
+func newDB(t *testing.T, opts wassotest.Options) *wassotest.DB {
+	t.Helper()
+	reserveConns(t, defaultTestConns)
+	return wassotest.NewDB(t, opts)
 }
 
 // baseEnv is the test process's environment without anything that would
@@ -109,6 +196,7 @@ func (r result) String() string {
 // every command a test runs is made to be run again.
 func runCLI(t *testing.T, opts cliOpts, args ...string) result {
 	t.Helper()
+	reserveConns(t, defaultTestConns)
 	var stdin []byte
 	if opts.stdin != nil {
 		var err error
@@ -244,6 +332,7 @@ func (p *proc) waitStarted(t *testing.T, timeout time.Duration, retry bool) bool
 
 func startProc(t *testing.T, opts cliOpts, args ...string) *proc {
 	t.Helper()
+	reserveConns(t, defaultTestConns)
 	p := &proc{t: t, done: make(chan struct{})}
 	p.cmd = exec.Command(opts.binary(), args...)
 	p.cmd.Env = append(baseEnv(), opts.env...)

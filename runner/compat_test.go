@@ -33,7 +33,7 @@ func riverMigrator(t *testing.T, db *wassotest.DB) *rivermigrate.Migrator[pgx.Tx
 func TestRunOnNewerMigrations(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	all := riverMigrator(t, db).AllVersions()
 	newerRiver := all[len(all)-1].Version + 1
 	newerWasso := migrations.All()[len(migrations.All())-1].Version + 1
@@ -89,7 +89,7 @@ func TestRunOnNewerMigrations(t *testing.T) {
 func TestRunRefusesPendingMigrations(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	migrator := riverMigrator(t, db)
 	all := migrator.AllVersions()
 	latest := all[len(all)-1].Version

@@ -79,7 +79,7 @@ func TestConfigErrors(t *testing.T) {
 			}
 			a := tc.args
 			if tc.db != "" {
-				db := wassotest.NewDB(t, wassotest.Options{Bare: tc.db == "bare"})
+				db := newDB(t, wassotest.Options{Bare: tc.db == "bare"})
 				a = append(a, dbArgs(db)...)
 			}
 			res := runCLI(t, cliOpts{dir: dir, env: tc.env}, a...)
@@ -96,7 +96,7 @@ func TestConfigErrors(t *testing.T) {
 // configuration error too, found before the River client starts.
 func TestConfigErrorPortInUse(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()

@@ -69,8 +69,9 @@ func TestDemo(t *testing.T) {
 
 	t.Run("ConfiguredScratchDatabase", func(t *testing.T) {
 		t.Parallel()
+		reserveConns(t, 10) // the demo's runner and its own queries
 
-		db := wassotest.NewDB(t, wassotest.Options{Bare: true})
+		db := newDB(t, wassotest.Options{Bare: true})
 		res := runCLI(t, cliOpts{}, args([]string{"demo", "--exit-when-settled", "--events", "1", "--spacing", "1s", "--http-addr", "127.0.0.1:0"}, dbArgs(db))...)
 		require.Equal(t, 0, res.code, res.String())
 		require.NotContains(t, res.stdout, "private Postgres")
@@ -83,7 +84,7 @@ func TestDemo(t *testing.T) {
 	t.Run("VerboseShowsTheLogs", func(t *testing.T) {
 		t.Parallel()
 
-		db := wassotest.NewDB(t, wassotest.Options{Bare: true})
+		db := newDB(t, wassotest.Options{Bare: true})
 		res := runCLI(t, cliOpts{}, args([]string{"demo", "--verbose", "--exit-when-settled", "--events", "1", "--spacing", "1s", "--http-addr", "127.0.0.1:0"}, dbArgs(db))...)
 		require.Equal(t, 0, res.code, res.String())
 		require.Contains(t, res.stderr, `level=INFO msg="wasso-runner started"`)
@@ -100,7 +101,7 @@ func TestDemo(t *testing.T) {
 
 		// A runner that does not work the default queue warns; the demo
 		// still settles through the exact-deadline queue.
-		db := wassotest.NewDB(t, wassotest.Options{Bare: true})
+		db := newDB(t, wassotest.Options{Bare: true})
 		res := runCLI(t, cliOpts{env: []string{"WASSO_RUN_QUEUES=other=1"}}, args([]string{"demo", "--exit-when-settled", "--events", "1", "--spacing", "1s", "--http-addr", "127.0.0.1:0"}, dbArgs(db))...)
 		require.Equal(t, 0, res.code, res.String())
 		require.Contains(t, res.stderr, `level=WARN msg="this runner does not work the default queue`)
@@ -110,7 +111,7 @@ func TestDemo(t *testing.T) {
 	t.Run("ExplicitLogLevelWins", func(t *testing.T) {
 		t.Parallel()
 
-		db := wassotest.NewDB(t, wassotest.Options{Bare: true})
+		db := newDB(t, wassotest.Options{Bare: true})
 		res := runCLI(t, cliOpts{}, args([]string{"demo", "--log-level", "info", "--exit-when-settled", "--events", "1", "--spacing", "1s", "--http-addr", "127.0.0.1:0"}, dbArgs(db))...)
 		require.Equal(t, 0, res.code, res.String())
 		require.Contains(t, res.stderr, `level=INFO msg="wasso-runner started"`)
@@ -119,7 +120,7 @@ func TestDemo(t *testing.T) {
 	t.Run("RefusesADatabaseWithEvents", func(t *testing.T) {
 		t.Parallel()
 
-		db := wassotest.NewDB(t, wassotest.Options{})
+		db := newDB(t, wassotest.Options{})
 		dueClub(t, db, 2)
 		res := runCLI(t, cliOpts{}, args([]string{"demo"}, dbArgs(db))...)
 		require.Equal(t, 2, res.code, res.String())
@@ -129,7 +130,7 @@ func TestDemo(t *testing.T) {
 	t.Run("RefusesAnOpenUnauthenticatedUI", func(t *testing.T) {
 		t.Parallel()
 
-		db := wassotest.NewDB(t, wassotest.Options{Bare: true})
+		db := newDB(t, wassotest.Options{Bare: true})
 		res := runCLI(t, cliOpts{}, args([]string{"demo", "--http-addr", "0.0.0.0:0"}, dbArgs(db))...)
 		require.Equal(t, 2, res.code, res.String())
 		require.Contains(t, res.stderr, "http.addr")

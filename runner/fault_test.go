@@ -135,7 +135,7 @@ func TestKillNineDuringSettlement(t *testing.T) {
 		rescueAfter = 25 * time.Second
 	)
 	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	opts := cliOpts{env: []string{"WASSO_RUN_JOB_TIMEOUT=" + jobTimeout.String(), "WASSO_RUN_RESCUE_AFTER=" + rescueAfter.String()}}
 
 	var now time.Time
@@ -161,6 +161,7 @@ func TestKillNineDuringSettlement(t *testing.T) {
 		attendance.StatusUnchecked, now.Add(-time.Hour), killed, club.GenerationID)
 	require.NoError(t, err)
 
+	sweepAtOnce(t, db)
 	a := startRunner(t, db, opts, "--no-http", "--sweep-interval", "1h")
 	aID, _ := a.waitLog(t, "wasso-runner started", time.Minute)["client_id"].(string)
 	require.NotEmpty(t, aID)
@@ -302,7 +303,7 @@ func TestKillNineDuringSettlement(t *testing.T) {
 func TestJobPanicAndTimeout(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	bin := faultBinary(t)
 
 	_, slow := dueClub(t, db, 1)

@@ -62,7 +62,7 @@ func TestLeastPrivilegeRole(t *testing.T) {
 
 	// The owner migrates, as in production: `migrate up` by the role that
 	// owns the tables.
-	db := wassotest.NewDB(t, wassotest.Options{Bare: true})
+	db := newDB(t, wassotest.Options{Bare: true})
 	res := runCLI(t, cliOpts{}, args([]string{"migrate", "up", "--with-wasso-schema"}, dbArgs(db))...)
 	require.Equal(t, 0, res.code, res.String())
 

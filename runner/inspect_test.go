@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"encoding/json"
+	"regexp"
 	"testing"
 	"time"
 
@@ -32,7 +33,7 @@ func inspectTable(t *testing.T, db *wassotest.DB, what string) string {
 // the cluster).
 func TestInspect(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	ctx := context.Background()
 	client := controlClient(t, db)
 	running, err := client.Insert(ctx, noopArgs{N: 1}, &river.InsertOpts{Queue: "mail"})
@@ -97,9 +98,19 @@ func TestInspect(t *testing.T) {
 		require.Equal(t, scheduled.Job.ID, sched.Jobs[0].ID)
 		require.NotNil(t, sched.Schedules)
 		require.Empty(t, sched.Schedules)
+		before := time.Now()
 		out := inspectTable(t, db, "scheduled")
+		after := time.Now()
 		require.Contains(t, out, "RUNS AT")
-		require.Regexp(t, `in (1h59m|2h0m)`, out)
+		// In how long the job runs, as of the command, rounded to the
+		// minute.
+		m := regexp.MustCompile(`\bin (\d+h\d+m0s)\b`).FindStringSubmatch(out)
+		require.NotNil(t, m, out)
+		in, err := time.ParseDuration(m[1])
+		require.NoError(t, err)
+		at := scheduled.Job.ScheduledAt
+		require.True(t, in >= at.Sub(after)-30*time.Second && in <= at.Sub(before)+30*time.Second,
+			"runs in %s; scheduled at %s, inspected between %s and %s", in, at, before, after)
 		require.Contains(t, out, "(no schedules: wasso-runner setup seeds the attendance sweep)")
 	})
 
@@ -157,7 +168,7 @@ func TestInspect(t *testing.T) {
 // the leader has made them available just before their deadline.
 func TestInspectScheduledExactDeadlines(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	ctx := context.Background()
 	_, eventID := dueClub(t, db, 2)
 	_, err := db.Pool.Exec(ctx, `UPDATE events SET start_datetime = now() + interval '1 hour' WHERE id = $1`, eventID)

@@ -57,7 +57,7 @@ func insertJobs(t *testing.T, db *wassotest.DB, n int) {
 // cancel, retry and delete act on IDs or, confirmed, on filters.
 func TestJobsListCancelRetryDelete(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	insertJobs(t, db, 3)
 	_, err := controlClient(t, db).Insert(context.Background(), noopOther{}, nil)
 	require.NoError(t, err)
@@ -128,7 +128,7 @@ func (noopOther) Kind() string { return "test.other" }
 // finalized jobs unless asked with --state.
 func TestJobsPurge(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	insertJobs(t, db, 2)
 	completed := listJobs(t, db, "--queue", "default")[0].ID
 	_, err := db.Pool.Exec(context.Background(), `UPDATE river_job SET state = 'completed', finalized_at = now() WHERE id = $1`, completed)
@@ -177,6 +177,7 @@ func TestJobsPurge(t *testing.T) {
 // the exit code is checked through the output.
 func runInTerminal(t *testing.T, input string, a ...string) result {
 	t.Helper()
+	reserveConns(t, defaultTestConns)
 	// As runCLI does, run it again while the server refuses it a
 	// connection because all of them are taken.
 	deadline := time.Now().Add(2 * time.Minute)
@@ -216,7 +217,7 @@ func runInTerminalOnce(t *testing.T, input string, a ...string) result {
 // cancelled and the runner carries on.
 func TestJobsCancelRunning(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	_, release := blockedSweep(t, db)
 	p := startRunner(t, db, cliOpts{}, "--no-http", "--sweep-interval", "1h")
 	jobID := waitSweepBlocked(t, db)

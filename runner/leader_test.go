@@ -35,11 +35,12 @@ func TestTwoRunnersOneSweepPerInterval(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes two minutes")
 	}
+	reserveConns(t, 12) // two runners
 	const (
 		interval = 2 * time.Second
 		duration = 2 * time.Minute
 	)
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	a := startRunner(t, db, cliOpts{}, "--no-http", "--sweep-interval", interval.String())
 	b := startRunner(t, db, cliOpts{}, "--no-http", "--sweep-interval", interval.String())
 

@@ -43,7 +43,7 @@ func statusOf(t *testing.T, db *wassotest.DB) migrateStatus {
 // confirmation and with --yes rolls back.
 func TestMigrate(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{Bare: true})
+	db := newDB(t, wassotest.Options{Bare: true})
 	latest := migrations.All()[len(migrations.All())-1].Version
 
 	st := statusOf(t, db)
@@ -110,7 +110,7 @@ func lastLine(s string) string {
 // change the stored schedule, and --no-periodic seeds nothing.
 func TestSetup(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	for i := range 2 {
 		res := runCLI(t, cliOpts{}, args([]string{"setup"}, dbArgs(db))...)
 		require.Equal(t, 0, res.code, res.String())
@@ -157,13 +157,13 @@ func TestSetup(t *testing.T) {
 	require.Equal(t, 0, res.code, res.String())
 	require.Contains(t, res.stdout, "default schedules: not seeded (run.periodic is false")
 	require.Contains(t, res.stdout, "deadline discovery: off")
-	fresh := wassotest.NewDB(t, wassotest.Options{})
+	fresh := newDB(t, wassotest.Options{})
 	res = runCLI(t, cliOpts{}, args([]string{"setup", "--no-periodic"}, dbArgs(fresh))...)
 	require.Equal(t, 0, res.code, res.String())
 	require.Contains(t, res.stdout, "(no schedules")
 	require.Zero(t, count(t, fresh.Pool, `SELECT count(*) FROM wasso_schedule`))
 
-	bare := wassotest.NewDB(t, wassotest.Options{Bare: true})
+	bare := newDB(t, wassotest.Options{Bare: true})
 	res = runCLI(t, cliOpts{}, args([]string{"setup"}, dbArgs(bare))...)
 	require.Equal(t, 1, res.code, res.String())
 	require.Contains(t, oneLine(t, res.stderr), "database not ready")

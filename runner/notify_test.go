@@ -51,7 +51,7 @@ func TestRunWebhookNotifier(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	_, eventID := dueClub(t, db, 3)
 	p := startRunner(t, db, cliOpts{env: []string{
 		"WASSO_NOTIFY_WEBHOOK_URL=" + srv.URL + "/absent",
@@ -96,7 +96,7 @@ func TestSecretOfTheWrongType(t *testing.T) {
 func TestRiverUICrossOriginRequestsRefused(t *testing.T) {
 	t.Parallel()
 
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	p := startRunner(t, db, cliOpts{})
 	base := p.baseURL(t)
 	post := func(site string) int {

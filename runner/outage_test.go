@@ -437,7 +437,7 @@ func terminateBackends(pool *pgxpool.Pool, role string) (int, error) {
 // database is restarted or fails over.
 func TestRunnerConnectionsTerminated(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	admin := wassotest.AdminPool(t)
 	ctx := context.Background()
 	role := db.Schema + "_runner"

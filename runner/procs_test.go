@@ -17,7 +17,7 @@ import (
 func TestRunProcs(t *testing.T) {
 	t.Parallel()
 
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	for _, tc := range []struct {
 		env  []string
 		want float64

@@ -60,8 +60,9 @@ var raceMix = []struct {
 // once.
 func TestCheckInRace(t *testing.T) {
 	t.Parallel()
+	reserveConns(t, 28) // a runner, and the backend's pool of 20
 	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	seedValue := time.Now().UnixNano()
 	t.Logf("seed %d", seedValue)
 	rng := rand.New(rand.NewPCG(uint64(seedValue), 0))

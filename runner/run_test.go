@@ -38,7 +38,8 @@ func metricValue(body, series string) float64 {
 // environment for run's own keys too.
 func TestRun(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	reserveConns(t, 10) // a runner sweeping every two seconds, and the test's queries
+	db := newDB(t, wassotest.Options{})
 	_, eventID := dueClub(t, db, 3)
 	p := startRunner(t, db, cliOpts{env: []string{"WASSO_SWEEP_INTERVAL=1h"}}, "--sweep-interval", "2s")
 	started := p.waitLog(t, "wasso-runner started", time.Minute)
@@ -96,7 +97,7 @@ func TestRun(t *testing.T) {
 // works jobs without ever enqueueing a sweep.
 func TestRunNoHTTPNoPeriodic(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	p := startRunner(t, db, cliOpts{}, "--no-http", "--no-periodic", "--sweep-interval", "1s")
 	started := p.waitLog(t, "wasso-runner started", time.Minute)
 	require.NotContains(t, started, "http_addr")
@@ -133,7 +134,7 @@ func TestRunNoHTTPNoPeriodic(t *testing.T) {
 // while a runner without it accepts them.
 func TestRunBasicAuthAndReadOnly(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	const user, pass = "admin", "correct-horse-battery"
 	creds := cliOpts{env: []string{"WASSO_HTTP_USERNAME=" + user, "WASSO_HTTP_PASSWORD=" + pass}}
 	ro := startRunner(t, db, creds, "--read-only", "--http-addr", "0.0.0.0:0")

@@ -50,7 +50,7 @@ func TestScheduleImportCeleryBeat(t *testing.T) {
 	t.Parallel()
 	requireImportCommand(t)
 	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	importArgs := func(extra ...string) []string {
 		return args([]string{"schedule", "import-celery-beat"}, dbArgs(db), extra)
 	}
@@ -155,7 +155,7 @@ func TestScheduleImportCeleryBeatNotMigrated(t *testing.T) {
 	t.Parallel()
 	requireImportCommand(t)
 	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{Bare: true})
+	db := newDB(t, wassotest.Options{Bare: true})
 	require.NoError(t, celerybeat.Create(ctx, db.Pool))
 	res := runCLI(t, cliOpts{}, args([]string{"schedule", "import-celery-beat"}, dbArgs(db))...)
 	require.Equal(t, 1, res.code, res.String())

@@ -225,11 +225,12 @@ func TestScheduleLeaderKilledMidRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a 2-second schedule through a failover, about 70 s")
 	}
+	reserveConns(t, 12) // two runners, then a third in place of one
 	const (
 		name  = "failover"
 		every = 2 * time.Second
 	)
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	store := spStore(t)
 	a := startRunner(t, db, cliOpts{}, "--no-http")
 	b := startRunner(t, db, cliOpts{}, "--no-http")
@@ -331,7 +332,7 @@ func TestScheduleAllRunnersDown(t *testing.T) {
 		outage = 10 * every
 	)
 	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	store := spStore(t)
 	p := startRunner(t, db, cliOpts{}, "--no-http")
 
@@ -487,7 +488,7 @@ func TestScheduleAllRunnersDown(t *testing.T) {
 func TestScheduleMissedSkipPastGrace(t *testing.T) {
 	t.Parallel()
 	const every = 10 * time.Minute
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	now := time.Now().Truncate(time.Second)
 	late, recent := now.Add(-schedule.MissedGrace-5*time.Second), now.Add(-5*time.Second)
 	store, err := schedule.NewStore(schedule.StoreConfig{
@@ -561,7 +562,7 @@ func TestScheduleOverlapSlowJob(t *testing.T) {
 		jobMS   = 3500
 		samples = 150 // at 100 ms apart, at least 15 s of slots
 	)
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	store := spStore(t)
 	p := startRunner(t, db, cliOpts{bin: faultBinary(t)}, "--no-http", "--concurrency", "4")
 	args, err := json.Marshal(spSleepArgs{MS: jobMS})
@@ -690,7 +691,7 @@ func TestSchedulePropagation(t *testing.T) {
 		bound = 10 * time.Second
 	)
 	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	store := spStore(t)
 	p := startRunner(t, db, cliOpts{}, "--no-http")
 	spCreate(t, store, db, schedule.Schedule{

@@ -92,7 +92,7 @@ func schedSnapshot(t *testing.T, db *wassotest.DB) string {
 // rest are usage errors, exit 2.
 func TestScheduleRefused(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	res := runCLI(t, cliOpts{}, args([]string{"setup"}, dbArgs(db))...)
 	require.Equal(t, 0, res.code, res.String())
 	schedCLI(t, db, cliOpts{}, "add", "taken", "--kind", attendance.SweepKind, "--cron", "0 9 * * *", "--tz", "Asia/Seoul")
@@ -186,7 +186,7 @@ func TestScheduleRefused(t *testing.T) {
 func TestScheduleRoundTrip(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	seoul, err := time.LoadLocation("Asia/Seoul")
 	require.NoError(t, err)
 
@@ -328,7 +328,7 @@ func TestScheduleSetupSeedsOnce(t *testing.T) {
 	}
 
 	// Removed: setup and run leave it removed.
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	require.Contains(t, setup(db), "default schedules created: attendance-sweep (every 5m0s)")
 	require.Contains(t, schedList(t, db), "attendance-sweep")
 	res := schedCLI(t, db, cliOpts{}, "remove", "attendance-sweep")
@@ -352,7 +352,7 @@ func TestScheduleSetupSeedsOnce(t *testing.T) {
 	require.Zero(t, count(t, db.Pool, `SELECT count(*) FROM river_job WHERE kind = $1 AND metadata->>'schedule' IS DISTINCT FROM 'witness'`, attendance.SweepKind), "no sweep without the schedule")
 
 	// Edited: setup keeps the edit, run says the stored schedule wins.
-	db = wassotest.NewDB(t, wassotest.Options{})
+	db = newDB(t, wassotest.Options{})
 	setup(db, "WASSO_SWEEP_INTERVAL=10m")
 	require.Equal(t, "10m0s", *schedList(t, db)["attendance-sweep"].Every)
 	schedCLI(t, db, cliOpts{}, "update", "attendance-sweep", "--every", "7m")
@@ -384,7 +384,7 @@ func TestScheduleSetupSeedsOnce(t *testing.T) {
 // schedule's runs, skips, misses and next run, from wasso_schedule.
 func TestScheduleInspectAndMetrics(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	res := runCLI(t, cliOpts{}, args([]string{"setup", "--sweep-interval", "2s"}, dbArgs(db))...)
 	require.Equal(t, 0, res.code, res.String())
 	schedCLI(t, db, cliOpts{}, "add", "nightly", "--kind", attendance.SweepKind, "--cron", "0 3 * * *", "--tz", "Asia/Seoul")
@@ -454,7 +454,7 @@ func TestScheduleCLIPropagation(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	const interval = 2 * time.Second
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	p := startRunner(t, db, cliOpts{}, "--no-http", "--sweep-interval", interval.String())
 
 	type job struct {

@@ -40,7 +40,7 @@ func TestSchedulesPageInChromium(t *testing.T) {
 		t.Skipf("%s not found: install Chromium (apt-get install -y chromium) to run the browser test", chromiumPath)
 	}
 	ctx := context.Background()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	store, err := schedule.NewStore(schedule.StoreConfig{Kinds: wassoriver.ScheduleKinds()})
 	require.NoError(t, err)
 	for _, s := range []schedule.Schedule{

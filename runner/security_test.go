@@ -84,7 +84,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	defer receiver.Close()
 	hookURL := receiver.URL + "/hook?token=" + token
 
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	// The test server trusts local connections: the password is sent and
 	// ignored.
 	u, err := url.Parse(db.URL)

@@ -9,16 +9,42 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/internal/wassotest"
+	wassoriver "github.com/wasso/scheduler/river"
+	"github.com/wasso/scheduler/river/schedule"
 	"github.com/wasso/scheduler/runner"
 )
 
-// blockedSweep makes the next sweep long-running: with an event due, the
-// sweep must write attendances, and the test holds a lock that blocks
-// writes to that table until release is called.
+// sweepAtOnce stores the attendance-sweep schedule that a runner run with
+// --sweep-interval 1h would seed, but with its first slot now, for the
+// tests that need the first sweep of a runner started after it. A runner
+// seeds the schedule with its first slot at the next whole second after
+// it computed it, and the store computes the first slot at or after that
+// one as of when it creates the schedule: when the runner gets there
+// after that second (a loaded machine, with luck a few milliseconds), the
+// first sweep comes an hour later. A schedule stored before the runner
+// starts is left as it is.
+func sweepAtOnce(t *testing.T, db *wassotest.DB) {
+	t.Helper()
+	first := time.Now()
+	store, err := schedule.NewStore(schedule.StoreConfig{Kinds: wassoriver.ScheduleKinds(), Now: func() time.Time { return first }})
+	require.NoError(t, err)
+	_, err = store.Create(context.Background(), db.Pool, schedule.Schedule{
+		Name: wassoriver.SweepScheduleName, Kind: attendance.SweepKind, Every: time.Hour, StartAt: first, Enabled: true,
+		Missed: schedule.MissedOnce, Overlap: schedule.OverlapSkip,
+	})
+	require.NoError(t, err)
+}
+
+// blockedSweep makes the first sweep of the runner started next
+// long-running: with an event due, the sweep must write attendances, and
+// the test holds a lock that blocks writes to that table until release
+// is called. That sweep comes at once (sweepAtOnce).
 func blockedSweep(t *testing.T, db *wassotest.DB) (eventID int64, release func()) {
 	t.Helper()
 	ctx := context.Background()
+	sweepAtOnce(t, db)
 	_, eventID = dueClub(t, db, 3)
 	tx, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
@@ -79,7 +105,7 @@ func requireNotLost(t *testing.T, db *wassotest.DB, jobID, eventID int64) {
 // is made available again and completes on the next runner.
 func TestShutdownTimeoutDuringLongJob(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	eventID, release := blockedSweep(t, db)
 	const timeout = 3 * time.Second
 	p := startRunner(t, db, cliOpts{}, "--no-http", "--sweep-interval", "1h", "--shutdown-timeout", timeout.String())
@@ -101,7 +127,7 @@ func TestShutdownTimeoutDuringLongJob(t *testing.T) {
 // timeout completes; nothing is cancelled.
 func TestShutdownFinishesRunningJob(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	eventID, release := blockedSweep(t, db)
 	p := startRunner(t, db, cliOpts{}, "--no-http", "--sweep-interval", "1h", "--shutdown-timeout", "1m")
 	jobID := waitSweepBlocked(t, db)
@@ -122,7 +148,7 @@ func TestShutdownFinishesRunningJob(t *testing.T) {
 // one-hour shutdown timeout, and the cut-off job is still not lost.
 func TestShutdownSecondSignal(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	eventID, release := blockedSweep(t, db)
 	p := startRunner(t, db, cliOpts{}, "--no-http", "--sweep-interval", "1h", "--shutdown-timeout", "1h")
 	jobID := waitSweepBlocked(t, db)

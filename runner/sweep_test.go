@@ -41,7 +41,7 @@ func sweepJSON(t *testing.T, db *wassotest.DB, extra ...string) sweepOutput {
 // sweep finds nothing; --enqueue inserts a job instead.
 func TestSweep(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	club, eventID := dueClub(t, db, 3)
 	attendances := `SELECT count(*) FROM attendances WHERE event_id = $1`
 
@@ -88,7 +88,7 @@ func TestSweep(t *testing.T) {
 // its summary; the batches settle two at a time (sweep.parallel).
 func TestSweepProgress(t *testing.T) {
 	t.Parallel()
-	db := wassotest.NewDB(t, wassotest.Options{})
+	db := newDB(t, wassotest.Options{})
 	_, err := seed.Generate(context.Background(), db.Pool, seed.Shape{Generations: 3, Members: 5, DueEvents: 300}, dbNow(t, db))
 	require.NoError(t, err)
 

@@ -155,7 +155,10 @@ func AdminPool(tb testing.TB) *pgxpool.Pool {
 			adminErr = err
 			return
 		}
-		cfg.MaxConns = 8
+		// It creates and drops schemas, statements of milliseconds: four
+		// connections serve a package's tests, and leave the server's
+		// connections to the tests themselves.
+		cfg.MaxConns = 4
 		adminPool, adminErr = pgxpool.NewWithConfig(context.Background(), cfg)
 	})
 	if adminErr != nil {
