@@ -1,6 +1,7 @@
 package schedule
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -74,9 +75,10 @@ const slotPruneInterval = time.Hour
 type Scheduler struct {
 	river.HookDefaults
 
-	pool  *pgxpool.Pool
-	store *Store
-	loop  leaderloop.Loop
+	pool       *pgxpool.Pool
+	listenPool *pgxpool.Pool // ListenOn; nil: pool
+	store      *Store
+	loop       leaderloop.Loop
 
 	// listenerPID is the backend pid of the LISTEN connection, zero while
 	// there is none (tests kill it).
@@ -120,6 +122,12 @@ func (s *Scheduler) Store() *Store { return s.store }
 func (s *Scheduler) SeedWhenLeading(defaults func(now time.Time) []Schedule) {
 	s.defaults = defaults
 }
+
+// ListenOn makes the loop LISTEN on a connection of pool rather than of
+// the pool it works on: a pool of direct connections when the other sits
+// behind a connection pooler in transaction mode, where LISTEN cannot
+// work. Call it before the client starts.
+func (s *Scheduler) ListenOn(pool *pgxpool.Pool) { s.listenPool = pool }
 
 // Start starts the loop in ctx and returns at once. River calls it on the
 // new leader (see Scheduler); a loop still running from an earlier call is
@@ -272,7 +280,7 @@ func (s *Scheduler) listen(ctx context.Context, wake chan<- struct{}) {
 	var prefix string // set by Connect, read by the handler: one goroutine
 	listener := &pgxlisten.Listener{
 		Connect: func(ctx context.Context) (*pgx.Conn, error) {
-			pooled, err := s.pool.Acquire(ctx)
+			pooled, err := cmp.Or(s.listenPool, s.pool).Acquire(ctx)
 			if err != nil {
 				return nil, fmt.Errorf("acquire listener connection: %w", err)
 			}
@@ -371,7 +379,7 @@ func (s *Scheduler) runPass(ctx context.Context, now time.Time) (*PassResult, er
 	exclude := s.backedOff(now)
 	for {
 		var out *scheduleOutcome
-		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err := commitDespiteCancel(ctx, s.pool, func(tx pgx.Tx) error {
 			var err error
 			out, err = s.store.runDueTx(ctx, tx, inserter, now, exclude)
 			return err
@@ -413,6 +421,31 @@ func (s *Scheduler) runPass(ctx context.Context, now time.Time) (*PassResult, er
 	}
 	return res, nil
 }
+
+// commitDespiteCancel runs f in a transaction of pool and commits it when
+// f succeeds, even if ctx is cancelled meanwhile (a shutdown, a lost
+// leadership): a pass whose work is done commits it and logs it, rather
+// than leave a commit whose outcome it cannot know. The commit gets
+// commitTimeout.
+func commitDespiteCancel(ctx context.Context, pool *pgxpool.Pool, f func(tx pgx.Tx) error) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		rollbackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+		defer cancel()
+		_ = tx.Rollback(rollbackCtx)
+		return err
+	}
+	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	return tx.Commit(commitCtx)
+}
+
+// commitTimeout bounds the commit (or rollback) of a pass's transaction
+// once its context is cancelled.
+const commitTimeout = 5 * time.Second
 
 // pruneSlotsSQL deletes the slot rows past their retention, through
 // wasso_schedule_slot_enqueued_at_idx.
