@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 
@@ -133,6 +134,16 @@ type Config struct {
 	// JobTimeoutDefault. River's -1 (no timeout) is refused: a job without
 	// a bound could outlive RescueStuckJobsAfter and run twice.
 	JobTimeout time.Duration
+
+	// ListenPool, if set, is a pool of direct connections to the same
+	// database that carries LISTEN alone: River's notifier and the
+	// schedule loop's listener take their connection from it, while every
+	// other statement goes through the client's pool. A pool behind a
+	// connection pooler in transaction mode (PgBouncer) cannot LISTEN: a
+	// notification reaches no one once the server connection returns to
+	// the pooler's pool. Two connections are enough. Nil means the
+	// client's pool.
+	ListenPool *pgxpool.Pool
 
 	// Logger is used by River and by the attendance workers. Nil discards.
 	Logger *slog.Logger
@@ -539,7 +550,7 @@ func NewClient(pool *pgxpool.Pool, config Config) (*Client, error) {
 	if scheduler != nil {
 		hooks = append(hooks, scheduler)
 	}
-	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+	client, err := river.NewClient(newDriver(pool, config.ListenPool), &river.Config{
 		CancelledJobRetentionPeriod: config.CancelledJobRetentionPeriod,
 		CompletedJobRetentionPeriod: config.CompletedJobRetentionPeriod,
 		DiscardedJobRetentionPeriod: config.DiscardedJobRetentionPeriod,
@@ -603,4 +614,28 @@ func (c *Client) waitLoops(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// listenDriver is River's pgx driver on a pool, except that River's
+// notifier LISTENs on a connection of another pool (Config.ListenPool).
+// River's notifier takes its connection from the driver's GetListener
+// alone; everything else, inserts and their NOTIFY included, goes through
+// the embedded driver.
+type listenDriver struct {
+	*riverpgxv5.Driver
+	listen *riverpgxv5.Driver
+}
+
+// GetListener returns the listener of the listen pool.
+func (d *listenDriver) GetListener(params *riverdriver.GetListenenerParams) riverdriver.Listener {
+	return d.listen.GetListener(params)
+}
+
+// newDriver returns River's driver on pool, listening on listen unless it
+// is nil.
+func newDriver(pool, listen *pgxpool.Pool) riverdriver.Driver[pgx.Tx] {
+	if listen == nil {
+		return riverpgxv5.New(pool)
+	}
+	return &listenDriver{Driver: riverpgxv5.New(pool), listen: riverpgxv5.New(listen)}
 }

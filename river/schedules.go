@@ -84,6 +84,9 @@ func clientScheduler(pool *pgxpool.Pool, config Config) (*schedule.Scheduler, er
 		return nil, nil
 	}
 	if config.Scheduler != nil {
+		if config.ListenPool != nil {
+			config.Scheduler.ListenOn(config.ListenPool)
+		}
 		return config.Scheduler, nil
 	}
 	store, err := schedule.NewStore(ScheduleStoreConfig(config))
@@ -95,5 +98,8 @@ func clientScheduler(pool *pgxpool.Pool, config Config) (*schedule.Scheduler, er
 		return nil, err
 	}
 	scheduler.SeedWhenLeading(func(now time.Time) []schedule.Schedule { return DefaultSchedules(config, now) })
+	if config.ListenPool != nil {
+		scheduler.ListenOn(config.ListenPool)
+	}
 	return scheduler, nil
 }

@@ -136,9 +136,17 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 		return &ConfigError{Err: notReady(err)}
 	}
 	a.warnNewerMigrations(st)
+	listen, err := a.openListenPool(ctx)
+	if err != nil {
+		return err
+	}
+	if listen != nil {
+		defer listen.Close()
+	}
 	rc := cfg.RiverConfig()
 	rc.Logger = a.logger
 	rc.Workers = testWorkers()
+	rc.ListenPool = listen
 	client, err := wassoriver.NewClient(pool, rc)
 	if err != nil {
 		return &ConfigError{Err: err}
@@ -155,6 +163,11 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 	defer a.markRunnerStopped(pool, client.ID())
 
 	m := newMetrics(a, pool, client.ID)
+	// A runner whose notifications are lost still works, by polling: it
+	// says so once, and /metrics keeps saying it.
+	if a.checkNotify(ctx, pool, listen) == nil {
+		m.notifyDelivered.Set(1)
+	}
 	events, unsubscribe := client.Subscribe(subscribedEvents...)
 	defer unsubscribe()
 

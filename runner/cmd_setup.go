@@ -1,11 +1,13 @@
 package runner
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/wasso/scheduler/attendance"
@@ -80,6 +82,10 @@ With --no-periodic (run.periodic false) setup seeds nothing.`,
 			if err != nil {
 				return err
 			}
+			notify, err := a.setupNotifyCheck(ctx, pool)
+			if err != nil {
+				return err
+			}
 			discovery := map[string]any{"enabled": !rc.NoDeadlines}
 			if !rc.NoDeadlines {
 				discovery["interval"] = rc.DiscoveryInterval.String()
@@ -87,7 +93,7 @@ With --no-periodic (run.periodic false) setup seeds nothing.`,
 			}
 			if asJSON {
 				return printJSON(a.stdout, map[string]any{
-					"migrations": "up to date", "leader": leader, "deadline_discovery": discovery,
+					"migrations": "up to date", "leader": leader, "deadline_discovery": discovery, "notifications": notify,
 					"seeded": seeds, "schedules": schedulesJSON(list),
 				})
 			}
@@ -102,6 +108,11 @@ With --no-periodic (run.periodic false) setup seeds nothing.`,
 			} else {
 				fmt.Fprintf(a.stdout, "deadline discovery: every %s while leader, scheduling each event's settlement up to %s ahead\n", rc.DiscoveryInterval, rc.DiscoveryHorizon)
 			}
+			if notify.Delivered {
+				fmt.Fprintln(a.stdout, "notifications: delivered (runners are woken at once)")
+			} else {
+				fmt.Fprintf(a.stdout, "notifications: not delivered: %s; runners will poll instead (%s)\n", notify.Error, notify.Hint)
+			}
 			a.printSeeded(seeds, exists, rc.NoSchedules)
 			return printSchedules(a.stdout, list)
 		},
@@ -111,6 +122,34 @@ With --no-periodic (run.periodic false) setup seeds nothing.`,
 	cmd.Flags().Bool("no-periodic", false, "seed nothing, as a runner started with --no-periodic (key run.periodic: false)")
 	cmd.Flags().Bool("no-deadlines", false, "show a runner started with --no-deadlines (key deadlines.enabled: false)")
 	return cmd
+}
+
+// notifyJSON is what setup found of notifications.
+type notifyJSON struct {
+	Delivered bool   `json:"delivered"`
+	Error     string `json:"error,omitempty"`
+	Hint      string `json:"hint,omitempty"`
+}
+
+// setupNotifyCheck checks, as run does at start, whether notifications
+// reach a runner of this configuration: through database.listen_url when
+// it is set, else through database_url.
+func (a *app) setupNotifyCheck(ctx context.Context, pool *pgxpool.Pool) (notifyJSON, error) {
+	listen, err := a.openListenPool(ctx)
+	if err != nil {
+		return notifyJSON{}, err
+	}
+	if listen != nil {
+		defer listen.Close()
+	}
+	err = wassoriver.CheckNotify(ctx, pool, listen, 0)
+	if err == nil {
+		return notifyJSON{Delivered: true}, nil
+	}
+	if ctx.Err() != nil {
+		return notifyJSON{}, ctx.Err()
+	}
+	return notifyJSON{Error: a.redact.redact(oneLine(err.Error())), Hint: notifyHint(listen != nil)}, nil
 }
 
 // printSeeded writes the line saying which default schedules setup

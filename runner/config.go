@@ -63,7 +63,10 @@ type Config struct {
 
 	Database struct {
 		ConnectTimeout time.Duration `mapstructure:"connect_timeout" default:"10s" check:"positive"`
-		MaxConns       int           `mapstructure:"max_conns" default:"0" check:"0..2147483647"`
+		// ListenURL is a direct connection for LISTEN alone, when
+		// database_url goes through a pooler in transaction mode.
+		ListenURL string `mapstructure:"listen_url" secret:"url"`
+		MaxConns  int    `mapstructure:"max_conns" default:"0" check:"0..2147483647"`
 	} `mapstructure:"database"`
 
 	Run struct {

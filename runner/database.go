@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	wassoriver "github.com/wasso/scheduler/river"
 )
 
 // errNoDatabaseURL is returned by commands that need a database when none
@@ -42,6 +45,15 @@ func (a *app) openPool(ctx context.Context, opts poolOptions) (*pgxpool.Pool, er
 	if _, ok := poolCfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		poolCfg.ConnConfig.RuntimeParams["application_name"] = "wasso-runner"
 	}
+	if !strings.Contains(cfg.DatabaseURL, "default_query_exec_mode") {
+		// Statements are sent unnamed, parsed and bound in one round trip:
+		// named prepared statements, pgx's default, outlive a transaction
+		// and fail behind a pooler in transaction mode (PgBouncer), where
+		// the next transaction may run on another server connection. The
+		// hot statements of the settlement run this way already, to be
+		// planned with their actual values.
+		poolCfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+	}
 	switch {
 	case cfg.Database.MaxConns > 0:
 		poolCfg.MaxConns = int32(cfg.Database.MaxConns)
@@ -68,6 +80,66 @@ func (a *app) openPool(ctx context.Context, opts poolOptions) (*pgxpool.Pool, er
 	}
 	a.logger.DebugContext(ctx, "connected to database", slog.String("database", describeDB(poolCfg.ConnConfig)), slog.Int("max_conns", int(poolCfg.MaxConns)))
 	return pool, nil
+}
+
+// openListenPool connects to database.listen_url, a direct connection
+// for LISTEN alone, or returns nil when it is not set. Like openPool, a
+// failure is a *ConfigError naming the key.
+func (a *app) openListenPool(ctx context.Context) (*pgxpool.Pool, error) {
+	url := a.cfg.Database.ListenURL
+	if url == "" {
+		return nil, nil
+	}
+	poolCfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, &ConfigError{Key: "database.listen_url", Source: a.cfg.Source("database.listen_url"), Err: errors.New(a.redact.redact(oneLine(err.Error())))}
+	}
+	a.redact.add(poolCfg.ConnConfig.Password)
+	if _, ok := poolCfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		poolCfg.ConnConfig.RuntimeParams["application_name"] = "wasso-runner-listen"
+	}
+	// River's notifier, the schedule loop's listener and the start-up
+	// check of notifications.
+	poolCfg.MaxConns = 3
+	if poolCfg.ConnConfig.ConnectTimeout == 0 || poolCfg.ConnConfig.ConnectTimeout > a.cfg.Database.ConnectTimeout {
+		poolCfg.ConnConfig.ConnectTimeout = a.cfg.Database.ConnectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return nil, &ConfigError{Key: "database.listen_url", Err: fmt.Errorf("database.listen_url: %s", a.redact.redact(oneLine(err.Error())))}
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, a.cfg.Database.ConnectTimeout)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &ConfigError{Key: "database.listen_url", Err: fmt.Errorf("database.listen_url: %w", a.connectError(poolCfg.ConnConfig, err))}
+	}
+	return pool, nil
+}
+
+// checkNotify says whether notifications reach this runner (see
+// wassoriver.CheckNotify): nil when they do, the reason when they do not
+// or could not be checked, logged once as a warning that names
+// database.listen_url.
+func (a *app) checkNotify(ctx context.Context, pool, listen *pgxpool.Pool) error {
+	err := wassoriver.CheckNotify(ctx, pool, listen, 0)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	a.logger.WarnContext(ctx, "notifications do not arrive: jobs, deadlines and schedule changes wait for polls instead of waking the runners",
+		slog.String("error", a.redact.redact(oneLine(err.Error()))), slog.String("key", "database.listen_url"), slog.String("hint", notifyHint(listen != nil)))
+	return err
+}
+
+// notifyHint says what to do about notifications that do not arrive.
+func notifyHint(listenURLSet bool) string {
+	if listenURLSet {
+		return "database.listen_url must be a direct connection to the database, not through a pooler"
+	}
+	return "set database.listen_url (WASSO_DATABASE_LISTEN_URL) to a direct connection to the database, bypassing the pooler"
 }
 
 // connectError says why the first connection failed, in the terms an

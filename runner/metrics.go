@@ -42,6 +42,11 @@ type metrics struct {
 	sweepCreated     prometheus.Counter
 	sweepLastSuccess prometheus.Gauge
 
+	// notifyDelivered is 1 when the start-up check found that
+	// notifications reach this runner, 0 when they are lost (a pooler in
+	// transaction mode without database.listen_url).
+	notifyDelivered prometheus.Gauge
+
 	// started is true while the River client is started; the ready gauge
 	// adds a ping of the database at scrape time, as /readyz does.
 	started atomic.Bool
@@ -90,6 +95,10 @@ func newMetrics(a *app, pool *pgxpool.Pool, clientID func() string) *metrics {
 		sweepLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "wasso_sweep_last_success_timestamp_seconds", Help: "Unix time of this runner's last successful sweep (0: none yet).",
 		}),
+		notifyDelivered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wasso_runner_notifications_delivered",
+			Help: "1 when a notification sent at start reached this runner's listener, 0 when it was lost: LISTEN does not work through the pooler, and wake-ups fall back to polling (set database.listen_url).",
+		}),
 	}
 	m.ready = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "wasso_runner_ready", Help: "1 while the River client is started and the database answers a ping (what /readyz checks), read at scrape time.",
@@ -114,7 +123,7 @@ func newMetrics(a *app, pool *pgxpool.Pool, clientID func() string) *metrics {
 	m.sweepRuns.WithLabelValues("failed")
 	m.registry.MustRegister(
 		m.jobsCompleted, m.jobsFailed, m.jobsRetried, m.jobsDiscarded, m.jobsCancelled, m.jobsSnoozed, m.jobDuration,
-		m.sweepRuns, m.sweepEvents, m.sweepUpdated, m.sweepCreated, m.sweepLastSuccess, m.ready, info,
+		m.sweepRuns, m.sweepEvents, m.sweepUpdated, m.sweepCreated, m.sweepLastSuccess, m.notifyDelivered, m.ready, info,
 		newDBCollector(a, pool, clientID),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
