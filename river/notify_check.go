@@ -71,4 +71,3 @@ func CheckNotify(ctx context.Context, pool, listen *pgxpool.Pool, timeout time.D
 		}
 	}
 }
-
