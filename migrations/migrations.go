@@ -245,20 +245,22 @@ func Up(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Result, error) 
 	// River's migrator does not guard against a second migrator running at
 	// once (several runners started together), and its migrations cannot
 	// all share one transaction (one adds an enum value a later one uses),
-	// so a session lock held on a connection of its own serialises them.
-	lockConn, err := pool.Acquire(ctx)
+	// so a transaction of its own, open for the whole migration, holds an
+	// advisory lock that serialises them. A transaction-level lock, not a
+	// session lock: behind a pooler in transaction mode (PgBouncer) a
+	// session's statements may each run on another server connection, and
+	// a session lock would outlive its unlock; a transaction keeps its
+	// server connection until it ends, and the lock ends with it.
+	lockTx, err := pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("migrate river up: %w", err)
 	}
-	defer lockConn.Release()
-	if _, err := lockConn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(migrationLockKey)); err != nil {
+	defer func() { _ = lockTx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := lockTx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLockKey)); err != nil {
 		return nil, fmt.Errorf("migrate river up: lock: %w", err)
 	}
 	riverRes, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
-	if _, unlockErr := lockConn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(migrationLockKey)); unlockErr != nil {
-		// Closing the connection releases the lock with the session.
-		_ = lockConn.Conn().Close(context.WithoutCancel(ctx))
-	}
+	_ = lockTx.Rollback(context.WithoutCancel(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("migrate river up: %w", err)
 	}
