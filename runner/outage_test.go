@@ -196,9 +196,14 @@ func runThroughOutage(t *testing.T, e *eventDB, p *proc, base string, f fault) (
 	// backend writes them; the fault begins once the leader has planned
 	// them (their settle_event jobs are waiting).
 	now := e.dbNow(t)
-	var during []int64
+	var (
+		during    []int64
+		deadlines []time.Time
+	)
 	for i := range 4 {
-		during = append(during, e.mustEvent(t, now.Add(5*time.Second+time.Duration(i)*outageDown/6), false))
+		deadline := now.Add(5*time.Second + time.Duration(i)*outageDown/6)
+		during = append(during, e.mustEvent(t, deadline, false))
+		deadlines = append(deadlines, deadline)
 	}
 	all = append(all, during...)
 	waitFor(t, p, time.Minute, "the outage's events planned", func() bool {
@@ -217,6 +222,7 @@ func runThroughOutage(t *testing.T, e *eventDB, p *proc, base string, f fault) (
 	require.NoError(t, err)
 	_, err = lock.Exec(ctx, `LOCK TABLE attendances IN EXCLUSIVE MODE`)
 	require.NoError(t, err)
+	locked := e.dbNow(t)
 	waitFor(t, p, time.Minute, "a settlement waiting for the test's lock", func() bool {
 		n, err := queryInt(e.pool, `SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'attendances'::regclass`)
 		return err == nil && n > 0
@@ -255,11 +261,22 @@ func runThroughOutage(t *testing.T, e *eventDB, p *proc, base string, f fault) (
 	})
 	times.ready = time.Since(ended)
 	e.waitSettled(t, p, during, time.Minute)
-	var first time.Time
-	require.NoError(t, e.pool.QueryRow(ctx, `SELECT min(settled_at) FROM wasso_settlement WHERE event_id = ANY($1)`, during).Scan(&first))
-	times.settled = first.Sub(ended)
 	// The fault was real: no event of the outage was settled before it
-	// ended (the first one's deadline was past long before).
+	// ended (the first one's deadline was past long before). From the
+	// moment the test took its lock until the fault began, their
+	// settlements could only wait for it; an event whose deadline came
+	// before that moment (a machine stalled for seconds) may have been
+	// settled before the fault, and says nothing.
+	var dueLocked []int64
+	for i, id := range during {
+		if deadlines[i].After(locked) {
+			dueLocked = append(dueLocked, id)
+		}
+	}
+	require.NotEmpty(t, dueLocked, "every event of the outage came due before the test took its lock, at %s", locked)
+	var first time.Time
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT min(settled_at) FROM wasso_settlement WHERE event_id = ANY($1)`, dueLocked).Scan(&first))
+	times.settled = first.Sub(ended)
 	require.False(t, first.Before(ending), "an event due during the outage was settled at %s, before the outage ended (%s)", first, ending)
 	var sweep time.Time
 	waitFor(t, p, time.Minute, "a sweep after the outage", func() bool {
