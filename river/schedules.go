@@ -24,11 +24,12 @@ const CeleryTaskMarkAbsent = "scheduler.tasks.mark_absent_for_past_events"
 // missed) and schedule.OverlapSkip (no second sweep while one is still
 // running).
 //
-// Its StartAt is the whole second after now, which anchors its slots: the
-// first falls right after it is seeded, so that a new deployment sweeps at
-// once, and the others every interval after that. Call it just before
-// seeding: a seeding that starts after StartAt has passed gets its first
-// sweep one interval later.
+// Its StartAt is the whole second two seconds after now, which anchors
+// its slots: the first falls right after it is seeded, so that a new
+// deployment sweeps at once, and the others every interval after that.
+// Call it just before seeding: a seeding that ends after StartAt has
+// passed gets its first sweep one interval later, and the margin keeps a
+// slow seeding (a loaded database) from that.
 func DefaultSchedules(config Config, now time.Time) []schedule.Schedule {
 	interval := config.WithDefaults().SweepInterval
 	return []schedule.Schedule{{
@@ -36,7 +37,7 @@ func DefaultSchedules(config Config, now time.Time) []schedule.Schedule {
 		Kind:        attendance.SweepKind,
 		Every:       interval,
 		Enabled:     true,
-		StartAt:     now.Truncate(time.Second).Add(time.Second),
+		StartAt:     now.Truncate(time.Second).Add(2 * time.Second),
 		Missed:      schedule.MissedOnce,
 		Overlap:     schedule.OverlapSkip,
 		Description: "Settle every event whose check-in deadline has passed (the Celery task mark_absent_for_past_events).",

@@ -19,7 +19,7 @@ import (
 // sweepAtOnce stores the attendance-sweep schedule that a runner run with
 // --sweep-interval 1h would seed, but with its first slot now, for the
 // tests that need the first sweep of a runner started after it. A runner
-// seeds the schedule with its first slot at the next whole second after
+// seeds the schedule with its first slot two seconds at most after
 // it computed it, and the store computes the first slot at or after that
 // one as of when it creates the schedule: when the runner gets there
 // after that second (a loaded machine, with luck a few milliseconds), the
