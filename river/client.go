@@ -127,6 +127,11 @@ type Config struct {
 	// enqueued, for jobs that must commit with the settlement.
 	FollowUp attendance.FollowUpFunc
 
+	// Hooks are added to the River client's hooks, after the ones NewClient
+	// adds (ExactTimeHook, the Discoverer, the Scheduler): a leader loop of
+	// the caller's own is a rivertype.HookPeriodicJobsStart.
+	Hooks []rivertype.Hook
+
 	// JobTimeout bounds every job whose own timeout is not set:
 	// attendance.settle_event always, attendance.sweep and
 	// attendance.notify_absent when SweepTimeout and NotifyTimeout are
@@ -554,7 +559,7 @@ func NewClient(pool *pgxpool.Pool, config Config) (*Client, error) {
 		CancelledJobRetentionPeriod: config.CancelledJobRetentionPeriod,
 		CompletedJobRetentionPeriod: config.CompletedJobRetentionPeriod,
 		DiscardedJobRetentionPeriod: config.DiscardedJobRetentionPeriod,
-		Hooks:                       hooks,
+		Hooks:                       append(hooks, config.Hooks...),
 		JobTimeout:                  config.JobTimeout,
 		Logger:                      config.Logger,
 		PeriodicJobs:                periodic,

@@ -147,6 +147,8 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 	rc.Logger = a.logger
 	rc.Workers = testWorkers()
 	rc.ListenPool = listen
+	rescuer := &lostRunnerRescuer{a: a, pool: pool}
+	rc.Hooks = append(rc.Hooks, rescuer)
 	client, err := wassoriver.NewClient(pool, rc)
 	if err != nil {
 		return &ConfigError{Err: err}
@@ -267,6 +269,9 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 	}
 	m.started.Store(false)
 	a.stopClient(client.Stop, client.StopAndCancel)
+	waitCtx, cancelWait := context.WithTimeout(context.Background(), 10*time.Second)
+	_ = rescuer.Wait(waitCtx)
+	cancelWait()
 	if srv != nil {
 		httpCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		srv.shutdown(httpCtx)

@@ -12,6 +12,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+	"github.com/wasso/scheduler/internal/leaderloop"
 )
 
 // Runner liveness.
@@ -194,5 +197,62 @@ func (r runnerJSON) describe() string {
 		return "stopped"
 	default:
 		return r.State
+	}
+}
+
+// RescueLostInterval is how often the leader looks for running jobs of
+// lost runners (see lostRunnerRescuer).
+const RescueLostInterval = RunnerHeartbeatInterval
+
+// lostRunnerRescuer is a leader loop (a River hook, like the schedule
+// loop) that makes the running jobs of a runner whose heartbeat stopped
+// RunnerLostAfter ago, or that stopped with them running, available again
+// every RescueLostInterval: a runner killed with SIGKILL gives its jobs
+// back within about RunnerLostAfter plus RescueLostInterval, where River's
+// own rescuer waits run.rescue_after (two minutes by default), which stays
+// the backstop for jobs of clients without heartbeats. A runner that is
+// slow but alive keeps heartbeating, from a goroutine of its own, and its
+// jobs are never touched.
+type lostRunnerRescuer struct {
+	river.HookDefaults
+
+	a    *app
+	pool *pgxpool.Pool
+	loop leaderloop.Loop
+}
+
+func (r *lostRunnerRescuer) Start(ctx context.Context, _ *rivertype.HookPeriodicJobsStartParams) error {
+	r.loop.Start(ctx, r.run)
+	return nil
+}
+
+// Wait returns once the loop has returned, or when ctx is done.
+func (r *lostRunnerRescuer) Wait(ctx context.Context) error {
+	return r.loop.Wait(ctx, "lost runners' rescuer")
+}
+
+func (r *lostRunnerRescuer) run(ctx context.Context) {
+	// The first pass runs at once: a runner elected because the leader
+	// died may find the dead leader's jobs waiting.
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		timer.Reset(RescueLostInterval)
+		jobs, err := r.a.rescueLost(ctx, r.pool)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.a.logger.Warn("rescuing the jobs of lost runners failed", slog.String("error", r.a.redact.redact(err.Error())))
+			}
+			continue
+		}
+		for _, j := range jobs {
+			r.a.logger.Warn("job of a lost runner rescued", slog.Int64("job_id", j.id), slog.String("kind", j.kind),
+				slog.String("state", j.state), slog.String("lost_client_id", j.lostClientID))
+		}
 	}
 }

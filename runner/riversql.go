@@ -21,11 +21,14 @@ import (
 // adds one, or changes the tables, has one place to review:
 //
 //   - countJobs and sweepCounts count jobs;
-//   - leader reads the elected leader.
+//   - leader reads the elected leader;
+//   - rescueLostSQL makes the jobs of lost runners available again.
 //
 // They were written against River v0.51.2 and read only these columns, in
 // the configured schema: river_job's queue, kind, state, created_at and
-// errors; river_leader's leader_id, elected_at and expires_at.
+// errors; river_leader's leader_id, elected_at and expires_at. Only
+// rescueLostSQL writes: river_job's state, scheduled_at, finalized_at,
+// errors and metadata, as River's own rescuer (JobRescueMany) does.
 
 // jobCount is how many jobs of one kind are in one queue and state.
 type jobCount struct {
@@ -122,4 +125,62 @@ func (a *app) leader(ctx context.Context, db attendance.DB) (*leaderInfo, error)
 		return nil, fmt.Errorf("read leader: %w", err)
 	}
 	return &l, nil
+}
+
+// rescueLostSQL makes the running jobs of lost runners available again:
+// jobs whose last attempt is by a River client that wasso_runner records
+// and whose heartbeat is older than $1 seconds, or that stopped cleanly
+// ($1 is RunnerLostAfter). A job with attempts left becomes available at
+// once, keeping its attempt count; one without becomes discarded, as
+// River's rescuer leaves it. The attempt's error names the runner, and
+// metadata counts the rescue as River's rescuer does (river:rescue_count).
+// A job whose last attempt is by a client without a row (a backend's own
+// River client) is left to River's rescuer. It reads running jobs through
+// the (state, ...) prefix of river_job_prioritized_fetching_index.
+//
+// River has no call for this: JobRetry leaves running jobs alone, and
+// River's rescuer only takes jobs running longer than
+// RescueStuckJobsAfter, however dead their client is, since River OSS
+// records no client liveness.
+const rescueLostSQL = `
+UPDATE %[1]s AS j SET
+    state = CASE WHEN j.attempt < j.max_attempts THEN 'available' ELSE 'discarded' END::%[2]s,
+    scheduled_at = now(),
+    finalized_at = CASE WHEN j.attempt < j.max_attempts THEN NULL ELSE now() END,
+    errors = array_append(j.errors, jsonb_build_object(
+        'at', now(), 'attempt', j.attempt, 'trace', '',
+        'error', CASE WHEN r.stopped_at IS NULL
+            THEN 'Job of a lost runner rescued: no heartbeat from ' || r.client_id || ' (' || r.hostname || ', pid ' || r.pid || ') for ' || floor(extract(epoch FROM now() - r.heartbeat_at)) || 's'
+            ELSE 'Job of a stopped runner rescued: ' || r.client_id || ' (' || r.hostname || ', pid ' || r.pid || ') stopped with it running' END)),
+    metadata = j.metadata || jsonb_build_object('river:rescue_count',
+        coalesce(CASE WHEN jsonb_typeof(j.metadata -> 'river:rescue_count') = 'number' THEN (j.metadata ->> 'river:rescue_count')::int END, 0) + 1)
+FROM wasso_runner AS r
+WHERE j.state = 'running'
+  AND r.client_id = j.attempted_by[array_upper(j.attempted_by, 1)]
+  AND (r.stopped_at IS NOT NULL OR r.heartbeat_at < now() - make_interval(secs => $1))
+RETURNING j.id, j.kind, j.state::text, r.client_id`
+
+// rescuedJob is a job rescueLost made available (or discarded).
+type rescuedJob struct {
+	id           int64
+	kind, state  string
+	lostClientID string
+}
+
+// rescueLost runs rescueLostSQL once.
+func (a *app) rescueLost(ctx context.Context, db attendance.DB) ([]rescuedJob, error) {
+	rows, err := db.Query(ctx, fmt.Sprintf(rescueLostSQL, a.qualify("river_job"), a.qualify("river_job_state")), RunnerLostAfter.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("rescue the jobs of lost runners: %w", err)
+	}
+	var out []rescuedJob
+	var j rescuedJob
+	_, err = pgx.ForEachRow(rows, []any{&j.id, &j.kind, &j.state, &j.lostClientID}, func() error {
+		out = append(out, j)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rescue the jobs of lost runners: %w", err)
+	}
+	return out, nil
 }
