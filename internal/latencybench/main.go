@@ -6,6 +6,12 @@
 //	go run ./internal/latencybench                 # 500 events over 2 minutes, 1 and 3 runners
 //	go run ./internal/latencybench -runners 3 -events 100 -spread 30s
 //	go build -o /tmp/wasso-runner ./runner/cmd/wasso-runner && go run ./internal/latencybench -processes /tmp/wasso-runner
+//	go run ./internal/latencybench -processes /tmp/wasso-runner -runners 1 -events 100 -spread 30s -via direct,pgbouncer,pgbouncer+listen
+//
+// With -via, each run's runner processes reach Postgres directly, through
+// PgBouncer in transaction mode (internal/pgbouncer), or through it with
+// database.listen_url set to the direct connection: the three side by
+// side.
 //
 // Each run starts the runners (River clients built by wassoriver.NewClient
 // with production defaults, each on a pool of its own, in this process:
@@ -72,6 +78,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/wasso/scheduler/attendance"
+	"github.com/wasso/scheduler/internal/pgbouncer"
 	"github.com/wasso/scheduler/internal/seed"
 	"github.com/wasso/scheduler/internal/wassotest"
 	wassoriver "github.com/wasso/scheduler/river"
@@ -93,7 +100,15 @@ type options struct {
 	exactPoll  time.Duration
 	burst      bool
 	reference  bool
+	via        []string
 }
+
+// The paths -via can name, with -processes.
+const (
+	viaDirect        = "direct"
+	viaBouncer       = "pgbouncer"
+	viaBouncerListen = "pgbouncer+listen"
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -107,7 +122,7 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("latencybench", flag.ContinueOnError)
 	var o options
-	var runners string
+	var runners, via string
 	fs.IntVar(&o.events, "events", 500, "events per run")
 	fs.DurationVar(&o.spread, "spread", 2*time.Minute, "deadlines are spread over this long")
 	fs.DurationVar(&o.lead, "lead", 10*time.Second, "time from the start of writing to the first possible deadline")
@@ -123,8 +138,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.DurationVar(&o.exactPoll, "exact-poll", 0, "wassoriver.Config.ExactPollInterval (0: its default)")
 	fs.BoolVar(&o.burst, "burst", false, "one deadline for every event, all written up front with plain SQL")
 	fs.BoolVar(&o.reference, "reference", false, "with -burst: also time one set-based settlement of as many twin events")
+	fs.StringVar(&via, "via", viaDirect, "with -processes, comma-separated paths from the runners to Postgres, one run each: direct, pgbouncer (PgBouncer in transaction mode), pgbouncer+listen (the same, with database.listen_url direct)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	for v := range strings.SplitSeq(via, ",") {
+		v = strings.TrimSpace(v)
+		if v != viaDirect && v != viaBouncer && v != viaBouncerListen {
+			return fmt.Errorf("-via %q: want direct, pgbouncer or pgbouncer+listen", v)
+		}
+		if v != viaDirect && o.binary == "" {
+			return fmt.Errorf("-via %s needs -processes", v)
+		}
+		o.via = append(o.via, v)
 	}
 	for f := range strings.SplitSeq(runners, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -143,15 +169,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	var results []*result
 	var failed error
 	for _, n := range o.runners {
-		fmt.Fprintf(os.Stderr, "run: %d runner(s), %d events over %s ...\n", n, o.events, o.spread)
-		res, err := runOnce(ctx, o, n)
-		if err != nil {
-			return fmt.Errorf("%d runner(s): %w", n, err)
+		for _, via := range o.via {
+			fmt.Fprintf(os.Stderr, "run: %d runner(s) %s, %d events over %s ...\n", n, via, o.events, o.spread)
+			res, err := runOnce(ctx, o, n, via)
+			if err != nil {
+				return fmt.Errorf("%d runner(s) %s: %w", n, via, err)
+			}
+			if res.problem != nil {
+				failed = errors.Join(failed, fmt.Errorf("%d runner(s) %s: %w", n, via, res.problem))
+			}
+			results = append(results, res)
 		}
-		if res.problem != nil {
-			failed = errors.Join(failed, fmt.Errorf("%d runner(s): %w", n, res.problem))
-		}
-		results = append(results, res)
 	}
 	printTable(out, o, results)
 	return failed
@@ -159,6 +187,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 type result struct {
 	runners     int
+	via         string
 	api, sql    int
 	settled     int
 	twice       int
@@ -174,7 +203,7 @@ type result struct {
 	problem     error
 }
 
-func runOnce(ctx context.Context, o options, runners int) (*result, error) {
+func runOnce(ctx context.Context, o options, runners int, via string) (*result, error) {
 	db, cleanup := wassotest.ExampleDB()
 	defer cleanup()
 
@@ -233,7 +262,7 @@ func runOnce(ctx context.Context, o options, runners int) (*result, error) {
 	}()
 	inProcess := runners
 	if o.binary != "" {
-		stop, err := startProcesses(ctx, o, db, runners)
+		stop, err := startProcesses(ctx, o, db, runners, via)
 		if err != nil {
 			return nil, err
 		}
@@ -377,7 +406,7 @@ func runOnce(ctx context.Context, o options, runners int) (*result, error) {
 		stopObs()
 		return nil, err
 	}
-	res := &result{runners: runners, commitExact: commitTracked}
+	res := &result{runners: runners, via: via, commitExact: commitTracked}
 	ids := make([]int64, 0, len(deadlines))
 	for i, deadline := range deadlines {
 		if !o.burst {
@@ -522,10 +551,10 @@ func printTable(out io.Writer, o options, results []*result) {
 	fmt.Fprintf(out, "\n%d events per run, deadlines spread over %s, half via ScheduleEventTx, half plain SQL (discovered)\n", o.events, o.spread)
 	fmt.Fprintf(out, "latency from deadline to committed settlement (upper bound: first %s poll that sees it)\n\n", o.poll)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "runners\tevents\tapi\tsql\tsettled\tby job\tp50\tp99\tmax\tstart p50\tstart p99\tsettled twice\tdup rows\t")
+	fmt.Fprintln(tw, "runners\tvia\tevents\tapi\tsql\tsettled\tby job\tp50\tp99\tmax\tstart p50\tstart p99\tsettled twice\tdup rows\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t\n",
-			r.runners, r.api+r.sql, r.api, r.sql, r.settled, r.jobSettles,
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t\n",
+			r.runners, r.via, r.api+r.sql, r.api, r.sql, r.settled, r.jobSettles,
 			ms(pct(r.visible, 50)), ms(pct(r.visible, 99)), ms(pct(r.visible, 100)),
 			ms(pct(r.started, 50)), ms(pct(r.started, 99)), r.twice, r.dupRows)
 	}
@@ -601,8 +630,9 @@ func sleepUntil(ctx context.Context, at time.Time) error {
 
 // startProcesses starts n `wasso-runner run` processes on the run's
 // schema, and returns a func that stops them with SIGTERM and waits.
-func startProcesses(ctx context.Context, o options, db *wassotest.DB, n int) (func(), error) {
+func startProcesses(ctx context.Context, o options, db *wassotest.DB, n int, via string) (func(), error) {
 	var cmds []*exec.Cmd
+	var bouncer *pgbouncer.Bouncer
 	stop := func() {
 		for _, c := range cmds {
 			_ = c.Process.Signal(syscall.SIGTERM)
@@ -610,11 +640,26 @@ func startProcesses(ctx context.Context, o options, db *wassotest.DB, n int) (fu
 		for _, c := range cmds {
 			_ = c.Wait()
 		}
+		if bouncer != nil {
+			bouncer.Stop()
+		}
+	}
+	url := db.URL
+	var env []string
+	if via != viaDirect {
+		var err error
+		if bouncer, err = pgbouncer.Start(ctx, db.URL, db.Schema); err != nil {
+			return nil, err
+		}
+		url = bouncer.URL
+		if via == viaBouncerListen {
+			env = append(env, "WASSO_DATABASE_LISTEN_URL="+db.URL)
+		}
 	}
 	for range n {
 		cmd := exec.CommandContext(ctx, o.binary, "run", "--no-http", "--log-level", "warn",
-			"--database-url", db.URL, "--schema", db.Schema)
-		cmd.Env = os.Environ()
+			"--database-url", url, "--schema", db.Schema)
+		cmd.Env = append(os.Environ(), env...)
 		if o.exactPoll > 0 {
 			cmd.Env = append(cmd.Env, "WASSO_DEADLINES_POLL_INTERVAL="+o.exactPoll.String())
 		}
