@@ -156,6 +156,9 @@ func (a *app) connectError(c *pgx.ConnConfig, err error) error {
 		what, hint = "database refused the login", " (check the user and password of database_url)"
 	case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.InvalidCatalogName:
 		what, hint = "database does not exist", " (check the database name of database_url)"
+	case strings.Contains(err.Error(), "read only connection"):
+		// pgx refused every host for target_session_attrs=read-write.
+		what, hint = "database is read-only", " (every host of database_url is a standby or refuses writes: list the primary among its hosts)"
 	case errors.Is(err, context.DeadlineExceeded):
 		hint = fmt.Sprintf(" (no answer within the connect timeout, %s: database.connect_timeout, or connect_timeout in database_url if shorter)", c.ConnectTimeout)
 	}

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/wasso/scheduler/attendance"
 	"github.com/wasso/scheduler/migrations"
 )
@@ -13,6 +15,7 @@ import (
 // wassoriver) say what is missing with typed errors and leave what to run
 // to the program: these are wasso-runner's words for it.
 const (
+	hintReadOnly = "database_url reaches a read-only server (a standby): point it at the primary, or list every host with target_session_attrs=read-write so that the primary is chosen"
 	hintMigrate  = "run wasso-runner migrate up"
 	hintNotWasso = "point database_url at the Django backend's database; on a scratch database run wasso-runner migrate up --with-wasso-schema"
 )
@@ -26,6 +29,7 @@ func hint(err error) string {
 	var (
 		missingTable  *migrations.MissingTableError
 		schemaMissing *attendance.SchemaMissingError
+		pgErr         *pgconn.PgError
 		advice        string
 	)
 	switch {
@@ -38,6 +42,8 @@ func hint(err error) string {
 		}
 	case errors.Is(err, migrations.ErrMigrationsPending):
 		advice = hintMigrate
+	case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.ReadOnlySQLTransaction:
+		advice = hintReadOnly
 	}
 	return advice
 }

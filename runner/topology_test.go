@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/internal/pgbouncer"
@@ -90,4 +91,45 @@ func TestPgBouncerTransactionMode(t *testing.T) {
 		p.signal(t, syscall.SIGTERM)
 		require.Equal(t, 0, p.wait(t, time.Minute), tc.name)
 	}
+}
+
+// TestReadOnlyDatabase: a database_url that reaches only a read-only
+// server (a standby, here a role whose transactions are read-only) gets a
+// one-line error naming the cause: with target_session_attrs=read-write,
+// pgx refuses every host and the command exits 2 before doing anything;
+// without it, the first write fails and the error says what to do.
+func TestReadOnlyDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := newDB(t, wassotest.Options{})
+	server, err := pgx.ParseConfig(db.URL)
+	require.NoError(t, err)
+	if server.Password != "" {
+		t.Skip("the test server needs passwords; the read-only role has none")
+	}
+	role := "ro_" + db.Schema
+	admin := wassotest.AdminPool(t)
+	_, err = admin.Exec(ctx, `CREATE ROLE `+role+` LOGIN SUPERUSER`)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, role)
+		_, _ = admin.Exec(context.Background(), `DROP ROLE IF EXISTS `+role)
+	})
+	_, err = admin.Exec(ctx, `ALTER ROLE `+role+` SET default_transaction_read_only = on`)
+	require.NoError(t, err)
+	readOnly := strings.Replace(db.URL, "postgres://"+server.User+"@", "postgres://"+role+"@", 1)
+	require.NotEqual(t, db.URL, readOnly)
+
+	res := runCLI(t, cliOpts{}, "setup", "--database-url", readOnly+"&target_session_attrs=read-write", "--schema", db.Schema)
+	require.Equal(t, 2, res.code, res)
+	msg := oneLine(t, res.stderr)
+	require.Contains(t, msg, "database is read-only")
+	require.Contains(t, msg, "list the primary among its hosts")
+
+	res = runCLI(t, cliOpts{}, "setup", "--database-url", readOnly, "--schema", db.Schema)
+	require.Equal(t, 1, res.code, res)
+	msg = oneLine(t, res.stderr)
+	require.Contains(t, msg, "read-only transaction")
+	require.Contains(t, msg, "database_url reaches a read-only server")
+	require.Zero(t, count(t, db.Pool, `SELECT count(*) FROM wasso_schedule`), "nothing written")
 }
