@@ -106,7 +106,7 @@ func (a *app) openListenPool(ctx context.Context) (*pgxpool.Pool, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
-		return nil, &ConfigError{Key: "database.listen_url", Err: fmt.Errorf("database.listen_url: %s", a.redact.redact(oneLine(err.Error())))}
+		return nil, &ConfigError{Key: "database.listen_url", Err: errors.New(a.redact.redact(oneLine(err.Error())))}
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, a.cfg.Database.ConnectTimeout)
 	defer cancel()
@@ -115,7 +115,7 @@ func (a *app) openListenPool(ctx context.Context) (*pgxpool.Pool, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, &ConfigError{Key: "database.listen_url", Err: fmt.Errorf("database.listen_url: %w", a.connectError(poolCfg.ConnConfig, err))}
+		return nil, &ConfigError{Key: "database.listen_url", Err: a.connectError(poolCfg.ConnConfig, err)}
 	}
 	return pool, nil
 }

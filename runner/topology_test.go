@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"syscall"
@@ -132,4 +133,24 @@ func TestReadOnlyDatabase(t *testing.T) {
 	require.Contains(t, msg, "read-only transaction")
 	require.Contains(t, msg, "database_url reaches a read-only server")
 	require.Zero(t, count(t, db.Pool, `SELECT count(*) FROM wasso_schedule`), "nothing written")
+}
+
+// TestListenURLUnreachable: a database.listen_url that does not answer is
+// a one-line configuration error naming the key, without its password,
+// and nothing starts.
+func TestListenURLUnreachable(t *testing.T) {
+	t.Parallel()
+	db := newDB(t, wassotest.Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	require.NoError(t, ln.Close())
+	opts := cliOpts{env: []string{fmt.Sprintf("WASSO_DATABASE_LISTEN_URL=postgres://wasso:s3cret@127.0.0.1:%d/wasso", port)}}
+	for _, cmd := range [][]string{{"setup"}, {"run", "--no-http"}} {
+		res := runCLI(t, opts, args(cmd, dbArgs(db))...)
+		require.Equal(t, 2, res.code, res)
+		msg := oneLine(t, res.stderr)
+		require.Contains(t, msg, "database.listen_url: database unreachable")
+		require.NotContains(t, msg, "s3cret")
+	}
 }
