@@ -60,14 +60,7 @@ func startRunner(t *testing.T, db *wassotest.DB, config wassoriver.Config) *wass
 // whose deadline (start + 30 minutes) is deadline.
 func djangoEvent(t *testing.T, db seed.DB, generationID int64, deadline time.Time) int64 {
 	t.Helper()
-	id, err := seed.CreateEvent(context.Background(), db, seed.Event{
-		GenerationID: generationID,
-		Title:        "Weekly meeting",
-		Start:        deadline.Add(-30 * time.Minute),
-		StartMinutes: -10,
-		LateMinutes:  10,
-		FailMinutes:  30,
-	}, time.Now())
+	id, err := seed.CreateEventDueAt(context.Background(), db, generationID, deadline)
 	require.NoError(t, err)
 	return id
 }

@@ -144,3 +144,16 @@ func AddAttendance(ctx context.Context, db DB, eventID, mappingID int64, status 
 	}
 	return id, nil
 }
+
+// CreateEventDueAt inserts, as the Django backend does, an event of
+// generationID whose deadline (start + 30 minutes) is deadline.
+func CreateEventDueAt(ctx context.Context, db DB, generationID int64, deadline time.Time) (int64, error) {
+	return CreateEvent(ctx, db, Event{
+		GenerationID: generationID,
+		Title:        "Weekly meeting",
+		Start:        deadline.Add(-30 * time.Minute),
+		StartMinutes: -10,
+		LateMinutes:  10,
+		FailMinutes:  30,
+	}, time.Now())
+}
