@@ -241,12 +241,54 @@ const startAttempts = 5
 // the start only; the cluster then lives until [Cluster.Stop] or the end of
 // the process.
 func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
+	begin := time.Now()
+
+	c, err := newCluster(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			if serr := c.Stop(); serr != nil {
+				c.log.Warn("pgtemp: cleanup after failed start", slog.Any("error", serr))
+			}
+		}
+	}()
+	binDir, runAs, parent := c.binDir, c.runAs, filepath.Dir(c.dir)
+
+	c.log.Debug("pgtemp: initdb", slog.String("bin_dir", binDir), slog.Bool("as_postgres_user", runAs != nil))
+	initdb := c.command(ctx, "initdb",
+		"-D", c.dataDir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
+	if out, err := initdb.CombinedOutput(); err != nil {
+		hint := ""
+		if runAs != nil {
+			hint = fmt.Sprintf(" (running as OS user postgres: %s and all its parents must be accessible to that user)", parent)
+		}
+		return nil, fmt.Errorf("pgtemp: initdb: %w%s\n%s", err, hint, tail(out, 20))
+	}
+
+	if err := c.startServer(ctx); err != nil {
+		return nil, err
+	}
+
+	if err := c.createDatabase(ctx, Database); err != nil {
+		return nil, err
+	}
+
+	c.log.Info("pgtemp: cluster started",
+		slog.Int("port", c.port),
+		slog.String("bin_dir", binDir),
+		slog.Duration("elapsed", time.Since(begin)))
+	return c, nil
+}
+
+// newCluster finds the binaries and creates the temporary directory of a
+// cluster not yet initialized, with its watchdog. Stop cleans it up.
+func newCluster(ctx context.Context, opts Options) (*Cluster, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	begin := time.Now()
-
 	binDir, err := FindBinaries()
 	if errors.Is(err, ErrNoBinaries) && opts.InstallMissing {
 		if ierr := installPostgres(ctx, log, opts.Logger == nil); ierr != nil {
@@ -294,39 +336,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		log:     log.With(slog.String("dir", dir)),
 	}
 	live.Store(c, struct{}{})
-	defer func() {
-		if err != nil {
-			if serr := c.Stop(); serr != nil {
-				c.log.Warn("pgtemp: cleanup after failed start", slog.Any("error", serr))
-			}
-		}
-	}()
-
 	c.startWatchdog()
-
-	c.log.Debug("pgtemp: initdb", slog.String("bin_dir", binDir), slog.Bool("as_postgres_user", runAs != nil))
-	initdb := c.command(ctx, "initdb",
-		"-D", c.dataDir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
-	if out, err := initdb.CombinedOutput(); err != nil {
-		hint := ""
-		if runAs != nil {
-			hint = fmt.Sprintf(" (running as OS user postgres: %s and all its parents must be accessible to that user)", parent)
-		}
-		return nil, fmt.Errorf("pgtemp: initdb: %w%s\n%s", err, hint, tail(out, 20))
-	}
-
-	if err := c.startServer(ctx); err != nil {
-		return nil, err
-	}
-
-	if err := c.createDatabase(ctx, Database); err != nil {
-		return nil, err
-	}
-
-	c.log.Info("pgtemp: cluster started",
-		slog.Int("port", c.port),
-		slog.String("bin_dir", binDir),
-		slog.Duration("elapsed", time.Since(begin)))
 	return c, nil
 }
 

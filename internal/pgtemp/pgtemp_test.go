@@ -221,3 +221,63 @@ func TestStopServerStartServer(t *testing.T) {
 	require.ErrorIs(t, err, fs.ErrNotExist)
 	requirePortClosed(t, port)
 }
+
+// TestStandbyFailover: a standby made from a primary has the primary's
+// commits once caught up, refuses writes, and after the primary is killed
+// and it is promoted, accepts them. What the primary committed after the
+// standby stopped receiving is not there: the loss asynchronous
+// replication allows.
+func TestStandbyFailover(t *testing.T) {
+	t.Parallel()
+	requireBinaries(t)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	primary, err := Start(ctx, Options{Logger: testLogger(t)})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, primary.Stop()) })
+	exec := func(url, sql string) error {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, sql)
+		return err
+	}
+	count := func(url string) int {
+		var n int
+		require.NoError(t, queryRow(ctx, url, `SELECT count(*) FROM t`, &n))
+		return n
+	}
+	require.NoError(t, exec(primary.URL(Database), `CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)`))
+
+	standby, err := StartStandby(ctx, primary, Options{Logger: testLogger(t)})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, standby.Stop()) })
+	require.NotEqual(t, primary.Port(), standby.Port())
+	require.NoError(t, exec(primary.URL(Database), `INSERT INTO t VALUES (2)`))
+	require.NoError(t, standby.CatchUp(ctx, primary))
+	require.Equal(t, 2, count(standby.URL(Database)), "rows on the caught-up standby")
+	err = exec(standby.URL(Database), `INSERT INTO t VALUES (3)`)
+	require.ErrorContains(t, err, "read-only transaction", "a write on the standby")
+
+	require.NoError(t, standby.StopReceiving(ctx))
+	require.NoError(t, exec(primary.URL(Database), `INSERT INTO t VALUES (4)`))
+	require.Equal(t, 3, count(primary.URL(Database)))
+
+	port := primary.Port()
+	require.NoError(t, primary.Kill(ctx))
+	requirePortClosed(t, port)
+	require.NoError(t, standby.Promote(ctx))
+	require.NoError(t, exec(standby.URL(Database), `INSERT INTO t VALUES (5)`), "a write on the promoted standby")
+	var ids []int
+	conn, err := pgx.Connect(ctx, standby.URL(Database))
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT id FROM t ORDER BY id`)
+	require.NoError(t, err)
+	ids, err = pgx.CollectRows(rows, pgx.RowTo[int])
+	require.NoError(t, err)
+	require.Equal(t, []int{1, 2, 5}, ids, "rows after the failover: the commit the standby never received is lost")
+}
