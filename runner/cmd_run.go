@@ -167,9 +167,11 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 	m := newMetrics(a, pool, client.ID)
 	// A runner whose notifications are lost still works, by polling: it
 	// says so once, and /metrics keeps saying it.
-	if a.checkNotify(ctx, pool, listen) == nil {
+	delivered := a.checkNotify(ctx, pool, listen) == nil
+	if delivered {
 		m.notifyDelivered.Set(1)
 	}
+	a.warnSessionPooler(ctx, pool, listen, delivered)
 	events, unsubscribe := client.Subscribe(subscribedEvents...)
 	defer unsubscribe()
 

@@ -110,6 +110,9 @@ With --no-periodic (run.periodic false) setup seeds nothing.`,
 			}
 			if notify.Delivered {
 				fmt.Fprintln(a.stdout, "notifications: delivered (runners are woken at once)")
+				if notify.Pooler != "" {
+					fmt.Fprintf(a.stdout, "pooler: %s\n", notify.Pooler)
+				}
 			} else {
 				fmt.Fprintf(a.stdout, "notifications: not delivered: %s; runners will poll instead (%s)\n", notify.Error, notify.Hint)
 			}
@@ -129,6 +132,9 @@ type notifyJSON struct {
 	Delivered bool   `json:"delivered"`
 	Error     string `json:"error,omitempty"`
 	Hint      string `json:"hint,omitempty"`
+	// Pooler is sessionPoolerWarning when database_url goes through a
+	// pooler in session mode.
+	Pooler string `json:"pooler,omitempty"`
 }
 
 // setupNotifyCheck checks, as run does at start, whether notifications
@@ -144,7 +150,11 @@ func (a *app) setupNotifyCheck(ctx context.Context, pool *pgxpool.Pool) (notifyJ
 	}
 	err = wassoriver.CheckNotify(ctx, pool, listen, 0)
 	if err == nil {
-		return notifyJSON{Delivered: true}, nil
+		out := notifyJSON{Delivered: true}
+		if listen == nil && sessionPooled(ctx, pool, true) {
+			out.Pooler = sessionPoolerWarning
+		}
+		return out, nil
 	}
 	if ctx.Err() != nil {
 		return notifyJSON{}, ctx.Err()

@@ -134,6 +134,50 @@ func (a *app) checkNotify(ctx context.Context, pool, listen *pgxpool.Pool) error
 	return err
 }
 
+// warnSessionPooler logs sessionPoolerWarning once when database_url goes
+// through a pooler in session mode; delivered is checkNotify's verdict.
+func (a *app) warnSessionPooler(ctx context.Context, pool, listen *pgxpool.Pool, delivered bool) {
+	if listen == nil && sessionPooled(ctx, pool, delivered) {
+		a.logger.WarnContext(ctx, sessionPoolerWarning, slog.String("key", "database.max_conns"))
+	}
+}
+
+// sessionPoolerWarning is what run logs and setup prints when database_url
+// goes through a pooler in session mode.
+const sessionPoolerWarning = "database_url goes through a connection pooler in session mode: each connection of a runner holds a server connection for as long as it lives, " +
+	"so the pooler's pool_size must cover database.max_conns of every runner, or their queries wait in its queue; " +
+	"transaction mode, with database.listen_url for notifications, shares server connections"
+
+// throughPooler says whether the connections of pool reach the server
+// through a connection pooler: the backend a pooler hands out is not the
+// one the client was given at its start (PgBouncer, like other poolers,
+// answers the startup with a process ID and cancel key of its own).
+func throughPooler(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return false, fmt.Errorf("look for a connection pooler: %w", err)
+	}
+	defer conn.Release()
+	var backend uint32
+	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&backend); err != nil {
+		return false, fmt.Errorf("look for a connection pooler: %w", err)
+	}
+	return backend != conn.Conn().PgConn().PID(), nil
+}
+
+// sessionPooled says whether database_url goes through a pooler in
+// session mode: a pooler is in between, and notifications sent and
+// listened for through it arrive, which transaction pooling never lets
+// them do. listenDelivered is the result of the notification check
+// through database_url itself (database.listen_url unset).
+func sessionPooled(ctx context.Context, pool *pgxpool.Pool, listenDelivered bool) bool {
+	if !listenDelivered {
+		return false
+	}
+	pooled, err := throughPooler(ctx, pool)
+	return err == nil && pooled
+}
+
 // notifyHint says what to do about notifications that do not arrive.
 func notifyHint(listenURLSet bool) string {
 	if listenURLSet {

@@ -15,8 +15,10 @@ import (
 // wassoriver) say what is missing with typed errors and leave what to run
 // to the program: these are wasso-runner's words for it.
 const (
-	hintReadOnly = "database_url reaches a read-only server (a standby): point it at the primary, or list every host with target_session_attrs=read-write so that the primary is chosen"
-	hintMigrate  = "run wasso-runner migrate up"
+	hintReadOnly        = "database_url reaches a read-only server (a standby): point it at the primary, or list every host with target_session_attrs=read-write so that the primary is chosen"
+	hintMigrate         = "run wasso-runner migrate up"
+	hintStatementPooler = "database_url goes through a connection pooler in statement pooling mode, which refuses transactions, and River and the settlements need them: " +
+		"use pool_mode = transaction (with database.listen_url for notifications) or session"
 	hintNotWasso = "point database_url at the Django backend's database; on a scratch database run wasso-runner migrate up --with-wasso-schema"
 )
 
@@ -44,6 +46,10 @@ func hint(err error) string {
 		advice = hintMigrate
 	case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.ReadOnlySQLTransaction:
 		advice = hintReadOnly
+	case strings.Contains(err.Error(), "statement pooling mode"):
+		// PgBouncer's refusal of BEGIN (SQLSTATE 08P01, protocol
+		// violation, which says nothing by itself).
+		advice = hintStatementPooler
 	}
 	return advice
 }

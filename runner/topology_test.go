@@ -154,3 +154,56 @@ func TestListenURLUnreachable(t *testing.T) {
 		require.NotContains(t, msg, "s3cret")
 	}
 }
+
+// TestPoolerModes: behind PgBouncer in statement pooling mode, which
+// refuses transactions, migrate and setup fail with a one-line error
+// naming the mode and what to use instead, and write nothing; in session
+// mode they work, and setup and run say once that each runner connection
+// holds a server connection, naming database.max_conns.
+func TestPoolerModes(t *testing.T) {
+	t.Parallel()
+	db := newDB(t, wassotest.Options{})
+	start := func(mode string) []string {
+		b, err := pgbouncer.StartMode(context.Background(), db.URL, db.Schema, mode)
+		if errors.Is(err, pgbouncer.ErrNotInstalled) {
+			t.Skip(err.Error() + ", to run the connection pooler tests")
+		}
+		require.NoError(t, err)
+		t.Cleanup(b.Stop)
+		return []string{"--database-url", b.URL, "--schema", db.Schema}
+	}
+
+	statement := start("statement")
+	for _, cmd := range [][]string{{"migrate", "up"}, {"setup"}} {
+		res := runCLI(t, cliOpts{}, args(cmd, statement)...)
+		require.Equal(t, 1, res.code, res)
+		msg := oneLine(t, res.stderr)
+		require.Contains(t, msg, "statement pooling mode", res)
+		require.Contains(t, msg, "use pool_mode = transaction", res)
+	}
+	require.Zero(t, count(t, db.Pool, `SELECT count(*) FROM wasso_schedule`), "nothing written")
+
+	session := start("session")
+	res := runCLI(t, cliOpts{}, args([]string{"setup"}, session)...)
+	require.Equal(t, 0, res.code, res)
+	require.Contains(t, res.stdout, "notifications: delivered", res)
+	require.Contains(t, res.stdout, "pooler: database_url goes through a connection pooler in session mode", res)
+	require.Contains(t, res.stdout, "database.max_conns", res)
+
+	direct := runCLI(t, cliOpts{}, args([]string{"setup"}, dbArgs(db))...)
+	require.Equal(t, 0, direct.code, direct)
+	require.NotContains(t, direct.stdout, "pooler:", "a direct connection is not a pooler")
+
+	p := startRun(t, cliOpts{}, args([]string{"run", "--log-format", "json", "--http-addr", "127.0.0.1:0", "--concurrency", "2"}, session)...)
+	p.waitLog(t, "wasso-runner started", time.Minute)
+	var warnings int
+	for _, line := range p.logLines() {
+		if strings.HasPrefix(fmt.Sprint(line["msg"]), "database_url goes through a connection pooler in session mode") {
+			warnings++
+			require.Equal(t, "WARN", line["level"])
+			require.Equal(t, "database.max_conns", line["key"])
+		}
+	}
+	require.Equal(t, 1, warnings, "session pooler warnings logged by run")
+	stopRunner(t, p)
+}

@@ -39,6 +39,20 @@ type Bouncer struct {
 // empty. It returns once a connection through it works. As root it runs
 // as the postgres user, since PgBouncer will not run as root.
 func Start(ctx context.Context, serverURL, schema string) (*Bouncer, error) {
+	return StartMode(ctx, serverURL, schema, "transaction")
+}
+
+// StartMode is Start with another pooling mode: "session", "transaction"
+// or "statement" (PgBouncer's pool_mode). In session mode, a server
+// connection a client leaves is cleaned of prepared statements and LISTENs
+// (server_reset_query) but keeps connect_query's search_path, which
+// PgBouncer's default, DISCARD ALL, would reset.
+func StartMode(ctx context.Context, serverURL, schema, mode string) (*Bouncer, error) {
+	switch mode {
+	case "session", "transaction", "statement":
+	default:
+		return nil, fmt.Errorf("pgbouncer: pool mode %q: want session, transaction or statement", mode)
+	}
 	bin, err := find()
 	if err != nil {
 		return nil, err
@@ -81,12 +95,13 @@ listen_addr = 127.0.0.1
 listen_port = %d
 unix_socket_dir =
 auth_type = any
-pool_mode = transaction
+pool_mode = %s
 default_pool_size = 20
+server_reset_query = DEALLOCATE ALL; UNLISTEN *
 max_client_conn = 500
 logfile = %s
 pidfile = %s
-`, conn, port, filepath.Join(dir, "pgbouncer.log"), filepath.Join(dir, "pgbouncer.pid"))
+`, conn, port, mode, filepath.Join(dir, "pgbouncer.log"), filepath.Join(dir, "pgbouncer.pid"))
 	iniPath := filepath.Join(dir, "pgbouncer.ini")
 	if err := os.WriteFile(iniPath, []byte(ini), 0o644); err != nil {
 		return nil, err
