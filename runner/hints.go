@@ -46,7 +46,7 @@ func hint(err error) string {
 		advice = hintMigrate
 	case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.ReadOnlySQLTransaction:
 		advice = hintReadOnly
-	case strings.Contains(err.Error(), "statement pooling mode"):
+	case err != nil && strings.Contains(err.Error(), "statement pooling mode"):
 		// PgBouncer's refusal of BEGIN (SQLSTATE 08P01, protocol
 		// violation, which says nothing by itself).
 		advice = hintStatementPooler

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wasso/scheduler/attendance"
@@ -28,6 +29,7 @@ func TestHint(t *testing.T) {
 		{"SchemaMissingSchedulerTable", fmt.Errorf("list schedules: %w", &attendance.SchemaMissingError{Kind: "relation", Name: "wasso_schedule"}), hintMigrate},
 		{"SchemaMissingFunction", &attendance.SchemaMissingError{Kind: "function", Name: "wasso_deadline"}, hintMigrate},
 		{"Pending", notReady(pending), hintMigrate},
+		{"StatementPooler", fmt.Errorf("seed the default schedules: %w", &pgconn.PgError{Severity: "FATAL", Code: "08P01", Message: "transaction blocks not allowed in statement pooling mode"}), hintStatementPooler},
 		{"Other", errors.New("boom"), ""},
 		{"Nil", nil, ""},
 	} {

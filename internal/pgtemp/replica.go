@@ -135,7 +135,7 @@ func (c *Cluster) StopReceiving(ctx context.Context) error {
 // written when CatchUp was called.
 func (c *Cluster) CatchUp(ctx context.Context, primary *Cluster) error {
 	var target string
-	if err := queryRow(ctx, primary.URL("postgres"), `SELECT pg_current_wal_lsn()::text`, &target); err != nil {
+	if err := queryRow(ctx, primary.URL("postgres"), `SELECT pg_current_wal_insert_lsn()::text`, &target); err != nil {
 		return fmt.Errorf("pgtemp: the primary's WAL position: %w", err)
 	}
 	conn, err := pgx.Connect(ctx, c.URL("postgres"))
