@@ -148,7 +148,8 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 	rc.Workers = testWorkers()
 	rc.ListenPool = listen
 	rescuer := &lostRunnerRescuer{a: a, pool: pool}
-	rc.Hooks = append(rc.Hooks, rescuer)
+	running := newRunningJobs()
+	rc.Hooks = append(rc.Hooks, rescuer, running)
 	client, err := wassoriver.NewClient(pool, rc)
 	if err != nil {
 		return &ConfigError{Err: err}
@@ -213,7 +214,10 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	go m.consume(workCtx, events)
-	go a.heartbeat(workCtx, pool, client.ID())
+	outcomes, unsubscribeOutcomes := client.Subscribe(subscribedEvents...)
+	defer unsubscribeOutcomes()
+	go running.follow(workCtx, outcomes)
+	go a.heartbeat(workCtx, pool, client.ID(), running.ids)
 	if err := client.Start(workCtx); err != nil {
 		if srv != nil {
 			srv.listener.Close()

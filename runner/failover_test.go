@@ -86,6 +86,8 @@ func (r *replicatedPair) failOver(t *testing.T, p *proc, base string) time.Time 
 
 	require.NoError(t, r.standby.Promote(ctx))
 	promoted := time.Now()
+	// The test's connections to the dead primary are gone too.
+	r.pool.Reset()
 	waitFor(t, p, time.Minute, "/readyz 200 after the promotion", func() bool {
 		code, _, err := readyz(base)
 		return err == nil && code == 200
@@ -180,44 +182,68 @@ func TestPrimaryFailover(t *testing.T) {
 }
 
 // TestFailoverLostCommitsRepaired builds the loss asynchronous
-// replication allows: the standby stops receiving WAL, the primary
-// settles events, records sweep slots and completes jobs, and is then
-// SIGKILLed, and the standby, which has none of it, is promoted. The
-// runner, not restarted, repairs it: every event is settled once on the
-// new primary, and each sweep slot has one job.
+// replication allows: the standby stops receiving WAL while a settlement
+// job is running, the primary then completes that job, settles events,
+// records sweep slots and completes their jobs, and is SIGKILLed; the
+// standby, which has none of it, is promoted. The runner, not restarted,
+// repairs it: every event is settled once on the new primary, each sweep
+// slot has one job, and the job the new primary still shows running,
+// though its runner finished it, is given back (an abandoned job) and
+// completed.
 func TestFailoverLostCommitsRepaired(t *testing.T) {
 	t.Parallel()
 	r := startReplicatedPair(t)
 	e := newEventDB(t, r.pool, "")
 	p, base := startOutageRunner(t, r.url, "")
 	p.waitLog(t, "deadline discovery started", time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 
+	// A settlement running when replication stops: its job waits for a
+	// lock the test holds on attendances.
+	held := e.mustEvent(t, e.dbNow(t).Add(time.Second), true)
 	now := e.dbNow(t)
 	var ids []int64
 	for i := range 4 {
 		ids = append(ids, e.mustEvent(t, now.Add(4*time.Second+time.Duration(i)*time.Second), i%2 == 0))
 	}
+	lock, err := r.pool.Begin(ctx)
+	require.NoError(t, err)
+	_, err = lock.Exec(ctx, `LOCK TABLE attendances IN EXCLUSIVE MODE`)
+	require.NoError(t, err)
+	waitFor(t, p, time.Minute, "the held event's settlement running, waiting for the test's lock", func() bool {
+		n, err := queryInt(r.pool, `SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'attendances'::regclass`)
+		return err == nil && n > 0
+	})
+	var heldJob int64
+	require.NoError(t, r.pool.QueryRow(ctx, `SELECT id FROM river_job WHERE kind = $1 AND state = 'running' AND (args->>'event_id')::bigint = $2`,
+		attendance.SettleEventKind, held).Scan(&heldJob))
 	waitFor(t, p, time.Minute, "the events planned", func() bool {
 		n, err := queryInt(r.pool, `SELECT count(*) FROM river_job WHERE kind = $1 AND (args->>'event_id')::bigint = ANY($2)`, attendance.SettleEventKind, ids)
 		return err == nil && n == len(ids)
 	})
 	r.catchUp(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	require.NoError(t, r.standby.StopReceiving(ctx))
 	detached := e.dbNow(t)
+	require.NoError(t, lock.Rollback(ctx))
 
-	// On the primary alone: the events settled, sweeps enqueued for new
-	// slots and completed.
+	// On the primary alone: the held job completed, the events settled,
+	// sweeps enqueued for new slots and completed.
+	ids = append(ids, held)
 	e.waitSettled(t, p, ids, time.Minute)
-	waitFor(t, p, time.Minute, "two sweep slots after the standby stopped receiving", func() bool {
+	waitFor(t, p, time.Minute, "the held job completed and two sweep slots after the standby stopped receiving", func() bool {
 		n, err := queryInt(r.pool, `SELECT count(*) FROM river_job WHERE kind = $1 AND state = 'completed' AND (metadata->>'slot')::timestamptz > $2`, attendance.SweepKind, detached)
-		return err == nil && n >= 2
+		done, err2 := queryInt(r.pool, `SELECT count(*) FROM river_job WHERE id = $1 AND state = 'completed'`, heldJob)
+		return err == nil && err2 == nil && n >= 2 && done == 1
 	})
 	lostSweeps, err := queryInt(r.pool, `SELECT count(*) FROM river_job WHERE kind = $1 AND (metadata->>'slot')::timestamptz > $2`, attendance.SweepKind, detached)
 	require.NoError(t, err)
 
 	promoted := r.failOver(t, p, base)
+	state, err := queryInt(r.pool, `SELECT count(*) FROM river_job WHERE id = $1 AND state = 'running'`, heldJob)
+	require.NoError(t, err)
+	require.Equal(t, 1, state, "job %d, completed on the lost primary, is running on the new one", heldJob)
+
 	e.waitSettled(t, p, ids, time.Minute)
 	requireAlive(t, p)
 	// The loss was real: the settlements the primary made are gone, and
@@ -227,6 +253,10 @@ func TestFailoverLostCommitsRepaired(t *testing.T) {
 	t.Logf("the primary settled %d events and enqueued %d sweeps the standby never received; %d settlements were made again after the promotion", len(ids), lostSweeps, redone)
 	require.Equal(t, len(ids), redone, "settlements made after the promotion")
 
+	// The abandoned job comes back and completes.
+	line := p.waitLog(t, "abandoned job rescued: running in the database, not on its runner", time.Minute)
+	require.EqualValues(t, heldJob, line["job_id"])
+	t.Logf("job %d given back %s after the promotion", heldJob, time.Since(promoted).Round(time.Second))
 	waitJobsDone(t, r.pool, p)
 	stopRunner(t, p)
 	requireSettledOnce(t, r.pool, ids, false)

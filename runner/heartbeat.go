@@ -85,7 +85,7 @@ func (a *app) registerRunner(ctx context.Context, pool *pgxpool.Pool, clientID s
 // ctx is done. A failed beat is logged and the next one tries again: the
 // runner keeps working, and is reported lost only if the database stays
 // out of its reach for RunnerLostAfter.
-func (a *app) heartbeat(ctx context.Context, pool *pgxpool.Pool, clientID string) {
+func (a *app) heartbeat(ctx context.Context, pool *pgxpool.Pool, clientID string, running func() []int64) {
 	ticker := time.NewTicker(RunnerHeartbeatInterval)
 	defer ticker.Stop()
 	for {
@@ -95,7 +95,8 @@ func (a *app) heartbeat(ctx context.Context, pool *pgxpool.Pool, clientID string
 		case <-ticker.C:
 		}
 		beatCtx, cancel := context.WithTimeout(ctx, RunnerHeartbeatInterval)
-		_, err := pool.Exec(beatCtx, `UPDATE wasso_runner SET heartbeat_at = now() WHERE client_id = $1 AND stopped_at IS NULL`, clientID)
+		_, err := pool.Exec(beatCtx, `UPDATE wasso_runner SET heartbeat_at = now(), running_job_ids = $2 WHERE client_id = $1 AND stopped_at IS NULL`,
+			clientID, running())
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			a.logger.Warn("runner heartbeat failed", slog.String("client_id", clientID), slog.String("error", a.redact.redact(err.Error())))
@@ -251,6 +252,11 @@ func (r *lostRunnerRescuer) run(ctx context.Context) {
 			continue
 		}
 		for _, j := range jobs {
+			if j.abandoned {
+				r.a.logger.Warn("abandoned job rescued: running in the database, not on its runner", slog.Int64("job_id", j.id), slog.String("kind", j.kind),
+					slog.String("state", j.state), slog.String("client_id", j.lostClientID))
+				continue
+			}
 			r.a.logger.Warn("job of a lost runner rescued", slog.Int64("job_id", j.id), slog.String("kind", j.kind),
 				slog.String("state", j.state), slog.String("lost_client_id", j.lostClientID))
 		}

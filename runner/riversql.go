@@ -130,8 +130,12 @@ func (a *app) leader(ctx context.Context, db attendance.DB) (*leaderInfo, error)
 // rescueLostSQL makes the running jobs of lost runners available again:
 // jobs whose last attempt is by a River client that wasso_runner records
 // and whose heartbeat is older than $1 seconds, or that stopped cleanly
-// ($1 is RunnerLostAfter). A job with attempts left becomes available at
-// once, keeping its attempt count; one without becomes discarded, as
+// ($1 is RunnerLostAfter). It does the same for the jobs a live runner
+// abandoned: running in the database, attempted by it more than $1
+// seconds before its last heartbeat, and not among the jobs that
+// heartbeat reports (running_job_ids), as when a primary failover lost
+// the commit of their outcome. A job with attempts left becomes available
+// at once, keeping its attempt count; one without becomes discarded, as
 // River's rescuer leaves it. The attempt's error names the runner, and
 // metadata counts the rescue as River's rescuer does (river:rescue_count).
 // A job whose last attempt is by a client without a row (a backend's own
@@ -149,22 +153,31 @@ UPDATE %[1]s AS j SET
     finalized_at = CASE WHEN j.attempt < j.max_attempts THEN NULL ELSE now() END,
     errors = array_append(j.errors, jsonb_build_object(
         'at', now(), 'attempt', j.attempt, 'trace', '',
-        'error', CASE WHEN r.stopped_at IS NULL
+        'error', CASE
+            WHEN r.stopped_at IS NOT NULL
+            THEN 'Job of a stopped runner rescued: ' || r.client_id || ' (' || r.hostname || ', pid ' || r.pid || ') stopped with it running'
+            WHEN r.heartbeat_at < now() - make_interval(secs => $1)
             THEN 'Job of a lost runner rescued: no heartbeat from ' || r.client_id || ' (' || r.hostname || ', pid ' || r.pid || ') for ' || floor(extract(epoch FROM now() - r.heartbeat_at)) || 's'
-            ELSE 'Job of a stopped runner rescued: ' || r.client_id || ' (' || r.hostname || ', pid ' || r.pid || ') stopped with it running' END)),
+            ELSE 'Abandoned job rescued: running since ' || j.attempted_at || ' but not among the jobs ' || r.client_id || ' (' || r.hostname || ', pid ' || r.pid || ') reports working; its outcome was lost' END)),
     metadata = j.metadata || jsonb_build_object('river:rescue_count',
         coalesce(CASE WHEN jsonb_typeof(j.metadata -> 'river:rescue_count') = 'number' THEN (j.metadata ->> 'river:rescue_count')::int END, 0) + 1)
 FROM wasso_runner AS r
 WHERE j.state = 'running'
   AND r.client_id = j.attempted_by[array_upper(j.attempted_by, 1)]
-  AND (r.stopped_at IS NOT NULL OR r.heartbeat_at < now() - make_interval(secs => $1))
-RETURNING j.id, j.kind, j.state::text, r.client_id`
+  AND (r.stopped_at IS NOT NULL
+       OR r.heartbeat_at < now() - make_interval(secs => $1)
+       OR (r.running_job_ids IS NOT NULL AND NOT (j.id = ANY (r.running_job_ids))
+           AND j.attempted_at < r.heartbeat_at - make_interval(secs => $1)))
+RETURNING j.id, j.kind, j.state::text, r.client_id,
+    r.stopped_at IS NULL AND r.heartbeat_at >= now() - make_interval(secs => $1)`
 
 // rescuedJob is a job rescueLost made available (or discarded).
 type rescuedJob struct {
 	id           int64
 	kind, state  string
 	lostClientID string
+	// abandoned: the runner is alive but does not report the job.
+	abandoned bool
 }
 
 // rescueLost runs rescueLostSQL once.
@@ -175,7 +188,7 @@ func (a *app) rescueLost(ctx context.Context, db attendance.DB) ([]rescuedJob, e
 	}
 	var out []rescuedJob
 	var j rescuedJob
-	_, err = pgx.ForEachRow(rows, []any{&j.id, &j.kind, &j.state, &j.lostClientID}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&j.id, &j.kind, &j.state, &j.lostClientID, &j.abandoned}, func() error {
 		out = append(out, j)
 		return nil
 	})

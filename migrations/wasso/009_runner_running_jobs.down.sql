@@ -1,0 +1,1 @@
+ALTER TABLE wasso_runner DROP COLUMN running_job_ids;
