@@ -605,9 +605,10 @@ func (h *scheduleHandler) act(action string) http.HandlerFunc {
 			return
 		}
 		var (
-			sched *Schedule
-			run   *RunNowResult
-			err   error
+			sched    *Schedule
+			run      *RunNowResult
+			pausedBy string
+			err      error
 		)
 		switch action {
 		case actionEnable:
@@ -619,6 +620,7 @@ func (h *scheduleHandler) act(action string) http.HandlerFunc {
 				return
 			}
 			if note != nil {
+				pausedBy = note.By
 				sched, err = h.store.Pause(ctx, h.db, name, *note)
 			} else {
 				sched, err = h.store.Disable(ctx, h.db, name)
@@ -629,6 +631,9 @@ func (h *scheduleHandler) act(action string) http.HandlerFunc {
 		attrs := []any{slog.String("schedule", name), slog.String("action", action), slog.String("remote_addr", r.RemoteAddr)}
 		if user, _, ok := r.BasicAuth(); ok {
 			attrs = append(attrs, slog.String("user", user))
+		}
+		if pausedBy != "" {
+			attrs = append(attrs, slog.String("paused_by", pausedBy))
 		}
 		if err != nil {
 			status, msg := actionError(action, name, err)
