@@ -216,10 +216,10 @@ type Schedule struct {
 
 // PauseNote is who paused (disabled) a schedule, why and when: what
 // Store.Pause records, and what Schedule.Paused reads back. A person
-// pausing one gives their name; the scheduler, pausing one itself, gives
-// "scheduler".
+// pausing one gives their name; a program pausing one on its own gives
+// its own (such as "scheduler").
 type PauseNote struct {
-	// By is who paused the schedule: an operator's name, "scheduler", or
+	// By is who paused the schedule: an operator's name, a program's, or
 	// empty when unknown. At most PauseByMaxLen characters.
 	By string `json:"by"`
 	// Note says why, on one line; it may be empty. At most
