@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/user"
 	"strings"
 	"time"
 
@@ -91,6 +93,8 @@ var scheduleFieldFlags = map[string]string{
 	"overlap":      "--overlap",
 	"from":         "--from",
 	"to":           "--to",
+	"paused.by":    "--by",
+	"paused.note":  "--note",
 }
 
 // scheduleError words an error of the store for the command line: a
@@ -149,6 +153,7 @@ unknown schedule name exits 1.`,
 	}
 	cmd.AddCommand(
 		a.scheduleListCmd(),
+		a.scheduleShowCmd(), // cmd_schedule_show.go
 		a.scheduleAddCmd(),
 		a.scheduleUpdateCmd(),
 		a.scheduleToggleCmd(true),
@@ -197,7 +202,7 @@ func scheduleJSON(s *schedule.Schedule) map[string]json.RawMessage {
 	raw, _ := json.Marshal(s)
 	out := map[string]json.RawMessage{}
 	_ = json.Unmarshal(raw, &out)
-	for _, key := range []string{"every", "cron", "args", "start_at", "expires_at", "last_run_at", "last_job_id", "next_run_at"} {
+	for _, key := range []string{"every", "cron", "args", "start_at", "expires_at", "last_run_at", "last_job_id", "next_run_at", "paused"} {
 		if _, ok := out[key]; !ok {
 			out[key] = json.RawMessage("null")
 		}
@@ -226,11 +231,12 @@ func schedulesJSON(list []schedule.Schedule) []map[string]json.RawMessage {
 // printSchedules writes the schedules as a table, times in each
 // schedule's own zone.
 func printSchedules(w io.Writer, list []schedule.Schedule) error {
-	t := newTable(w, "NAME", "KIND", "TIMETABLE", "ZONE", "ENABLED", "LAST RUN", "NEXT RUN", "RUNS", "SKIPPED", "MISSED", "ON MISSED", "ON OVERLAP")
+	t := newTable(w, "NAME", "KIND", "TIMETABLE", "ZONE", "ENABLED", "LAST RUN", "NEXT RUN", "RUNS", "SKIPPED", "MISSED", "ON MISSED", "ON OVERLAP", "NOTE")
 	for i := range list {
 		s := &list[i]
 		t.row(s.Name, s.Kind, timetable(s), s.TimeZone, yesNo(s.Enabled), fmtInZone(s.LastRunAt, s.TimeZone),
-			fmtInZone(s.NextRunAt, s.TimeZone), s.TotalRunCount, s.SkippedCount, s.MissedCount, s.Missed, s.Overlap)
+			fmtInZone(s.NextRunAt, s.TimeZone), s.TotalRunCount, s.SkippedCount, s.MissedCount, s.Missed, s.Overlap,
+			shortNote(s.Paused))
 	}
 	if err := t.flush(); err != nil {
 		return err
@@ -599,10 +605,13 @@ not run are dropped, not counted missed.`,
 
 // scheduleToggleCmd is schedule enable (enable true) or schedule disable.
 func (a *app) scheduleToggleCmd(enable bool) *cobra.Command {
-	var asJSON bool
-	use, short := "disable", "Stop running a schedule; it keeps its settings and counters, and jobs already enqueued still run"
+	var (
+		asJSON   bool
+		note, by string
+	)
+	use, short := "disable", "Stop running a schedule, with a note saying why; it keeps its settings and counters, and jobs already enqueued still run"
 	if enable {
-		use, short = "enable", "Run a schedule again, from its next slot on (slots that passed while it was disabled are not run)"
+		use, short = "enable", "Run a schedule again, from its next slot on (slots that passed while it was disabled are not run); clears its pause note"
 	}
 	cmd := &cobra.Command{
 		Use:   use + " NAME",
@@ -611,15 +620,24 @@ func (a *app) scheduleToggleCmd(enable bool) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			ctx := cmd.Context()
+			pause, err := pauseNoteFlags(cmd, by, note)
+			if err != nil {
+				return usagef("invalid disable of %q: %v", name, err)
+			}
 			return a.withScheduleStore(ctx, false, func(pool *pgxpool.Pool, store *schedule.Store) error {
-				var (
-					s   *schedule.Schedule
-					err error
-				)
-				if enable {
+				var s *schedule.Schedule
+				switch {
+				case enable:
 					s, err = store.Enable(ctx, pool, name)
-				} else {
-					s, err = store.Disable(ctx, pool, name)
+				case pause == nil:
+					// No --note or --by: who disabled it is recorded
+					// unless it already was, whose note stays.
+					s, err = store.Get(ctx, pool, name)
+					if err == nil && s.Enabled {
+						s, err = store.Pause(ctx, pool, name, schedule.PauseNote{By: osUser()})
+					}
+				default:
+					s, err = store.Pause(ctx, pool, name, *pause)
 				}
 				if err != nil {
 					return scheduleError(name, err)
@@ -629,7 +647,67 @@ func (a *app) scheduleToggleCmd(enable bool) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the schedule as JSON")
+	if !enable {
+		cmd.Long = `disable stops running a schedule: it keeps its settings and counters, its
+next run is cleared, and jobs already enqueued still run. It records a pause
+note, shown by schedule list, schedule show and the schedules page: who
+(--by, default the OS user), why (--note) and when. Disabling a disabled
+schedule with --note or --by replaces its note; enable clears it.`
+		cmd.Example = `  wasso-runner schedule disable nightly-sweep --note "club closed until April"`
+		cmd.Flags().StringVar(&note, "note", "", fmt.Sprintf("why the schedule is paused, one line of up to %d characters", schedule.PauseNoteMaxLen))
+		cmd.Flags().StringVar(&by, "by", "", "who pauses it (default: the OS user, $USER)")
+	}
 	return cmd
+}
+
+// pauseNoteFlags returns the note of schedule disable's --note and --by,
+// or nil when neither is given. --by defaults to the OS user; given, it
+// must not be blank.
+func pauseNoteFlags(cmd *cobra.Command, by, note string) (*schedule.PauseNote, error) {
+	changed := cmd.Flags().Changed
+	if !changed("note") && !changed("by") {
+		return nil, nil
+	}
+	p := &schedule.PauseNote{By: osUser(), Note: strings.TrimSpace(note)}
+	if changed("by") {
+		if p.By = strings.TrimSpace(by); p.By == "" {
+			return nil, errors.New("--by: must not be empty (leave it out for the OS user)")
+		}
+	}
+	return p, nil
+}
+
+// osUser is who runs the command: $USER, else the OS's name for the
+// process's user, else empty.
+func osUser() string {
+	if u := strings.TrimSpace(os.Getenv("USER")); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
+}
+
+// shortNote is a pause note as schedule list shows it: who and the start
+// of why.
+func shortNote(p *schedule.PauseNote) string {
+	if p == nil || (p.By == "" && p.Note == "") {
+		return "-"
+	}
+	const maxLen = 30
+	text := p.Note
+	if r := []rune(text); len(r) > maxLen {
+		text = string(r[:maxLen-1]) + "…"
+	}
+	switch {
+	case p.By == "":
+		return text
+	case text == "":
+		return "by " + p.By
+	default:
+		return p.By + ": " + text
+	}
 }
 
 func (a *app) scheduleRemoveCmd() *cobra.Command {

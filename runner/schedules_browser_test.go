@@ -30,7 +30,10 @@ const schedulesScreenshot = "/tmp/schedules-page.png"
 // under /schedules/, renders in a real headless Chromium with the
 // schedules of the database, in their zones; its Disable and Run now
 // buttons change the database and the page says so; the last run links
-// to its job in River UI. A form on another site cannot press them. A
+// to its job in River UI. A schedule's detail view shows its next slots,
+// its runs linked to River UI, and the note its Disable form records.
+// The list fits a 1280x800 window. A form on another site cannot press
+// them. A
 // runner with credentials and read-only mode serves the page only with
 // basic auth, without buttons, and refuses its POSTs.
 // Set WASSO_TEST_SCREENSHOTS to a directory to keep the screenshots.
@@ -75,7 +78,7 @@ func TestSchedulesPageInChromium(t *testing.T) {
 		row := b.rowText(name)
 		sched, err := store.Get(ctx, db.Pool, name)
 		require.NoError(t, err)
-		want := []string{name, attendance.SweepKind, sched.TimeZone, sched.Description, "disabled"}
+		want := []string{name, attendance.SweepKind, sched.TimeZone, "disabled"}
 		if sched.Enabled {
 			want[len(want)-1] = "enabled"
 		}
@@ -143,6 +146,61 @@ func TestSchedulesPageInChromium(t *testing.T) {
 	b.click(`tr[data-name="nightly-report"] a.job`)
 	b.waitText("body", attendance.SweepKind)
 	require.True(t, strings.HasSuffix(b.location(), jobHref), b.location())
+
+	// The name opens the detail view: settings, the next ten slots in
+	// the schedule's zone with their offset, the run linked to River UI.
+	b.open(base + "/schedules/")
+	b.click(`tr[data-name="nightly-report"] a.schedule-name`)
+	b.waitText("#detail-name", "nightly-report")
+	require.True(t, strings.HasSuffix(b.location(), "/schedules/nightly-report"), b.location())
+	require.Contains(t, b.text("#settings"), "Sweep at 03:30 Seoul time, after the evening events", "the description is on the detail view")
+	require.Contains(t, b.text("#settings"), "missed once · overlap skip")
+	require.Equal(t, schedule.DescribeSlots, b.count("#next-slots tr.slot"))
+	firstSlot := b.text("#next-slots tr.slot")
+	require.Contains(t, firstSlot, "03:30:00 KST")
+	require.Contains(t, firstSlot, "UTC+09:00")
+	require.Zero(t, b.count("#next-slots tr.dst-change"), "Seoul keeps one offset all year")
+	runRow := fmt.Sprintf(`#runs tr.run[data-job="%d"]`, nightly.LastJobID)
+	require.Equal(t, 1, b.count(runRow))
+	require.Equal(t, jobHref, b.eval(`document.querySelector(`+js(runRow+" a.job")+`).getAttribute("href")`))
+	require.Contains(t, b.text(runRow), "/ 25", "attempts of its max")
+
+	// Paused from its detail view with a note: the view, the list and
+	// the database say who and why.
+	b.open(base + "/schedules/hourly-sweep")
+	b.click(`button[data-action="enable"]`)
+	b.waitText("#flash", "Enabled hourly-sweep")
+	require.True(t, strings.HasSuffix(b.location(), "/schedules/hourly-sweep?done=enable&schedule=hourly-sweep"), b.location())
+	require.NoError(t, chromedp.Do(b.ctx, chromedp.SendKeys(chromedp.CSS(`form.pause input[name="note"]`), "New York office closed for the holidays, back on January 5")))
+	require.NoError(t, chromedp.Do(b.ctx, chromedp.SendKeys(chromedp.CSS(`form.pause input[name="by"]`), "tester")))
+	b.click(`form.pause button[data-action="disable"]`)
+	b.waitText("#flash", "Disabled hourly-sweep")
+	require.Contains(t, b.text("#pause-note"), "by tester: New York office closed for the holidays, back on January 5")
+	hourly, err = store.Get(ctx, db.Pool, "hourly-sweep")
+	require.NoError(t, err)
+	require.False(t, hourly.Enabled)
+	require.NotNil(t, hourly.Paused)
+	require.Equal(t, "tester", hourly.Paused.By)
+	require.Equal(t, "New York office closed for the holidays, back on January 5", hourly.Paused.Note)
+	b.screenshot("schedule-detail.png", "")
+
+	// The list fits a 1280x800 window, notes and all: no horizontal
+	// scrolling, of the table's container or of the page.
+	require.NoError(t, chromedp.Do(b.ctx, chromedp.EmulateViewport(1280, 800)))
+	b.open(base + "/schedules/")
+	require.Contains(t, b.rowText("hourly-sweep"), "by tester: New York office closed for the holidays…", "the note, cut short")
+	require.Equal(t, "1280", b.eval(`String(window.innerWidth)`))
+	fits := b.eval(`(() => {
+		const main = document.querySelector("main"), doc = document.documentElement;
+		return [main.scrollWidth, main.clientWidth, doc.scrollWidth, doc.clientWidth].join(" ");
+	})()`)
+	var mainScroll, mainClient, docScroll, docClient int
+	_, err = fmt.Sscan(fits, &mainScroll, &mainClient, &docScroll, &docClient)
+	require.NoError(t, err, fits)
+	require.LessOrEqual(t, mainScroll, mainClient, "the table's container does not scroll sideways at 1280 pixels")
+	require.LessOrEqual(t, docScroll, docClient, "nor does the page")
+	b.screenshot("schedules-1280.png", "")
+	require.NoError(t, chromedp.Do(b.ctx, chromedp.EmulateViewport(1600, 1000)))
 
 	// A form on another site posting to the page (cross-site request
 	// forgery) is refused, and so is a script's request claiming to come

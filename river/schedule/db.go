@@ -26,12 +26,14 @@ type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
-// Inserter enqueues jobs in the caller's transaction and reads a job back:
+// Inserter enqueues jobs in the caller's transaction and reads jobs back:
 // a *river.Client[pgx.Tx] is one. The scheduler reads the schedule's last
-// job with JobGetTx to apply its overlap policy.
+// job with JobGetTx to apply its overlap policy; Describe lists a
+// schedule's runs with JobListTx, by the metadata its jobs carry.
 type Inserter interface {
 	InsertManyTx(ctx context.Context, tx pgx.Tx, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
 	JobGetTx(ctx context.Context, tx pgx.Tx, id int64) (*rivertype.JobRow, error)
+	JobListTx(ctx context.Context, tx pgx.Tx, params *river.JobListParams) (*river.JobListResult, error)
 }
 
 // ErrInvalidConfig is returned, wrapped with the setting named, when a

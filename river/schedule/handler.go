@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -29,8 +30,14 @@ var schedulePageHTML string
 //go:embed page.css
 var schedulePageCSS string
 
+//go:embed detail.html
+var scheduleDetailHTML string
+
 var (
-	schedulePageTmpl = template.Must(template.New("schedules").Parse(schedulePageHTML))
+	// schedulePageTmpl holds the list ("schedules") and the detail view
+	// of one schedule ("detail"), which share the flash ("flash").
+	schedulePageTmpl = template.Must(template.Must(template.New("schedules").Parse(schedulePageHTML)).
+				New("detail").Parse(scheduleDetailHTML))
 	// schedulePageCSP allows the page's one inline style sheet, by its
 	// hash, and nothing else: no script, no frame, no form posting
 	// elsewhere. frame-ancestors 'none' keeps another site from framing
@@ -95,20 +102,31 @@ type HandlerOpts struct {
 // NewHandler returns the schedules page, in the manner of
 // riverui.NewHandler:
 //
-//   - GET {Prefix}/: the HTML page listing every schedule: name, kind,
-//     timetable, time zone, state, last run (in the schedule's zone,
-//     linked to its job), next run, run, skipped and missed counts,
-//     description, and Enable / Disable / Run now buttons unless
-//     ReadOnly.
+//   - GET {Prefix}/: the HTML page listing every schedule: name (linked
+//     to its detail view), kind, timetable, time zone, state and pause
+//     note, last run (in the schedule's zone, linked to its job), next
+//     run, run, skipped and missed counts, and Enable / Disable / Run now
+//     buttons unless ReadOnly. It fits a 1280-pixel-wide window.
+//   - GET {Prefix}/{name}: the detail view of one schedule (Describe):
+//     its settings, counters and pause note, its next slots with their
+//     UTC offsets (a daylight saving time change marked), its latest runs
+//     (linked to their jobs) with state, attempts, duration and last
+//     error, and a Disable form taking a note.
 //   - POST {Prefix}/{name}/enable, /disable, /run-now: does it through the
-//     store and redirects (303) back to the page, whose flash message
-//     says what was done. An error (no such schedule, an enable the store
-//     refuses) is shown on the page, with a 4xx or 500 status. A POST
-//     that accepts application/json and not text/html gets JSON instead:
-//     {"schedule": ...} for enable and disable, {"schedule", "job_id",
-//     "slot"} for run now, {"message"} for an error.
+//     store and redirects (303) back to the page the form was on, whose
+//     flash message says what was done. A disable may carry "by" and
+//     "note" (form fields, or a JSON object with Content-Type
+//     application/json): they are recorded as the pause note (Pause); "by"
+//     defaults to the basic auth user. An error (no such schedule, an
+//     enable the store refuses, a note too long) is shown on the page,
+//     with a 4xx or 500 status. A POST that accepts application/json and
+//     not text/html gets JSON instead: {"schedule": ...} for enable and
+//     disable, {"schedule", "job_id", "slot"} for run now, {"message"}
+//     for an error.
 //   - GET {Prefix}/api/schedules: the schedules as a JSON array of
-//     Schedule; GET {Prefix}/api/schedules/{name}: one of them.
+//     Schedule; GET {Prefix}/api/schedules/{name}: one of them as a
+//     Description (the Schedule's fields, with "next_slots", "runs" and
+//     "as_of").
 //
 // Every POST passes CrossOriginProtection first. The handler does no
 // authentication: mount it behind the same as River UI.
@@ -149,6 +167,7 @@ func NewHandler(opts HandlerOpts) (http.Handler, error) {
 	}
 	mux.HandleFunc("GET "+prefix+"/api/schedules", h.apiList)
 	mux.HandleFunc("GET "+prefix+"/api/schedules/{name}", h.apiGet)
+	mux.HandleFunc("GET "+prefix+"/{name}", h.detail)
 	for _, action := range []string{actionEnable, actionDisable, actionRunNow} {
 		mux.HandleFunc("POST "+prefix+"/{name}/"+action, h.act(action))
 	}
@@ -197,6 +216,41 @@ type schedulePage struct {
 	Columns    int
 }
 
+// detailPage is what the detail template renders: one schedule, as
+// Describe returns it.
+type detailPage struct {
+	CSS        template.CSS
+	PageURL    string
+	APIURL     string
+	RiverUIURL string
+	ReadOnly   bool
+	Flash      *scheduleFlash
+	Error      string
+	// NotFound is the name asked for when no schedule has it; Row is nil
+	// then.
+	NotFound  string
+	Row       *scheduleRow
+	NextSlots []detailSlot
+	Runs      []detailRun
+	// By is the basic auth user, the default of the Disable form's "by".
+	By  string
+	Now *pageTime
+}
+
+type detailSlot struct {
+	N                            int
+	Local, UTC, Offset, Relative string
+	OffsetChanged                bool
+}
+
+type detailRun struct {
+	Run
+	JobURL   string
+	Slot     string
+	Created  *pageTime
+	Duration string
+}
+
 // scheduleFlash says what the last POST did: the query parameters of the
 // page it redirects to. Only the action is taken from them as a word;
 // the text is the template's, so a crafted link can show no text of its
@@ -210,6 +264,8 @@ type scheduleFlash struct {
 
 type scheduleRow struct {
 	Schedule
+	DetailURL  string
+	Paused     *pausedNote
 	Spec       string
 	Policies   string
 	Args       string
@@ -222,6 +278,25 @@ type scheduleRow struct {
 	EnableURL  string
 	DisableURL string
 	RunNowURL  string
+}
+
+// pausedNote is a schedule's pause note as the page shows it: Short
+// (cut to fit the list) with the full text on hover.
+type pausedNote struct {
+	By, Note, Short string
+	At              *pageTime
+}
+
+// pauseNoteShort is how many characters of a pause note the list shows.
+const pauseNoteShort = 40
+
+// shorten cuts s to n characters, marking the cut with an ellipsis.
+func shorten(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return strings.TrimSpace(string(r[:n-1])) + "…"
 }
 
 // pageTime is an instant as the page shows it: in the schedule's zone,
@@ -295,21 +370,29 @@ func (h *scheduleHandler) actionURL(name, action string) string {
 	return h.prefix + "/" + url.PathEscape(name) + "/" + action
 }
 
-// row is the page's row of s. zones caches the locations of one
-// rendering, time.LoadLocation reading the zone database each time.
-func (h *scheduleHandler) row(s Schedule, now time.Time, zones map[string]*time.Location) scheduleRow {
-	loc, ok := zones[s.TimeZone]
+// zoneOf returns the location of a schedule's zone. zones caches the
+// locations of one rendering, time.LoadLocation reading the zone database
+// each time.
+func zoneOf(tz string, zones map[string]*time.Location) *time.Location {
+	loc, ok := zones[tz]
 	if !ok {
 		var err error
-		if loc, err = time.LoadLocation(s.TimeZone); err != nil || s.TimeZone == "" {
+		if loc, err = time.LoadLocation(tz); err != nil || tz == "" {
 			// Not a zone the store accepts; shown in UTC rather than not
 			// at all.
 			loc = time.UTC
 		}
-		zones[s.TimeZone] = loc
+		zones[tz] = loc
 	}
+	return loc
+}
+
+// row is the page's row of s.
+func (h *scheduleHandler) row(s Schedule, now time.Time, zones map[string]*time.Location) scheduleRow {
+	loc := zoneOf(s.TimeZone, zones)
 	r := scheduleRow{
 		Schedule:   s,
+		DetailURL:  h.prefix + "/" + url.PathEscape(s.Name),
 		From:       newPageTime(s.StartAt, loc, now),
 		Until:      newPageTime(s.ExpiresAt, loc, now),
 		LastRun:    newPageTime(s.LastRunAt, loc, now),
@@ -326,6 +409,9 @@ func (h *scheduleHandler) row(s Schedule, now time.Time, zones map[string]*time.
 	r.Policies = fmt.Sprintf("missed %s · overlap %s", s.Missed, s.Overlap)
 	if args := strings.TrimSpace(string(s.Args)); args != "" && args != "{}" {
 		r.Args = args
+	}
+	if p := s.Paused; p != nil {
+		r.Paused = &pausedNote{By: p.By, Note: p.Note, Short: shorten(p.Note, pauseNoteShort), At: newPageTime(p.At, loc, now)}
 	}
 	if s.LastJobID != 0 && h.jobURL != nil {
 		r.LastJobURL = h.jobURL(s.LastJobID)
@@ -353,7 +439,7 @@ func (h *scheduleHandler) render(w http.ResponseWriter, r *http.Request, status 
 		Flash:    flash,
 		Error:    errMsg,
 		Now:      newPageTime(now, pageLoc, now),
-		Columns:  10,
+		Columns:  9,
 	}
 	if h.riverUI != "" {
 		data.RiverUIURL = h.riverUI + "/"
@@ -371,10 +457,15 @@ func (h *scheduleHandler) render(w http.ResponseWriter, r *http.Request, status 
 	for _, s := range list {
 		data.Rows = append(data.Rows, h.row(s, now, zones))
 	}
-	// Rendered whole before anything is sent, so that a template error is
-	// a clean 500 rather than half a page.
+	h.write(w, r, status, "schedules", data)
+}
+
+// write renders the template named with data and sends it with status.
+// The page is rendered whole before anything is sent, so that a template
+// error is a clean 500 rather than half a page.
+func (h *scheduleHandler) write(w http.ResponseWriter, r *http.Request, status int, name string, data any) {
 	var page bytes.Buffer
-	if err := schedulePageTmpl.Execute(&page, data); err != nil {
+	if err := schedulePageTmpl.ExecuteTemplate(&page, name, data); err != nil {
 		h.logger.ErrorContext(r.Context(), "schedules page: render", slog.String("error", err.Error()))
 		http.Error(w, "500 the schedules page could not be rendered: "+err.Error(), http.StatusInternalServerError)
 		return
@@ -396,6 +487,89 @@ func setPageHeaders(hdr http.Header) {
 
 func (h *scheduleHandler) page(w http.ResponseWriter, r *http.Request) {
 	h.render(w, r, http.StatusOK, h.flashFrom(r.URL.Query()), "")
+}
+
+// detail serves the detail view of one schedule.
+func (h *scheduleHandler) detail(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	h.renderDetail(w, r, name, http.StatusOK, h.flashFrom(r.URL.Query()), "")
+}
+
+// renderDetail writes the detail view of the schedule named with status;
+// a schedule that does not exist is a 404 page saying so.
+func (h *scheduleHandler) renderDetail(w http.ResponseWriter, r *http.Request, name string, status int, flash *scheduleFlash, errMsg string) {
+	now := h.store.now()
+	data := detailPage{
+		CSS:      template.CSS(schedulePageCSS),
+		PageURL:  h.prefix + "/",
+		APIURL:   h.prefix + "/api/schedules/" + url.PathEscape(name),
+		ReadOnly: h.readOnly,
+		Flash:    flash,
+		Error:    errMsg,
+	}
+	if h.riverUI != "" {
+		data.RiverUIURL = h.riverUI + "/"
+	}
+	if user, _, ok := r.BasicAuth(); ok {
+		data.By = user
+	}
+	d, err := h.store.Describe(r.Context(), h.db, name)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		data.NotFound = name
+		status = max(status, http.StatusNotFound)
+	case err != nil:
+		h.logger.ErrorContext(r.Context(), "schedules page: describe schedule", slog.String("schedule", name), slog.String("error", err.Error()))
+		data.Error = "Could not read the schedule: " + err.Error()
+		status = max(status, http.StatusInternalServerError)
+	default:
+		now = d.AsOf
+		zones := map[string]*time.Location{}
+		row := h.row(d.Schedule, now, zones)
+		data.Row = &row
+		loc := zoneOf(d.Schedule.TimeZone, zones)
+		data.Now = newPageTime(now, loc, now)
+		for i, sl := range d.NextSlots {
+			data.NextSlots = append(data.NextSlots, detailSlot{
+				N: i + 1, Local: sl.Local.Format("2006-01-02 15:04:05 MST"), UTC: FormatSlot(sl.At), Offset: "UTC" + sl.Offset,
+				Relative: relativeTime(sl.At.Sub(now)), OffsetChanged: sl.OffsetChanged,
+			})
+		}
+		for _, run := range d.Runs {
+			dr := detailRun{Run: run, Created: newPageTime(run.CreatedAt, loc, now)}
+			if h.jobURL != nil {
+				dr.JobURL = h.jobURL(run.JobID)
+			}
+			if !run.Slot.IsZero() {
+				dr.Slot = run.Slot.In(loc).Format("2006-01-02 15:04:05 MST")
+			}
+			switch {
+			case run.State == "running" && !run.AttemptedAt.IsZero():
+				dr.Duration = "running for " + humanDuration(run.Duration)
+			case run.Duration > 0:
+				dr.Duration = humanDuration(run.Duration)
+			}
+			data.Runs = append(data.Runs, dr)
+		}
+	}
+	h.write(w, r, status, "detail", data)
+}
+
+// humanDuration writes how long a job ran, to a precision that fits its
+// length: "850ms", "12.3s", "4m05s", "2h10m".
+func humanDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	case d < time.Hour:
+		d = d.Round(time.Second)
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	default:
+		d = d.Round(time.Minute)
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
 }
 
 // flashFrom reads the flash of a redirect after a POST; anything it does
@@ -431,21 +605,35 @@ func (h *scheduleHandler) act(action string) http.HandlerFunc {
 			return
 		}
 		var (
-			sched *Schedule
-			run   *RunNowResult
-			err   error
+			sched    *Schedule
+			run      *RunNowResult
+			pausedBy string
+			err      error
 		)
 		switch action {
 		case actionEnable:
 			sched, err = h.store.Enable(ctx, h.db, name)
 		case actionDisable:
-			sched, err = h.store.Disable(ctx, h.db, name)
+			var note *PauseNote
+			if note, err = pauseNoteFrom(r); err != nil {
+				h.fail(w, r, http.StatusBadRequest, fmt.Sprintf("Could not disable %s: %v. Nothing was changed.", name, err))
+				return
+			}
+			if note != nil {
+				pausedBy = note.By
+				sched, err = h.store.Pause(ctx, h.db, name, *note)
+			} else {
+				sched, err = h.store.Disable(ctx, h.db, name)
+			}
 		case actionRunNow:
 			run, err = h.store.RunNow(ctx, h.db, name)
 		}
 		attrs := []any{slog.String("schedule", name), slog.String("action", action), slog.String("remote_addr", r.RemoteAddr)}
 		if user, _, ok := r.BasicAuth(); ok {
 			attrs = append(attrs, slog.String("user", user))
+		}
+		if pausedBy != "" {
+			attrs = append(attrs, slog.String("paused_by", pausedBy))
 		}
 		if err != nil {
 			status, msg := actionError(action, name, err)
@@ -472,8 +660,66 @@ func (h *scheduleHandler) act(action string) http.HandlerFunc {
 			}
 			return
 		}
-		http.Redirect(w, r, h.prefix+"/?"+q.Encode(), http.StatusSeeOther)
+		back := h.prefix + "/"
+		if r.FormValue("back") == "detail" {
+			back = h.prefix + "/" + url.PathEscape(name)
+		}
+		http.Redirect(w, r, back+"?"+q.Encode(), http.StatusSeeOther)
 	}
+}
+
+// maxActionBody bounds the body of a POST: a pause note and a name fit
+// many times over.
+const maxActionBody = 16 << 10
+
+// pauseNoteFrom reads the pause note of a disable: "by" and "note" from a
+// JSON object (Content-Type application/json) or from the form. It
+// returns nil when neither is given; "by" defaults to the basic auth
+// user.
+func pauseNoteFrom(r *http.Request) (*PauseNote, error) {
+	r.Body = http.MaxBytesReader(nil, r.Body, maxActionBody)
+	var by, note *string
+	if mediaType := strings.TrimSpace(strings.Split(r.Header.Get("Content-Type"), ";")[0]); mediaType == "application/json" {
+		var body struct {
+			By   *string `json:"by"`
+			Note *string `json:"note"`
+		}
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("the body is not a JSON object of by and note: %w", err)
+		}
+		by, note = body.By, body.Note
+	} else {
+		if err := r.ParseForm(); err != nil {
+			return nil, fmt.Errorf("the form could not be read: %w", err)
+		}
+		if _, ok := r.PostForm["by"]; ok {
+			by = ptrTo(r.PostForm.Get("by"))
+		}
+		if _, ok := r.PostForm["note"]; ok {
+			note = ptrTo(r.PostForm.Get("note"))
+		}
+	}
+	if by == nil && note == nil {
+		if user, _, ok := r.BasicAuth(); ok {
+			return &PauseNote{By: user}, nil
+		}
+		return nil, nil
+	}
+	p := &PauseNote{}
+	if by != nil {
+		p.By = strings.TrimSpace(*by)
+	}
+	if p.By == "" {
+		if user, _, ok := r.BasicAuth(); ok {
+			p.By = user
+		}
+	}
+	if note != nil {
+		p.Note = strings.TrimSpace(*note)
+	}
+	return p, nil
 }
 
 // actionError is the status and the sentence the page shows for an
@@ -497,6 +743,10 @@ func actionError(action, name string, err error) (int, string) {
 func (h *scheduleHandler) fail(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	if wantsJSON(r) {
 		writeHandlerJSON(w, status, map[string]string{"message": msg})
+		return
+	}
+	if r.FormValue("back") == "detail" {
+		h.renderDetail(w, r, r.PathValue("name"), status, nil, msg)
 		return
 	}
 	h.render(w, r, status, nil, msg)
@@ -525,7 +775,7 @@ func (h *scheduleHandler) apiList(w http.ResponseWriter, r *http.Request) {
 
 func (h *scheduleHandler) apiGet(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	sched, err := h.store.Get(r.Context(), h.db, name)
+	sched, err := h.store.Describe(r.Context(), h.db, name)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeHandlerJSON(w, http.StatusNotFound, map[string]string{"message": fmt.Sprintf("no schedule is named %q", name)})

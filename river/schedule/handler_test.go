@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,7 +147,8 @@ func TestScheduleHandlerPage(t *testing.T) {
 	require.Contains(t, nightly, `<td class="num runs">1</td>`)
 	require.Contains(t, nightly, `<td class="num skipped">0</td>`)
 	require.Contains(t, nightly, `<td class="num missed">0</td>`)
-	require.Contains(t, nightly, `Nightly sweep &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;`, "the description is escaped")
+	require.NotContains(t, nightly, "Nightly sweep", "the description is on the detail view, not in the list")
+	require.Contains(t, nightly, `<a class="schedule-name" href="/schedules/nightly"`, "the name opens the detail view")
 	require.NotContains(t, page, "<script>", "no script anywhere")
 	require.Contains(t, nightly, `action="/schedules/nightly/disable"`)
 	require.Contains(t, nightly, `action="/schedules/nightly/run-now"`)
@@ -272,7 +274,9 @@ func TestScheduleHandlerActions(t *testing.T) {
 	require.Equal(t, http.StatusUnprocessableEntity, res.code, res.body)
 	require.Contains(t, res.body, "Could not enable expiring")
 	require.Contains(t, res.body, "no slot is left before it")
-	require.Contains(t, rowOf(t, res.body, "expiring"), "until <time title=\"2025-03-01T13:00:00Z\">2025-03-01 22:00:00 KST</time>", "the store's default zone")
+	detail := s.do(t, http.MethodGet, "/schedules/expiring").body
+	require.Contains(t, detail, "<th>Until</th>", "expiry on the detail view")
+	require.Contains(t, detail, "<time title=\"2025-03-01T13:00:00Z\">2025-03-01 22:00:00 KST</time>", "in the store's default zone")
 	require.False(t, s.get(t, "expiring").Enabled)
 
 	// Scripts asking for JSON get JSON.
@@ -462,4 +466,146 @@ func handlerCount(t *testing.T, db *wassotest.DB, sql string) int {
 	var n int
 	require.NoError(t, db.Pool.QueryRow(context.Background(), sql).Scan(&n))
 	return n
+}
+
+// TestScheduleHandlerDetail: a schedule's detail view shows its
+// settings, its next slots with their UTC offsets (a daylight saving time
+// change marked), its runs linked to River UI, and its pause note; its
+// Disable form records a note and comes back to it; the JSON API gives
+// the same.
+func TestScheduleHandlerDetail(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newScheduleServer(t, false)
+	// New York springs forward on 2025-03-09: 09:00 EST is 14:00 UTC,
+	// 09:00 EDT 13:00 UTC.
+	_, err := s.store.Create(ctx, s.db.Pool, schedule.Schedule{
+		Name: "ny-morning", Kind: attendance.SweepKind, Cron: "0 9 * * *", TimeZone: "America/New_York", Enabled: true,
+		Args: json.RawMessage(`{"lookback": 3600000000000}`),
+	})
+	require.NoError(t, err)
+	run, err := s.store.RunNow(ctx, s.db.Pool, "ny-morning")
+	require.NoError(t, err)
+
+	res := s.do(t, http.MethodGet, "/schedules/ny-morning")
+	require.Equal(t, http.StatusOK, res.code, res.body)
+	require.Equal(t, "text/html; charset=utf-8", res.header.Get("Content-Type"))
+	require.NotEmpty(t, res.header.Get("Content-Security-Policy"))
+	page := res.body
+	require.NotContains(t, page, "<script")
+	require.Contains(t, page, `<span id="detail-name">ny-morning</span>`)
+	require.Contains(t, page, `{&#34;lookback&#34;: 3600000000000}`, "args, escaped")
+	require.Contains(t, page, "missed once · overlap skip")
+	require.Contains(t, page, `<td class="num runs">1</td>`)
+
+	slots := regexp.MustCompile(`(?s)<tr class="slot( dst-change)?">.*?</tr>`).FindAllStringSubmatch(page, -1)
+	require.Len(t, slots, schedule.DescribeSlots)
+	require.Contains(t, slots[0][0], "2025-03-01 09:00:00 EST")
+	require.Contains(t, slots[0][0], "UTC-05:00")
+	require.Contains(t, slots[0][0], "2025-03-01T14:00:00Z")
+	require.Contains(t, slots[8][0], "2025-03-09 09:00:00 EDT")
+	require.Contains(t, slots[8][0], "UTC-04:00")
+	require.Contains(t, slots[8][0], "2025-03-09T13:00:00Z")
+	for i, sl := range slots {
+		require.Equal(t, i == 8, sl[1] != "", "only the first slot after the change is marked (slot %d)", i)
+		require.Equal(t, i == 8, strings.Contains(sl[0], "DST change"), "slot %d", i)
+	}
+
+	runs := regexp.MustCompile(`(?s)<tr class="run" data-job="(\d+)">.*?</tr>`).FindAllStringSubmatch(page, -1)
+	require.Len(t, runs, 1)
+	require.Equal(t, fmt.Sprint(run.JobID), runs[0][1])
+	require.Contains(t, runs[0][0], fmt.Sprintf(`<a class="job" href="/riverui/jobs/%d">job %d</a>`, run.JobID, run.JobID))
+	require.Contains(t, runs[0][0], "available", "no worker runs it here")
+	require.Contains(t, runs[0][0], "0 / 25")
+	require.Contains(t, runs[0][0], "2025-03-01 07:00:00 EST", "its slot in the schedule's zone")
+
+	// Disable from the detail view, with a note: back to it, note shown.
+	form := url.Values{"back": {"detail"}, "by": {"alice"}, "note": {`closed for <b>renovation</b>`}}
+	res = s.postForm(t, "/schedules/ny-morning/disable", form)
+	require.Equal(t, http.StatusSeeOther, res.code, res.body)
+	require.Equal(t, "/schedules/ny-morning?done=disable&schedule=ny-morning", res.header.Get("Location"))
+	got := s.get(t, "ny-morning")
+	require.False(t, got.Enabled)
+	require.Equal(t, &schedule.PauseNote{By: "alice", Note: "closed for <b>renovation</b>", At: handlerNow}, got.Paused)
+	page = s.do(t, http.MethodGet, res.header.Get("Location")).body
+	require.Contains(t, page, "Disabled <strong>ny-morning</strong>")
+	require.Contains(t, page, `<strong class="by">alice</strong>: <span class="text">closed for &lt;b&gt;renovation&lt;/b&gt;</span>`)
+	require.Contains(t, page, "Disabled: the slots it would run if enabled now.")
+	require.Contains(t, rowOf(t, s.do(t, http.MethodGet, "/schedules/").body, "ny-morning"), "by alice: closed for &lt;b&gt;renovation&lt;/b&gt;", "the list shows the note, short")
+
+	// A note too long: refused on the detail view, nothing written.
+	_, err = s.store.Enable(ctx, s.db.Pool, "ny-morning")
+	require.NoError(t, err)
+	form.Set("note", strings.Repeat("x", schedule.PauseNoteMaxLen+1))
+	res = s.postForm(t, "/schedules/ny-morning/disable", form)
+	require.Equal(t, http.StatusUnprocessableEntity, res.code, res.body)
+	require.Contains(t, res.body, "Could not disable ny-morning")
+	require.Contains(t, res.body, "paused.note: is 501 characters long, more than 500")
+	require.Contains(t, res.body, `<span id="detail-name">ny-morning</span>`, "the detail view, with the error")
+	require.True(t, s.get(t, "ny-morning").Enabled)
+	require.Nil(t, s.get(t, "ny-morning").Paused)
+
+	// A script disables with a JSON body naming its caller; a list note
+	// is cut short, with the whole on hover.
+	long := "the federation's calendar moved every event of the season by a week"
+	res = s.doBody(t, http.MethodPost, "/schedules/ny-morning/disable", `{"by": "ops-bot", "note": "`+long+`"}`,
+		"Content-Type", "application/json", "Accept", "application/json")
+	require.Equal(t, http.StatusOK, res.code, res.body)
+	var disabled struct {
+		Schedule schedule.Schedule `json:"schedule"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(res.body), &disabled))
+	require.Equal(t, &schedule.PauseNote{By: "ops-bot", Note: long, At: handlerNow}, disabled.Schedule.Paused)
+	row := rowOf(t, s.do(t, http.MethodGet, "/schedules/").body, "ny-morning")
+	require.Contains(t, row, `title="`+strings.ReplaceAll(long, "'", "&#39;")+`"`)
+	require.Contains(t, row, "by ops-bot: the federation&#39;s calendar moved every e…")
+	res = s.doBody(t, http.MethodPost, "/schedules/ny-morning/disable", `{"who": "x"}`, "Content-Type", "application/json", "Accept", "application/json")
+	require.Equal(t, http.StatusBadRequest, res.code, res.body)
+	require.Contains(t, res.body, `unknown field \"who\"`)
+
+	// The JSON API: the schedule's fields, its slots and runs.
+	res = s.do(t, http.MethodGet, "/schedules/api/schedules/ny-morning")
+	require.Equal(t, http.StatusOK, res.code, res.body)
+	var api struct {
+		Name      string             `json:"name"`
+		Paused    schedule.PauseNote `json:"paused"`
+		NextSlots []map[string]any   `json:"next_slots"`
+		Runs      []map[string]any   `json:"runs"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(res.body), &api))
+	require.Equal(t, "ny-morning", api.Name)
+	require.Equal(t, "ops-bot", api.Paused.By)
+	require.Len(t, api.NextSlots, schedule.DescribeSlots)
+	require.Equal(t, "-04:00", api.NextSlots[8]["offset"])
+	require.Equal(t, true, api.NextSlots[8]["offset_changed"])
+	require.Len(t, api.Runs, 1)
+	require.EqualValues(t, run.JobID, api.Runs[0]["job_id"])
+
+	// An unknown schedule: a 404 page saying so.
+	res = s.do(t, http.MethodGet, "/schedules/no-such")
+	require.Equal(t, http.StatusNotFound, res.code)
+	require.Contains(t, res.body, "No schedule is named &#8220;no-such&#8221;")
+}
+
+// postForm submits a form as a browser does.
+func (s *scheduleServer) postForm(t *testing.T, path string, form url.Values) handlerResponse {
+	t.Helper()
+	return s.doBody(t, http.MethodPost, path, form.Encode(), "Content-Type", "application/x-www-form-urlencoded",
+		"Sec-Fetch-Site", "same-origin", "Origin", s.srv.URL, "Accept", "text/html,*/*;q=0.8")
+}
+
+// doBody sends a request with a body; headers are name, value pairs.
+func (s *scheduleServer) doBody(t *testing.T, method, path, body string, headers ...string) handlerResponse {
+	t.Helper()
+	req, err := http.NewRequest(method, s.srv.URL+path, strings.NewReader(body))
+	require.NoError(t, err)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := noRedirects.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return handlerResponse{code: resp.StatusCode, header: resp.Header, body: string(b)}
 }

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/riverqueue/river"
 )
@@ -32,6 +35,11 @@ const (
 	MissedGrace = time.Minute
 	// NameMaxLen bounds a schedule's name.
 	NameMaxLen = 100
+	// PauseByMaxLen bounds PauseNote.By, in characters.
+	PauseByMaxLen = 100
+	// PauseNoteMaxLen bounds PauseNote.Note, in characters: a line
+	// saying why, not a report.
+	PauseNoteMaxLen = 500
 )
 
 // MissedPolicy says what happens to the slots of a schedule that passed
@@ -94,8 +102,8 @@ var (
 type FieldError struct {
 	// Field is the field's JSON name: "name", "kind", "args", "every",
 	// "cron", "time_zone", "queue", "priority", "max_attempts",
-	// "start_at", "expires_at", "missed", "overlap", or, for Backfill,
-	// "from" and "to".
+	// "start_at", "expires_at", "missed", "overlap", for Pause
+	// "paused.by" and "paused.note", or, for Backfill, "from" and "to".
 	Field string
 	// Err says what is wrong with it.
 	Err error
@@ -201,6 +209,45 @@ type Schedule struct {
 	// UpdatedAt is when the row last changed, by the store or the
 	// scheduler.
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	// Paused says who disabled the schedule, why and when; nil on an
+	// enabled schedule (enabling clears it) and on one created disabled.
+	Paused *PauseNote `json:"paused,omitempty"`
+}
+
+// PauseNote is who paused (disabled) a schedule, why and when: what
+// Store.Pause records, and what Schedule.Paused reads back. A person
+// pausing one gives their name; a program pausing one on its own gives
+// its own (such as "scheduler").
+type PauseNote struct {
+	// By is who paused the schedule: an operator's name, a program's, or
+	// empty when unknown. At most PauseByMaxLen characters.
+	By string `json:"by"`
+	// Note says why, on one line; it may be empty. At most
+	// PauseNoteMaxLen characters.
+	Note string `json:"note"`
+	// At is when the schedule was paused, by the store's clock, in UTC.
+	// The store sets it; a value given to Pause is ignored.
+	At time.Time `json:"at"`
+}
+
+// validate checks the note's text fields: bounded, printable, one line,
+// so that a list or a log line shows it as it is.
+func (n *PauseNote) validate() error {
+	for _, f := range []struct {
+		field, value string
+		max          int
+	}{{"paused.by", n.By, PauseByMaxLen}, {"paused.note", n.Note, PauseNoteMaxLen}} {
+		if !utf8.ValidString(f.value) {
+			return fieldError(f.field, "is not valid UTF-8")
+		}
+		if l := utf8.RuneCountInString(f.value); l > f.max {
+			return fieldError(f.field, "is %d characters long, more than %d", l, f.max)
+		}
+		if i := strings.IndexFunc(f.value, unicode.IsControl); i >= 0 {
+			return fieldError(f.field, "holds a control character (%U) at byte %d: write it on one line", []rune(f.value[i:])[0], i)
+		}
+	}
+	return nil
 }
 
 // MarshalJSON writes the schedule with Every as a Go duration string.

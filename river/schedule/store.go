@@ -290,7 +290,7 @@ func configArgs(s *Schedule) []any {
 // returns the schedule as stored. Errors:
 // *FieldError, ErrNotFound.
 func (s *Store) Update(ctx context.Context, db Beginner, name string, update Update) (*Schedule, error) {
-	return scheduleTx(ctx, db, func(tx pgx.Tx) (*Schedule, error) { return s.update(ctx, tx, name, update) })
+	return scheduleTx(ctx, db, func(tx pgx.Tx) (*Schedule, error) { return s.update(ctx, tx, name, update, nil) })
 }
 
 // Enable enables the schedule named: its
@@ -303,9 +303,25 @@ func (s *Store) Enable(ctx context.Context, db Beginner, name string) (*Schedule
 
 // Disable disables the schedule named: it
 // keeps its row and counters, and its next run is cleared. A job already
-// enqueued still runs.
+// enqueued still runs. Disabling an enabled schedule records when
+// (Schedule.Paused, with no name and no note: Pause records those);
+// disabling a disabled one changes nothing.
 func (s *Store) Disable(ctx context.Context, db Beginner, name string) (*Schedule, error) {
 	return s.Update(ctx, db, name, Update{Enabled: ptrTo(false)})
+}
+
+// Pause disables the schedule named, as Disable does, and records note:
+// who paused it and why, at the store's clock (note.At is ignored). Pausing
+// a disabled schedule replaces its note. Enabling clears it. Errors:
+// *FieldError for "paused.by" or "paused.note" (too long, not one line),
+// with nothing written; ErrNotFound.
+func (s *Store) Pause(ctx context.Context, db Beginner, name string, note PauseNote) (*Schedule, error) {
+	if err := note.validate(); err != nil {
+		return nil, err
+	}
+	return scheduleTx(ctx, db, func(tx pgx.Tx) (*Schedule, error) {
+		return s.update(ctx, tx, name, Update{Enabled: ptrTo(false)}, &note)
+	})
 }
 
 func ptrTo[T any](v T) *T { return &v }
@@ -315,11 +331,14 @@ func ptrTo[T any](v T) *T { return &v }
 const updateScheduleSQL = `
 UPDATE wasso_schedule SET kind = $2, args = $3, every_us = $4, cron = $5, time_zone = $6, enabled = $7,
     queue = $8, priority = $9, max_attempts = $10, start_at = $11, expires_at = $12, one_off = $13,
-    description = $14, missed = $15, overlap = $16, next_run_at = $17, updated_at = $18
+    description = $14, missed = $15, overlap = $16, next_run_at = $17, updated_at = $18,
+    paused_at = $19, paused_by = $20, paused_note = $21
 WHERE name = $1
 RETURNING ` + scheduleColumns
 
-func (s *Store) update(ctx context.Context, tx pgx.Tx, name string, update Update) (*Schedule, error) {
+// update applies update to the schedule named. pause, when set, is the
+// note of a Pause.
+func (s *Store) update(ctx context.Context, tx pgx.Tx, name string, update Update, pause *PauseNote) (*Schedule, error) {
 	old, err := lockSchedule(ctx, tx, name)
 	if err != nil {
 		return nil, err
@@ -352,7 +371,23 @@ func (s *Store) update(ctx context.Context, tx pgx.Tx, name string, update Updat
 			return nil, err
 		}
 	}
-	row := tx.QueryRow(ctx, updateScheduleSQL, append(configArgs(&sched), next, now)...)
+	// The pause note: cleared on an enabled schedule, set by Pause, set
+	// without name or note by a plain disable, kept otherwise (a disabled
+	// schedule disabled again, or changed in other ways).
+	switch {
+	case sched.Enabled:
+		sched.Paused = nil
+	case pause != nil:
+		sched.Paused = &PauseNote{By: pause.By, Note: pause.Note, At: truncMicro(now)}
+	case old.Enabled && update.Enabled != nil && !*update.Enabled:
+		sched.Paused = &PauseNote{At: truncMicro(now)}
+	}
+	var pausedAt *time.Time
+	var pausedBy, pausedNote *string
+	if p := sched.Paused; p != nil {
+		pausedAt, pausedBy, pausedNote = &p.At, &p.By, &p.Note
+	}
+	row := tx.QueryRow(ctx, updateScheduleSQL, append(configArgs(&sched), next, now, pausedAt, pausedBy, pausedNote)...)
 	updated, err := scanSchedule(row)
 	if err != nil {
 		return nil, scheduleErr(fmt.Sprintf("update schedule %q", name), err)
@@ -696,7 +731,7 @@ func (s *Store) logEnqueued(ctx context.Context, sched *Schedule, jobs []slotJob
 // scheduleColumns are the columns scanSchedule reads, in its order.
 const scheduleColumns = `name, kind, args, every_us, cron, time_zone, enabled, queue, priority, max_attempts,
     start_at, expires_at, one_off, description, missed, overlap, last_run_at, last_job_id, next_run_at,
-    total_run_count, skipped_count, missed_count, created_at, updated_at`
+    total_run_count, skipped_count, missed_count, created_at, updated_at, paused_at, paused_by, paused_note`
 
 func scanSchedule(row pgx.Row) (*Schedule, error) {
 	var (
@@ -708,12 +743,24 @@ func scanSchedule(row pgx.Row) (*Schedule, error) {
 		missed, overlap               string
 		priority                      int16
 		createdAt, updatedAt          time.Time
+		pausedAt                      *time.Time
+		pausedBy, pausedNote          *string
 	)
 	err := row.Scan(&s.Name, &s.Kind, &args, &every, &expr, &s.TimeZone, &s.Enabled, &s.Queue, &priority,
 		&s.MaxAttempts, &start, &expires, &s.OneOff, &s.Description, &missed, &overlap, &lastRun, &lastJob,
-		&next, &s.TotalRunCount, &s.SkippedCount, &s.MissedCount, &createdAt, &updatedAt)
+		&next, &s.TotalRunCount, &s.SkippedCount, &s.MissedCount, &createdAt, &updatedAt,
+		&pausedAt, &pausedBy, &pausedNote)
 	if err != nil {
 		return nil, err
+	}
+	if pausedAt != nil {
+		s.Paused = &PauseNote{At: pausedAt.UTC()}
+		if pausedBy != nil {
+			s.Paused.By = *pausedBy
+		}
+		if pausedNote != nil {
+			s.Paused.Note = *pausedNote
+		}
 	}
 	s.Args = json.RawMessage(args)
 	if every != nil {
