@@ -243,7 +243,8 @@ var (
 		[]string{"queue", "state"}, nil)
 	leaderDesc   = prometheus.NewDesc("wasso_leader", "1 when this runner is the elected leader (it runs the schedules).", nil, nil)
 	lostJobsDesc = prometheus.NewDesc("wasso_lost_runner_jobs",
-		"Running jobs held by a lost runner (no heartbeat for 20 s, or stopped with them running). The leader gives them back within 5 s; a value that stays above 0 means no leader rescues them.", nil, nil)
+		fmt.Sprintf("Running jobs held by a lost runner (no heartbeat for %s, or stopped with them running). The leader gives them back within %s; a value that stays above 0 means no leader rescues them.",
+			RunnerLostAfter, RescueLostInterval), nil, nil)
 
 	// The settlement backlog is the cluster's, the same on every runner.
 	settlementOverdueDesc = prometheus.NewDesc("wasso_settlement_overdue_seconds",

@@ -29,9 +29,9 @@ import (
 // the configured schema: river_job's queue, kind, state, created_at and
 // errors (and, for the jobs of lost runners, attempted_by, attempt,
 // max_attempts and metadata); river_leader's leader_id, elected_at and
-// expires_at. Only
-// rescueLostSQL writes: river_job's state, scheduled_at, finalized_at,
-// errors and metadata, as River's own rescuer (JobRescueMany) does.
+// expires_at. Only rescueLostSQL writes: river_job's state, scheduled_at,
+// finalized_at, errors and metadata, as River's own rescuer
+// (JobRescueMany) does.
 
 // jobCount is how many jobs of one kind are in one queue and state.
 type jobCount struct {
