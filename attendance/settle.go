@@ -448,17 +448,62 @@ func deadlineWindowSQL(joined, lookback, ahead string) string {
       AND wasso_deadline(e.start_datetime, e.fail_minutes) <= clock.now + make_interval(secs => ` + ahead + `::bigint / 1e6)`
 }
 
-// dueEventsSQL lists due events: the deadline window (deadlineWindowSQL)
-// up to now, less those settled for their current deadline, through
-// wasso_settlement's primary key.
+// dueSQL is the part of a FROM clause, after a relation clock with a
+// column now ($1), that selects the due events: the deadline window
+// (deadlineWindowSQL) up to now, back $2 microseconds, among the event ids
+// $3 (NULL for all), less those settled for their current deadline,
+// through wasso_settlement's primary key. dueEventsSQL lists them and
+// dueBacklogSQL sums them up.
+var dueSQL = deadlineWindowSQL("e LEFT JOIN wasso_settlement s ON s.event_id = e.id", "$2", "0") + `
+  AND ($3::bigint[] IS NULL OR e.id = ANY($3::bigint[]))
+  AND (s.event_id IS NULL OR s.deadline <> wasso_deadline(e.start_datetime, e.fail_minutes))`
+
+// dueEventsSQL lists the due events (dueSQL).
 var dueEventsSQL = `
 WITH clock AS (SELECT coalesce($1::timestamptz, statement_timestamp()) AS now)
 SELECT e.id, e.title, e.generation_id, wasso_deadline(e.start_datetime, e.fail_minutes), s.event_id IS NOT NULL
-FROM clock, ` + deadlineWindowSQL("e LEFT JOIN wasso_settlement s ON s.event_id = e.id", "$2", "0") + `
-  AND ($3::bigint[] IS NULL OR e.id = ANY($3::bigint[]))
-  AND (s.event_id IS NULL OR s.deadline <> wasso_deadline(e.start_datetime, e.fail_minutes))
+FROM clock, ` + dueSQL + `
 ORDER BY e.id
 LIMIT $4`
+
+// dueBacklogSQL counts the due events (dueSQL) and measures, by the
+// database clock, how long ago the oldest of their deadlines passed.
+var dueBacklogSQL = `
+WITH clock AS (SELECT coalesce($1::timestamptz, statement_timestamp()) AS now)
+SELECT count(*), coalesce(extract(epoch FROM max(clock.now) - min(wasso_deadline(e.start_datetime, e.fail_minutes))), 0)::float8
+FROM clock, ` + dueSQL
+
+// Backlog sums up the events a settlement has yet to settle.
+type Backlog struct {
+	// Events is how many events are due and not settled for their
+	// current deadline: what DueEvents would list.
+	Events int64
+	// Oldest is how long ago the earliest of their deadlines passed,
+	// by the database clock; zero when Events is zero.
+	Oldest time.Duration
+}
+
+// DueBacklog sums up the events a settlement with these params would
+// settle, changing nothing: how many, and how far behind their deadline
+// the oldest is. With exact deadlines each event is settled within a
+// moment of its deadline, so a backlog that stays means settlement is
+// falling behind or stopped. It reads what DueEvents reads, through the
+// same index; params.Limit is ignored.
+func DueBacklog(ctx context.Context, db DB, params SettleParams) (Backlog, error) {
+	if err := params.validate(); err != nil {
+		return Backlog{}, err
+	}
+	var (
+		b      Backlog
+		oldest float64
+	)
+	err := db.QueryRow(ctx, dueBacklogSQL, customPlan, nullTime(params.Now), params.lookback().Microseconds(), params.EventIDs).Scan(&b.Events, &oldest)
+	if err != nil {
+		return Backlog{}, translate("sum up due events", err)
+	}
+	b.Oldest = time.Duration(max(oldest, 0) * float64(time.Second))
+	return b, nil
+}
 
 // claimSQL records the due events as settled for their current deadline
 // and returns those it claimed. INSERT ... ON CONFLICT takes the row lock

@@ -306,6 +306,32 @@ func TestSettleDue(t *testing.T) {
 		require.Zero(t, count(t, db.Pool, `SELECT count(*) FROM wasso_settlement`))
 	})
 
+	t.Run("DueBacklog", func(t *testing.T) {
+		t.Parallel()
+
+		db := wassotest.NewDB(t, wassotest.Options{})
+		backlog, err := attendance.DueBacklog(ctx, db.Pool, attendance.SettleParams{Now: testNow})
+		require.NoError(t, err)
+		require.Equal(t, attendance.Backlog{}, backlog, "nothing due")
+
+		club, err := seed.CreateClub(ctx, db.Pool, "Go", 2, testNow.Add(-48*time.Hour))
+		require.NoError(t, err)
+		dueEvent(t, db.Pool, club.GenerationID, time.Minute)
+		dueEvent(t, db.Pool, club.GenerationID, 3*time.Minute)
+		dueEvent(t, db.Pool, club.GenerationID, -time.Minute) // not due yet
+		dueEvent(t, db.Pool, club.GenerationID, 25*time.Hour) // past the lookback
+		backlog, err = attendance.DueBacklog(ctx, db.Pool, attendance.SettleParams{Now: testNow})
+		require.NoError(t, err)
+		require.Equal(t, attendance.Backlog{Events: 2, Oldest: 3 * time.Minute}, backlog)
+		require.Zero(t, count(t, db.Pool, `SELECT count(*) FROM wasso_settlement`), "changes nothing")
+
+		_, err = attendance.SettleDue(ctx, db.Pool, attendance.SettleParams{Now: testNow})
+		require.NoError(t, err)
+		backlog, err = attendance.DueBacklog(ctx, db.Pool, attendance.SettleParams{Now: testNow})
+		require.NoError(t, err)
+		require.Equal(t, attendance.Backlog{}, backlog, "all settled")
+	})
+
 	t.Run("InvalidParams", func(t *testing.T) {
 		t.Parallel()
 

@@ -166,6 +166,7 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 	defer a.markRunnerStopped(pool, client.ID())
 
 	m := newMetrics(a, pool, client.ID)
+	rescuer.rescued = m.lostJobsRescued
 	// A runner whose notifications are lost still works, by polling: it
 	// says so once, and /metrics keeps saying it.
 	delivered := a.checkNotify(ctx, pool, listen) == nil

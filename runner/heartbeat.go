@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/wasso/scheduler/internal/leaderloop"
@@ -220,6 +221,9 @@ type lostRunnerRescuer struct {
 	a    *app
 	pool *pgxpool.Pool
 	loop leaderloop.Loop
+	// rescued, if set, counts the jobs each pass rescued (the metrics'
+	// wasso_lost_runner_jobs_rescued_total). Set before the client starts.
+	rescued prometheus.Counter
 }
 
 func (r *lostRunnerRescuer) Start(ctx context.Context, _ *rivertype.HookPeriodicJobsStartParams) error {
@@ -250,6 +254,9 @@ func (r *lostRunnerRescuer) run(ctx context.Context) {
 				r.a.logger.Warn("rescuing the jobs of lost runners failed", slog.String("error", r.a.redact.redact(err.Error())))
 			}
 			continue
+		}
+		if r.rescued != nil {
+			r.rescued.Add(float64(len(jobs)))
 		}
 		for _, j := range jobs {
 			if j.abandoned {

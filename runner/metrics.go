@@ -3,10 +3,12 @@ package runner
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -14,6 +16,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/wasso/scheduler/attendance"
+	wassoriver "github.com/wasso/scheduler/river"
 	"github.com/wasso/scheduler/river/schedule"
 )
 
@@ -41,6 +44,10 @@ type metrics struct {
 	sweepUpdated     prometheus.Counter
 	sweepCreated     prometheus.Counter
 	sweepLastSuccess prometheus.Gauge
+
+	// lostJobsRescued counts the jobs of lost runners this runner's
+	// rescuer gave back (see lostRunnerRescuer), as leader.
+	lostJobsRescued prometheus.Counter
 
 	// notifyDelivered is 1 when the start-up check found that
 	// notifications reach this runner, 0 when they are lost (a pooler in
@@ -95,6 +102,10 @@ func newMetrics(a *app, pool *pgxpool.Pool, clientID func() string) *metrics {
 		sweepLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "wasso_sweep_last_success_timestamp_seconds", Help: "Unix time of this runner's last successful sweep (0: none yet).",
 		}),
+		lostJobsRescued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wasso_lost_runner_jobs_rescued_total",
+			Help: "Running jobs of lost runners (no heartbeat, or stopped with them running) that this runner, as leader, made available again or discarded.",
+		}),
 		notifyDelivered: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "wasso_runner_notifications_delivered",
 			Help: "1 when a notification sent at start reached this runner's listener, 0 when it was lost: LISTEN does not work through the pooler, and wake-ups fall back to polling (set database.listen_url).",
@@ -118,12 +129,21 @@ func newMetrics(a *app, pool *pgxpool.Pool, clientID func() string) *metrics {
 		ConstLabels: prometheus.Labels{"version": versionString(), "river_version": moduleVersion("github.com/riverqueue/river")},
 	})
 	info.Set(1)
-	// Pre-create the sweep series so that dashboards see zeros, not gaps.
+	// Pre-create the sweep series and the job series of the kinds this
+	// runner works, so that dashboards see zeros, not gaps, and rate()
+	// and increase() see a series' first increment (a series that
+	// appears at 1 has no earlier sample to count from).
 	m.sweepRuns.WithLabelValues("completed")
 	m.sweepRuns.WithLabelValues("failed")
+	for _, kind := range wassoriver.Kinds(a.cfg.RiverConfig()) {
+		for _, v := range []*prometheus.CounterVec{m.jobsCompleted, m.jobsFailed, m.jobsRetried, m.jobsDiscarded, m.jobsCancelled, m.jobsSnoozed} {
+			v.WithLabelValues(kind)
+		}
+		m.jobDuration.WithLabelValues(kind)
+	}
 	m.registry.MustRegister(
 		m.jobsCompleted, m.jobsFailed, m.jobsRetried, m.jobsDiscarded, m.jobsCancelled, m.jobsSnoozed, m.jobDuration,
-		m.sweepRuns, m.sweepEvents, m.sweepUpdated, m.sweepCreated, m.sweepLastSuccess, m.notifyDelivered, m.ready, info,
+		m.sweepRuns, m.sweepEvents, m.sweepUpdated, m.sweepCreated, m.sweepLastSuccess, m.lostJobsRescued, m.notifyDelivered, m.ready, info,
 		newDBCollector(a, pool, clientID),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -196,8 +216,8 @@ func (m *metrics) observe(ev *river.Event) {
 	}
 }
 
-// dbCollector reads queue depth, leadership and the schedules' counters
-// at scrape time.
+// dbCollector reads queue depth, leadership, the jobs of lost runners,
+// the settlement backlog and the schedules' counters at scrape time.
 type dbCollector struct {
 	a        *app
 	pool     *pgxpool.Pool
@@ -221,7 +241,16 @@ func newDBCollector(a *app, pool *pgxpool.Pool, clientID func() string) *dbColle
 var (
 	jobsDesc = prometheus.NewDesc("wasso_jobs", "Jobs in the database by queue and state (queue depth: available, scheduled, retryable, running).",
 		[]string{"queue", "state"}, nil)
-	leaderDesc = prometheus.NewDesc("wasso_leader", "1 when this runner is the elected leader (it runs the schedules).", nil, nil)
+	leaderDesc   = prometheus.NewDesc("wasso_leader", "1 when this runner is the elected leader (it runs the schedules).", nil, nil)
+	lostJobsDesc = prometheus.NewDesc("wasso_lost_runner_jobs",
+		fmt.Sprintf("Running jobs held by a lost runner (no heartbeat for %s, or stopped with them running). The leader gives them back within %s; a value that stays above 0 means no leader rescues them.",
+			RunnerLostAfter, RescueLostInterval), nil, nil)
+
+	// The settlement backlog is the cluster's, the same on every runner.
+	settlementOverdueDesc = prometheus.NewDesc("wasso_settlement_overdue_seconds",
+		"How long ago, by the database clock, the deadline of the oldest due and unsettled event passed (within sweep.lookback); 0 when none is.", nil, nil)
+	settlementOverdueEventsDesc = prometheus.NewDesc("wasso_settlement_overdue_events",
+		"Events whose deadline passed (within sweep.lookback) and that are not settled for it.", nil, nil)
 
 	// The schedules' counters live in wasso_schedule, kept by whichever
 	// runner leads: read from there, they are the cluster's, the same on
@@ -238,13 +267,31 @@ var (
 		"Unix time of each schedule's next slot; 0 when it has none (disabled, expired, a one-off that ran). A value well in the past means no leader is running schedules.", scheduleLabels, nil)
 	scheduleEnabledDesc = prometheus.NewDesc("wasso_schedule_enabled",
 		"1 when the schedule is enabled.", scheduleLabels, nil)
+	schedulePausedByFailuresDesc = prometheus.NewDesc("wasso_schedule_paused_by_failures",
+		"1 when the scheduler itself paused the schedule after failures (disabled, paused_by = 'scheduler'); 0 otherwise, and always 0 on a database whose wasso_schedule has no paused_by column.", scheduleLabels, nil)
 )
+
+// pausedByScheduler is the paused_by of a schedule that the scheduler
+// paused itself, after failures, rather than an operator.
+const pausedByScheduler = "scheduler"
+
+// pausedByFailuresSQL tells, for every schedule, whether the scheduler
+// paused it. paused_by is read through to_jsonb of the row, which yields
+// NULL where the table has no such column, so the statement is the same
+// on every database: on one without the column no schedule is paused by
+// the scheduler. A handful of rows, read whole.
+const pausedByFailuresSQL = `
+SELECT name, coalesce(NOT enabled AND to_jsonb(s) ->> 'paused_by' = $1, false)
+FROM wasso_schedule AS s`
 
 func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- jobsDesc
 	ch <- leaderDesc
+	ch <- lostJobsDesc
+	ch <- settlementOverdueDesc
+	ch <- settlementOverdueEventsDesc
 	if c.store != nil {
-		for _, d := range []*prometheus.Desc{scheduleRunsDesc, scheduleSkipsDesc, scheduleMissesDesc, scheduleNextRunDesc, scheduleEnabledDesc} {
+		for _, d := range []*prometheus.Desc{scheduleRunsDesc, scheduleSkipsDesc, scheduleMissesDesc, scheduleNextRunDesc, scheduleEnabledDesc, schedulePausedByFailuresDesc} {
 			ch <- d
 		}
 	}
@@ -266,6 +313,19 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(leaderDesc, prometheus.GaugeValue, v)
+	}
+	if n, err := c.a.countLostJobs(ctx, c.pool); err != nil {
+		c.a.logger.Warn("metrics: scrape", slog.String("error", err.Error()))
+		ch <- prometheus.NewInvalidMetric(lostJobsDesc, err)
+	} else {
+		ch <- prometheus.MustNewConstMetric(lostJobsDesc, prometheus.GaugeValue, float64(n))
+	}
+	if b, err := attendance.DueBacklog(ctx, c.pool, attendance.SettleParams{Lookback: c.a.cfg.Sweep.Lookback}); err != nil {
+		c.a.logger.Warn("metrics: settlement backlog", slog.String("error", err.Error()))
+		ch <- prometheus.NewInvalidMetric(settlementOverdueDesc, err)
+	} else {
+		ch <- prometheus.MustNewConstMetric(settlementOverdueDesc, prometheus.GaugeValue, b.Oldest.Seconds())
+		ch <- prometheus.MustNewConstMetric(settlementOverdueEventsDesc, prometheus.GaugeValue, float64(b.Events))
 	}
 
 	if c.store != nil {
@@ -313,4 +373,33 @@ func (c *dbCollector) collectSchedules(ctx context.Context, ch chan<- prometheus
 		ch <- prometheus.MustNewConstMetric(scheduleNextRunDesc, prometheus.GaugeValue, next, st.Name)
 		ch <- prometheus.MustNewConstMetric(scheduleEnabledDesc, prometheus.GaugeValue, enabled, st.Name)
 	}
+	if err := c.collectPausedByFailures(ctx, ch); err != nil {
+		c.a.logger.Warn("metrics: schedules paused by failures", slog.String("error", err.Error()))
+		ch <- prometheus.NewInvalidMetric(schedulePausedByFailuresDesc, err)
+	}
+}
+
+// collectPausedByFailures exports wasso_schedule_paused_by_failures for
+// every schedule (pausedByFailuresSQL).
+func (c *dbCollector) collectPausedByFailures(ctx context.Context, ch chan<- prometheus.Metric) error {
+	rows, err := c.pool.Query(ctx, pausedByFailuresSQL, pausedByScheduler)
+	if err != nil {
+		return fmt.Errorf("read schedules paused by failures: %w", err)
+	}
+	var (
+		name   string
+		paused bool
+	)
+	_, err = pgx.ForEachRow(rows, []any{&name, &paused}, func() error {
+		v := 0.0
+		if paused {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(schedulePausedByFailuresDesc, prometheus.GaugeValue, v, name)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read schedules paused by failures: %w", err)
+	}
+	return nil
 }

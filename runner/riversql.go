@@ -22,13 +22,16 @@ import (
 //
 //   - countJobs and sweepCounts count jobs;
 //   - leader reads the elected leader;
-//   - rescueLostSQL makes the jobs of lost runners available again.
+//   - rescueLostSQL makes the jobs of lost runners available again, and
+//     lostJobsSQL counts those still waiting for it.
 //
 // They were written against River v0.51.2 and read only these columns, in
 // the configured schema: river_job's queue, kind, state, created_at and
-// errors; river_leader's leader_id, elected_at and expires_at. Only
-// rescueLostSQL writes: river_job's state, scheduled_at, finalized_at,
-// errors and metadata, as River's own rescuer (JobRescueMany) does.
+// errors (and, for the jobs of lost runners, attempted_by, attempt,
+// max_attempts and metadata); river_leader's leader_id, elected_at and
+// expires_at. Only rescueLostSQL writes: river_job's state, scheduled_at,
+// finalized_at, errors and metadata, as River's own rescuer
+// (JobRescueMany) does.
 
 // jobCount is how many jobs of one kind are in one queue and state.
 type jobCount struct {
@@ -162,14 +165,28 @@ UPDATE %[1]s AS j SET
     metadata = j.metadata || jsonb_build_object('river:rescue_count',
         coalesce(CASE WHEN jsonb_typeof(j.metadata -> 'river:rescue_count') = 'number' THEN (j.metadata ->> 'river:rescue_count')::int END, 0) + 1)
 FROM wasso_runner AS r
-WHERE j.state = 'running'
+WHERE ` + lostJobsWhereSQL + `
+RETURNING j.id, j.kind, j.state::text, r.client_id,
+    r.stopped_at IS NULL AND r.heartbeat_at >= now() - make_interval(secs => $1)`
+
+// lostJobsWhereSQL selects, for a river_job j and a wasso_runner r, the
+// running jobs whose last attempt is by a lost runner (heartbeat older
+// than $1 seconds) or one that stopped, and those a live runner
+// abandoned (attempted more than $1 seconds before its last heartbeat,
+// which does not report them): the jobs rescueLostSQL takes and
+// lostJobsSQL counts.
+const lostJobsWhereSQL = `j.state = 'running'
   AND r.client_id = j.attempted_by[array_upper(j.attempted_by, 1)]
   AND (r.stopped_at IS NOT NULL
        OR r.heartbeat_at < now() - make_interval(secs => $1)
        OR (r.running_job_ids IS NOT NULL AND NOT (j.id = ANY (r.running_job_ids))
-           AND j.attempted_at < r.heartbeat_at - make_interval(secs => $1)))
-RETURNING j.id, j.kind, j.state::text, r.client_id,
-    r.stopped_at IS NULL AND r.heartbeat_at >= now() - make_interval(secs => $1)`
+           AND j.attempted_at < r.heartbeat_at - make_interval(secs => $1)))`
+
+// lostJobsSQL counts the running jobs of lost runners, those the next
+// pass of rescueLostSQL will take ($1 is RunnerLostAfter), for /metrics.
+// It reads running jobs through the (state, ...) prefix of
+// river_job_prioritized_fetching_index, as rescueLostSQL does.
+const lostJobsSQL = `SELECT count(*) FROM %[1]s AS j, wasso_runner AS r WHERE ` + lostJobsWhereSQL
 
 // rescuedJob is a job rescueLost made available (or discarded).
 type rescuedJob struct {
@@ -196,4 +213,13 @@ func (a *app) rescueLost(ctx context.Context, db attendance.DB) ([]rescuedJob, e
 		return nil, fmt.Errorf("rescue the jobs of lost runners: %w", err)
 	}
 	return out, nil
+}
+
+// countLostJobs runs lostJobsSQL.
+func (a *app) countLostJobs(ctx context.Context, db attendance.DB) (int64, error) {
+	var n int64
+	if err := db.QueryRow(ctx, fmt.Sprintf(lostJobsSQL, a.qualify("river_job")), RunnerLostAfter.Seconds()).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count the jobs of lost runners: %w", err)
+	}
+	return n, nil
 }
