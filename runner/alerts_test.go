@@ -267,18 +267,16 @@ func TestAlertMetrics(t *testing.T) {
 	require.Equal(t, 0.0, metricValue(metrics, `wasso_lost_runner_jobs`))
 	require.Equal(t, 0.0, metricValue(metrics, `wasso_lost_runner_jobs_rescued_total`))
 	require.Equal(t, 0.0, metricValue(metrics, `wasso_jobs_discarded_total{kind="attendance.sweep"}`), "job series of the runner's kinds exist before any job")
-	// Disabled by hand, on a database whose schedules record no pauser.
+	// Disabled by an operator.
 	require.Equal(t, 0.0, metricValue(metrics, `wasso_schedule_paused_by_failures{schedule="attendance-sweep"}`))
 	require.Equal(t, 0.0, metricValue(metrics, `wasso_schedule_paused_by_failures{schedule="nightly"}`))
 
-	// The scheduler pausing a schedule after failures records itself in
-	// paused_by; a database whose schedules have that column exports it.
-	_, err = db.Pool.Exec(ctx, `ALTER TABLE wasso_schedule ADD COLUMN IF NOT EXISTS paused_by text`)
-	require.NoError(t, err)
-	_, err = db.Pool.Exec(ctx, `UPDATE wasso_schedule SET paused_by = 'scheduler' WHERE name = 'attendance-sweep'`)
-	require.NoError(t, err)
-	_, err = db.Pool.Exec(ctx, `UPDATE wasso_schedule SET paused_by = 'admin' WHERE name = 'nightly'`)
-	require.NoError(t, err)
+	// The scheduler pausing a schedule after failures records itself as
+	// the pauser; an operator's pause with a note is not counted.
+	res = runCLI(t, cliOpts{}, args([]string{"schedule", "disable", "attendance-sweep", "--by", "scheduler", "--note", "paused after 3 failed jobs"}, dbArgs(db))...)
+	require.Equal(t, 0, res.code, res.String())
+	res = runCLI(t, cliOpts{}, args([]string{"schedule", "disable", "nightly", "--by", "admin", "--note", "maintenance"}, dbArgs(db))...)
+	require.Equal(t, 0, res.code, res.String())
 	waitFor(t, p, time.Minute, "the paused schedule in /metrics", func() bool {
 		metrics = scrape()
 		return metricValue(metrics, `wasso_schedule_paused_by_failures{schedule="attendance-sweep"}`) == 1

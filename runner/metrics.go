@@ -268,7 +268,7 @@ var (
 	scheduleEnabledDesc = prometheus.NewDesc("wasso_schedule_enabled",
 		"1 when the schedule is enabled.", scheduleLabels, nil)
 	schedulePausedByFailuresDesc = prometheus.NewDesc("wasso_schedule_paused_by_failures",
-		"1 when the scheduler itself paused the schedule after failures (disabled, paused_by = 'scheduler'); 0 otherwise, and always 0 on a database whose wasso_schedule has no paused_by column.", scheduleLabels, nil)
+		"1 when the scheduler itself paused the schedule after failures (disabled, paused_by = 'scheduler'); 0 otherwise.", scheduleLabels, nil)
 )
 
 // pausedByScheduler is the paused_by of a schedule that the scheduler
@@ -276,13 +276,9 @@ var (
 const pausedByScheduler = "scheduler"
 
 // pausedByFailuresSQL tells, for every schedule, whether the scheduler
-// paused it. paused_by is read through to_jsonb of the row, which yields
-// NULL where the table has no such column, so the statement is the same
-// on every database: on one without the column no schedule is paused by
-// the scheduler. A handful of rows, read whole.
+// paused it.
 const pausedByFailuresSQL = `
-SELECT name, coalesce(NOT enabled AND to_jsonb(s) ->> 'paused_by' = $1, false)
-FROM wasso_schedule AS s`
+SELECT name, coalesce(NOT enabled AND paused_by = $1, false) FROM wasso_schedule`
 
 func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- jobsDesc
