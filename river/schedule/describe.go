@@ -122,13 +122,6 @@ func (r Run) MarshalJSON() ([]byte, error) {
 		durationString(r.Duration), r.LastError})
 }
 
-func durationString(d time.Duration) string {
-	if d == 0 {
-		return ""
-	}
-	return d.String()
-}
-
 // MarshalJSON writes the schedule's JSON object with "next_slots", "runs"
 // and "as_of" added.
 func (d Description) MarshalJSON() ([]byte, error) {

@@ -35,6 +35,18 @@ const (
 	MissedGrace = time.Minute
 	// NameMaxLen bounds a schedule's name.
 	NameMaxLen = 100
+	// CatchupWindowMin and CatchupWindowMax bound a schedule's
+	// CatchupWindow when it is set.
+	CatchupWindowMin = time.Second
+	CatchupWindowMax = 366 * 24 * time.Hour
+	// JitterMax bounds a schedule's Jitter; it must also be shorter than
+	// the gaps between the schedule's slots.
+	JitterMax = 24 * time.Hour
+	// PauseAfterFailuresMax bounds a schedule's PauseAfterFailures.
+	PauseAfterFailuresMax = 100
+	// PausedByScheduler is PauseNote.By of a schedule the scheduler
+	// paused itself (PauseAfterFailures).
+	PausedByScheduler = "scheduler"
 	// PauseByMaxLen bounds PauseNote.By, in characters.
 	PauseByMaxLen = 100
 	// PauseNoteMaxLen bounds PauseNote.Note, in characters: a line
@@ -77,6 +89,18 @@ const (
 	// OverlapAllow enqueues every slot's job whatever the previous one is
 	// doing.
 	OverlapAllow OverlapPolicy = "allow"
+	// OverlapBufferOne keeps one slot waiting while the previous job has
+	// not finished, and enqueues it as soon as that job is finished
+	// (completed, cancelled or discarded): the work runs once more after
+	// the current run, never twice at once. A later slot that comes due
+	// while one is waiting takes its place; the slot replaced is counted
+	// in SkippedCount.
+	OverlapBufferOne OverlapPolicy = "buffer_one"
+	// OverlapCancelOther cancels the previous job when it has not
+	// finished (River's JobCancel: a running job's context is cancelled,
+	// a waiting one never runs) and enqueues the slot's job: the newest
+	// run wins.
+	OverlapCancelOther OverlapPolicy = "cancel_other"
 )
 
 // Errors of schedules. Store wraps them with the schedule named;
@@ -187,6 +211,29 @@ type Schedule struct {
 	Missed MissedPolicy `json:"missed,omitempty"`
 	// Overlap is the overlap policy; see OverlapPolicy.
 	Overlap OverlapPolicy `json:"overlap,omitempty"`
+	// CatchupWindow, when set, is how old a slot may be and still run
+	// once a scheduler runs again after falling behind (no leader, the
+	// database down): slots older than now - CatchupWindow are counted
+	// missed and never run, whatever Missed says, and a slot within it
+	// is on time for MissedSkip. Zero keeps the default: MissedOnce and
+	// MissedAll run slots of any age, and MissedSkip's grace is
+	// MissedGrace or the gap to the next slot, if shorter. 1 s to 366
+	// days. JSON: a Go duration string.
+	CatchupWindow time.Duration `json:"-"`
+	// Jitter, when set, delays each slot's job by a fixed amount in
+	// [0, Jitter) drawn from the schedule's name and the slot (the same
+	// slot always gets the same delay, on any runner), so that many
+	// schedules due at one instant spread their work. The job is
+	// scheduled at slot + delay and its metadata records "jitter". At
+	// most JitterMax and shorter than the gaps between slots. JSON: a Go
+	// duration string.
+	Jitter time.Duration `json:"-"`
+	// PauseAfterFailures, when set, pauses the schedule (disables it,
+	// with a note by PausedByScheduler) when it comes due and its last
+	// PauseAfterFailures jobs all failed: discarded, or waiting to be
+	// retried after a failed attempt. 0 never pauses; at most
+	// PauseAfterFailuresMax.
+	PauseAfterFailures int `json:"pause_after_failures,omitempty"`
 
 	// LastRunAt is the latest slot a job was enqueued for.
 	LastRunAt time.Time `json:"last_run_at,omitzero"`
@@ -204,6 +251,9 @@ type Schedule struct {
 	// MissedCount counts the slots not run because they were missed (see
 	// MissedPolicy).
 	MissedCount int64 `json:"missed_count"`
+	// BufferedSlot is the slot waiting for the previous job to finish
+	// (OverlapBufferOne); zero when none is.
+	BufferedSlot time.Time `json:"buffered_slot,omitzero"`
 	// CreatedAt is when the schedule was created.
 	CreatedAt time.Time `json:"created_at,omitzero"`
 	// UpdatedAt is when the row last changed, by the store or the
@@ -250,47 +300,64 @@ func (n *PauseNote) validate() error {
 	return nil
 }
 
-// MarshalJSON writes the schedule with Every as a Go duration string.
+// MarshalJSON writes the schedule with Every, CatchupWindow and Jitter
+// as Go duration strings.
 func (s Schedule) MarshalJSON() ([]byte, error) {
 	type plain Schedule
-	var every string
-	if s.Every != 0 {
-		every = s.Every.String()
-	}
 	return json.Marshal(struct {
 		plain
-		Every string `json:"every,omitempty"`
-	}{plain(s), every})
+		Every         string `json:"every,omitempty"`
+		CatchupWindow string `json:"catchup_window,omitempty"`
+		Jitter        string `json:"jitter,omitempty"`
+	}{plain(s), durationString(s.Every), durationString(s.CatchupWindow), durationString(s.Jitter)})
 }
 
-// UnmarshalJSON reads a schedule written by MarshalJSON; "every" is a Go
-// duration string.
+// UnmarshalJSON reads a schedule written by MarshalJSON; "every",
+// "catchup_window" and "jitter" are Go duration strings.
 func (s *Schedule) UnmarshalJSON(data []byte) error {
 	type plain Schedule
 	aux := struct {
 		*plain
-		Every *string `json:"every"`
+		Every         *string `json:"every"`
+		CatchupWindow *string `json:"catchup_window"`
+		Jitter        *string `json:"jitter"`
 	}{plain: (*plain)(s)}
 	if err := json.Unmarshal(data, &aux); err != nil {
 		return err
 	}
-	if aux.Every != nil {
-		every, err := parseEvery(*aux.Every)
+	for _, f := range []struct {
+		field string
+		src   *string
+		dst   *time.Duration
+	}{{"every", aux.Every, &s.Every}, {"catchup_window", aux.CatchupWindow, &s.CatchupWindow}, {"jitter", aux.Jitter, &s.Jitter}} {
+		if f.src == nil {
+			continue
+		}
+		d, err := parseDuration(f.field, *f.src)
 		if err != nil {
 			return err
 		}
-		s.Every = every
+		*f.dst = d
 	}
 	return nil
 }
 
-func parseEvery(s string) (time.Duration, error) {
+// durationString writes d as a Go duration string, empty for zero.
+func durationString(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
+}
+
+// parseDuration reads the Go duration string of field; empty is zero.
+func parseDuration(field, s string) (time.Duration, error) {
 	if s == "" {
 		return 0, nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, &FieldError{Field: "every", Err: err}
+		return 0, &FieldError{Field: field, Err: err}
 	}
 	return d, nil
 }
@@ -320,37 +387,57 @@ type Update struct {
 	Description *string          `json:"description,omitempty"`
 	Missed      *MissedPolicy    `json:"missed,omitempty"`
 	Overlap     *OverlapPolicy   `json:"overlap,omitempty"`
+	// CatchupWindow and Jitter are Go duration strings in JSON; zero
+	// clears them.
+	CatchupWindow      *time.Duration `json:"-"`
+	Jitter             *time.Duration `json:"-"`
+	PauseAfterFailures *int           `json:"pause_after_failures,omitempty"`
 }
 
-// MarshalJSON writes the update with Every as a Go duration string.
+// MarshalJSON writes the update with Every, CatchupWindow and Jitter as
+// Go duration strings.
 func (u Update) MarshalJSON() ([]byte, error) {
 	type plain Update
-	var every *string
-	if u.Every != nil {
-		every = ptrTo(u.Every.String())
+	str := func(d *time.Duration) *string {
+		if d == nil {
+			return nil
+		}
+		return ptrTo(d.String())
 	}
 	return json.Marshal(struct {
 		plain
-		Every *string `json:"every,omitempty"`
-	}{plain(u), every})
+		Every         *string `json:"every,omitempty"`
+		CatchupWindow *string `json:"catchup_window,omitempty"`
+		Jitter        *string `json:"jitter,omitempty"`
+	}{plain(u), str(u.Every), str(u.CatchupWindow), str(u.Jitter)})
 }
 
-// UnmarshalJSON reads an update whose "every" is a Go duration string.
+// UnmarshalJSON reads an update whose "every", "catchup_window" and
+// "jitter" are Go duration strings.
 func (u *Update) UnmarshalJSON(data []byte) error {
 	type plain Update
 	aux := struct {
 		*plain
-		Every *string `json:"every"`
+		Every         *string `json:"every"`
+		CatchupWindow *string `json:"catchup_window"`
+		Jitter        *string `json:"jitter"`
 	}{plain: (*plain)(u)}
 	if err := json.Unmarshal(data, &aux); err != nil {
 		return err
 	}
-	if aux.Every != nil {
-		every, err := parseEvery(*aux.Every)
+	for _, f := range []struct {
+		field string
+		src   *string
+		dst   **time.Duration
+	}{{"every", aux.Every, &u.Every}, {"catchup_window", aux.CatchupWindow, &u.CatchupWindow}, {"jitter", aux.Jitter, &u.Jitter}} {
+		if f.src == nil {
+			continue
+		}
+		d, err := parseDuration(f.field, *f.src)
 		if err != nil {
 			return err
 		}
-		u.Every = &every
+		*f.dst = &d
 	}
 	return nil
 }
@@ -402,6 +489,15 @@ func (u *Update) apply(s Schedule) Schedule {
 	}
 	if u.Overlap != nil {
 		s.Overlap = *u.Overlap
+	}
+	if u.CatchupWindow != nil {
+		s.CatchupWindow = *u.CatchupWindow
+	}
+	if u.Jitter != nil {
+		s.Jitter = *u.Jitter
+	}
+	if u.PauseAfterFailures != nil {
+		s.PauseAfterFailures = *u.PauseAfterFailures
 	}
 	return s
 }
@@ -487,15 +583,38 @@ func (s *Schedule) validate() (*timetable, error) {
 		return nil, fieldError("missed", "%q must be once, skip or all", s.Missed)
 	}
 	switch s.Overlap {
-	case OverlapSkip, OverlapAllow:
+	case OverlapSkip, OverlapAllow, OverlapBufferOne, OverlapCancelOther:
 	default:
-		return nil, fieldError("overlap", "%q must be skip or allow", s.Overlap)
+		return nil, fieldError("overlap", "%q must be skip, allow, buffer_one or cancel_other", s.Overlap)
+	}
+	if s.CatchupWindow != 0 && (s.CatchupWindow < CatchupWindowMin || s.CatchupWindow > CatchupWindowMax || s.CatchupWindow%time.Microsecond != 0) {
+		return nil, fieldError("catchup_window", "%s must be between %s and %s, in whole microseconds (or 0 for the default)", s.CatchupWindow, CatchupWindowMin, CatchupWindowMax)
+	}
+	if s.Jitter < 0 || s.Jitter > JitterMax || s.Jitter%time.Microsecond != 0 {
+		return nil, fieldError("jitter", "%s must be between 0 and %s, in whole microseconds", s.Jitter, JitterMax)
+	}
+	if s.PauseAfterFailures < 0 || s.PauseAfterFailures > PauseAfterFailuresMax {
+		return nil, fieldError("pause_after_failures", "%d must be between 0 (never) and %d", s.PauseAfterFailures, PauseAfterFailuresMax)
 	}
 	if !s.StartAt.IsZero() && !s.ExpiresAt.IsZero() && !s.ExpiresAt.After(s.StartAt) {
 		return nil, fieldError("expires_at", "%s is not after start_at %s", s.ExpiresAt.UTC().Format(time.RFC3339Nano), s.StartAt.UTC().Format(time.RFC3339Nano))
 	}
-	return compileTimetable(s.Every, s.Cron, s.TimeZone, s.StartAt)
+	tt, err := compileTimetable(s.Every, s.Cron, s.TimeZone, s.StartAt)
+	if err != nil {
+		return nil, err
+	}
+	if s.Jitter > 0 {
+		if gap := tt.shortestGap(jitterGapSlots); gap > 0 && s.Jitter >= gap {
+			return nil, fieldError("jitter", "%s must be shorter than the %s between the schedule's slots, or its runs would overtake each other", s.Jitter, gap)
+		}
+	}
+	return tt, nil
 }
+
+// jitterGapSlots is how many of a schedule's slots, from the Unix epoch
+// on for an interval and from its next ones for cron, the jitter is
+// checked against.
+const jitterGapSlots = 50
 
 func quoteJSON(b []byte) string {
 	if len(b) == 0 {

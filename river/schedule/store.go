@@ -245,8 +245,9 @@ func (s *Store) Create(ctx context.Context, db Beginner, sched Schedule) (*Sched
 // their defaults. A name taken returns no row instead of failing.
 const insertScheduleSQL = `
 INSERT INTO wasso_schedule (name, kind, args, every_us, cron, time_zone, enabled, queue, priority,
-    max_attempts, start_at, expires_at, one_off, description, missed, overlap, next_run_at, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)
+    max_attempts, start_at, expires_at, one_off, description, missed, overlap, catchup_window_us, jitter_us,
+    pause_after_failures, next_run_at, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $21)
 ON CONFLICT (name) DO NOTHING
 RETURNING ` + scheduleColumns
 
@@ -273,17 +274,22 @@ func (s *Store) create(ctx context.Context, tx pgx.Tx, sched Schedule) (*Schedul
 	return created, nil
 }
 
-// configArgs are the values of the configuration columns, $1 to $16 of
-// insertScheduleSQL.
+// configArgs are the values of the configuration columns, $1 to $19 of
+// insertScheduleSQL and updateScheduleSQL.
 func configArgs(s *Schedule) []any {
 	var every *int64
 	if s.Every != 0 {
 		us := s.Every.Microseconds()
 		every = &us
 	}
+	var window *int64
+	if s.CatchupWindow != 0 {
+		us := s.CatchupWindow.Microseconds()
+		window = &us
+	}
 	return []any{s.Name, s.Kind, string(s.Args), every, optString(s.Cron), s.TimeZone, s.Enabled, s.Queue,
 		s.Priority, s.MaxAttempts, optTime(s.StartAt), optTime(s.ExpiresAt), s.OneOff, s.Description,
-		string(s.Missed), string(s.Overlap)}
+		string(s.Missed), string(s.Overlap), window, s.Jitter.Microseconds(), s.PauseAfterFailures}
 }
 
 // Update changes the fields of the schedule named that update sets, and
@@ -331,8 +337,10 @@ func ptrTo[T any](v T) *T { return &v }
 const updateScheduleSQL = `
 UPDATE wasso_schedule SET kind = $2, args = $3, every_us = $4, cron = $5, time_zone = $6, enabled = $7,
     queue = $8, priority = $9, max_attempts = $10, start_at = $11, expires_at = $12, one_off = $13,
-    description = $14, missed = $15, overlap = $16, next_run_at = $17, updated_at = $18,
-    paused_at = $19, paused_by = $20, paused_note = $21
+    description = $14, missed = $15, overlap = $16, catchup_window_us = $17, jitter_us = $18,
+    pause_after_failures = $19, next_run_at = $20, updated_at = $21,
+    paused_at = $22, paused_by = $23, paused_note = $24,
+    buffered_slot = CASE WHEN $25 THEN buffered_slot END
 WHERE name = $1
 RETURNING ` + scheduleColumns
 
@@ -387,7 +395,12 @@ func (s *Store) update(ctx context.Context, tx pgx.Tx, name string, update Updat
 	if p := sched.Paused; p != nil {
 		pausedAt, pausedBy, pausedNote = &p.At, &p.By, &p.Note
 	}
-	row := tx.QueryRow(ctx, updateScheduleSQL, append(configArgs(&sched), next, now, pausedAt, pausedBy, pausedNote)...)
+	// A slot waiting for the previous job (OverlapBufferOne) waits on
+	// only while the schedule stays enabled, buffering, on the same
+	// timetable: disabling, enabling or retiming never leaves a run
+	// behind to fire afterwards.
+	keepBuffered := old.Enabled && sched.Enabled && sched.Overlap == OverlapBufferOne && !update.retimes()
+	row := tx.QueryRow(ctx, updateScheduleSQL, append(configArgs(&sched), next, now, pausedAt, pausedBy, pausedNote, keepBuffered)...)
 	updated, err := scanSchedule(row)
 	if err != nil {
 		return nil, scheduleErr(fmt.Sprintf("update schedule %q", name), err)
@@ -731,7 +744,8 @@ func (s *Store) logEnqueued(ctx context.Context, sched *Schedule, jobs []slotJob
 // scheduleColumns are the columns scanSchedule reads, in its order.
 const scheduleColumns = `name, kind, args, every_us, cron, time_zone, enabled, queue, priority, max_attempts,
     start_at, expires_at, one_off, description, missed, overlap, last_run_at, last_job_id, next_run_at,
-    total_run_count, skipped_count, missed_count, created_at, updated_at, paused_at, paused_by, paused_note`
+    total_run_count, skipped_count, missed_count, created_at, updated_at, paused_at, paused_by, paused_note,
+    catchup_window_us, jitter_us, pause_after_failures, buffered_slot`
 
 func scanSchedule(row pgx.Row) (*Schedule, error) {
 	var (
@@ -745,14 +759,22 @@ func scanSchedule(row pgx.Row) (*Schedule, error) {
 		createdAt, updatedAt          time.Time
 		pausedAt                      *time.Time
 		pausedBy, pausedNote          *string
+		window                        *int64
+		jitter                        int64
+		buffered                      *time.Time
 	)
 	err := row.Scan(&s.Name, &s.Kind, &args, &every, &expr, &s.TimeZone, &s.Enabled, &s.Queue, &priority,
 		&s.MaxAttempts, &start, &expires, &s.OneOff, &s.Description, &missed, &overlap, &lastRun, &lastJob,
 		&next, &s.TotalRunCount, &s.SkippedCount, &s.MissedCount, &createdAt, &updatedAt,
-		&pausedAt, &pausedBy, &pausedNote)
+		&pausedAt, &pausedBy, &pausedNote, &window, &jitter, &s.PauseAfterFailures, &buffered)
 	if err != nil {
 		return nil, err
 	}
+	if window != nil {
+		s.CatchupWindow = time.Duration(*window) * time.Microsecond
+	}
+	s.Jitter = time.Duration(jitter) * time.Microsecond
+	s.BufferedSlot = utcOrZero(buffered)
 	if pausedAt != nil {
 		s.Paused = &PauseNote{At: pausedAt.UTC()}
 		if pausedBy != nil {

@@ -212,3 +212,28 @@ func (tt *timetable) matchesWall(w time.Time) bool {
 	inZone.Location = w.Location()
 	return inZone.Next(w.Add(-time.Second)).Equal(w)
 }
+
+// shortestGap is the shortest time between two of the next n slots from
+// now (the interval itself for an interval schedule), zero when fewer
+// than two slots are left.
+func (tt *timetable) shortestGap(n int) time.Duration {
+	if tt.spec == nil {
+		return tt.every
+	}
+	var shortest time.Duration
+	prev := tt.next(time.Now())
+	for range n {
+		if prev.IsZero() {
+			break
+		}
+		next := tt.next(prev)
+		if next.IsZero() {
+			break
+		}
+		if gap := next.Sub(prev); shortest == 0 || gap < shortest {
+			shortest = gap
+		}
+		prev = next
+	}
+	return shortest
+}
