@@ -78,23 +78,26 @@ func (a *app) withScheduleStore(ctx context.Context, enqueue bool, fn func(pool 
 // the flag (or argument) of the schedule commands that sets it, so that a
 // refusal names what the operator typed.
 var scheduleFieldFlags = map[string]string{
-	"name":         "NAME",
-	"kind":         "--kind",
-	"args":         "--args",
-	"every":        "--every",
-	"cron":         "--cron",
-	"time_zone":    "--tz",
-	"queue":        "--queue",
-	"priority":     "--priority",
-	"max_attempts": "--max-attempts",
-	"start_at":     "--start",
-	"expires_at":   "--expires",
-	"missed":       "--missed",
-	"overlap":      "--overlap",
-	"from":         "--from",
-	"to":           "--to",
-	"paused.by":    "--by",
-	"paused.note":  "--note",
+	"name":                 "NAME",
+	"kind":                 "--kind",
+	"args":                 "--args",
+	"every":                "--every",
+	"cron":                 "--cron",
+	"time_zone":            "--tz",
+	"queue":                "--queue",
+	"priority":             "--priority",
+	"max_attempts":         "--max-attempts",
+	"start_at":             "--start",
+	"expires_at":           "--expires",
+	"missed":               "--missed",
+	"overlap":              "--overlap",
+	"catchup_window":       "--catchup-window",
+	"jitter":               "--jitter",
+	"pause_after_failures": "--pause-after-failures",
+	"from":                 "--from",
+	"to":                   "--to",
+	"paused.by":            "--by",
+	"paused.note":          "--note",
 }
 
 // scheduleError words an error of the store for the command line: a
@@ -290,7 +293,8 @@ func (a *app) scheduleListCmd() *cobra.Command {
 type scheduleFlags struct {
 	kind, every, cron, tz, args, queue, missed, overlap string
 	start, expires, description                         string
-	priority, maxAttempts                               int
+	catchupWindow, jitter                               time.Duration
+	priority, maxAttempts, pauseAfterFailures           int
 	oneOff, disabled                                    bool
 	asJSON                                              bool
 }
@@ -306,7 +310,10 @@ func (f *scheduleFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.priority, "priority", 0, "River priority of the jobs, 1 (first) to 4 (default: the kind's, else 1)")
 	fl.IntVar(&f.maxAttempts, "max-attempts", 0, "attempts per job (default: the kind's, else 25)")
 	fl.StringVar(&f.missed, "missed", "", "slots missed while no leader ran: once (one job, the default), skip (none) or all")
-	fl.StringVar(&f.overlap, "overlap", "", "a slot while the previous job is unfinished: skip (the default) or allow")
+	fl.StringVar(&f.overlap, "overlap", "", "a slot while the previous job is unfinished: skip (the default), allow, buffer_one (run once more when it finishes) or cancel_other (cancel it, then run)")
+	fl.DurationVar(&f.catchupWindow, "catchup-window", 0, "how old a missed slot may be and still run, e.g. 10m (0: the default rule of --missed)")
+	fl.DurationVar(&f.jitter, "jitter", 0, "delay each run by a fixed amount up to this, drawn from the name and the slot, e.g. 30s")
+	fl.IntVar(&f.pauseAfterFailures, "pause-after-failures", 0, "pause the schedule, with a note, once its last N jobs all failed (0: never)")
 	fl.StringVar(&f.start, "start", "", `first instant a run may fall on: RFC 3339, or "2006-01-02 15:04" in --tz; anchors --every`)
 	fl.StringVar(&f.expires, "expires", "", `last instant a run may fall on (then the schedule disables itself): RFC 3339, or "2006-01-02 15:04" in --tz`)
 	fl.BoolVar(&f.oneOff, "one-off", false, "run once, then disable")
@@ -395,6 +402,7 @@ func (f *scheduleFlags) buildSchedule(cmd *cobra.Command, name, defaultZone stri
 		Name: name, Kind: f.kind, Cron: f.cron, TimeZone: f.tz, Queue: f.queue,
 		Priority: f.priority, MaxAttempts: f.maxAttempts, OneOff: f.oneOff, Enabled: !f.disabled,
 		Description: f.description, Missed: schedule.MissedPolicy(f.missed), Overlap: schedule.OverlapPolicy(f.overlap),
+		CatchupWindow: f.catchupWindow, Jitter: f.jitter, PauseAfterFailures: f.pauseAfterFailures,
 	}
 	if !cmd.Flags().Changed("kind") || strings.TrimSpace(f.kind) == "" {
 		return s, errors.New("--kind is required (e.g. --kind attendance.sweep)")
@@ -495,6 +503,15 @@ func (f *scheduleFlags) buildUpdate(cmd *cobra.Command, zone string) (schedule.U
 	if changed("overlap") {
 		o := schedule.OverlapPolicy(f.overlap)
 		u.Overlap = &o
+	}
+	if changed("catchup-window") {
+		u.CatchupWindow = &f.catchupWindow
+	}
+	if changed("jitter") {
+		u.Jitter = &f.jitter
+	}
+	if changed("pause-after-failures") {
+		u.PauseAfterFailures = &f.pauseAfterFailures
 	}
 	if changed("one-off") {
 		u.OneOff = &f.oneOff

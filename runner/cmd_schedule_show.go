@@ -76,8 +76,11 @@ func printDescription(w io.Writer, d *schedule.Description) error {
 	}
 	fields = append(fields,
 		[2]string{"queue", fmt.Sprintf("%s, priority %d, max attempts %d", s.Queue, s.Priority, s.MaxAttempts)},
-		[2]string{"policies", fmt.Sprintf("missed %s, overlap %s", s.Missed, s.Overlap)},
+		[2]string{"policies", policiesText(s)},
 	)
+	if !s.BufferedSlot.IsZero() {
+		fields = append(fields, [2]string{"buffered", fmtInZone(s.BufferedSlot, zone) + " (runs when the previous job finishes)"})
+	}
 	if !s.StartAt.IsZero() {
 		fields = append(fields, [2]string{"from", fmtInZone(s.StartAt, zone)})
 	}
@@ -161,4 +164,20 @@ func shortError(s string) string {
 		return string(r[:maxLen-1]) + "…"
 	}
 	return s
+}
+
+// policiesText is the policies line of schedule show: the missed and
+// overlap policies, and the optional ones that are set.
+func policiesText(s *schedule.Schedule) string {
+	out := fmt.Sprintf("missed %s, overlap %s", s.Missed, s.Overlap)
+	if s.CatchupWindow != 0 {
+		out += fmt.Sprintf(", catch-up window %s", s.CatchupWindow)
+	}
+	if s.Jitter != 0 {
+		out += fmt.Sprintf(", jitter up to %s", s.Jitter)
+	}
+	if s.PauseAfterFailures != 0 {
+		out += fmt.Sprintf(", pause after %d failed jobs", s.PauseAfterFailures)
+	}
+	return out
 }
