@@ -407,6 +407,18 @@ func (h *scheduleHandler) row(s Schedule, now time.Time, zones map[string]*time.
 		r.Spec = s.Cron
 	}
 	r.Policies = fmt.Sprintf("missed %s · overlap %s", s.Missed, s.Overlap)
+	if s.CatchupWindow != 0 {
+		r.Policies += fmt.Sprintf(" · catch-up window %s", s.CatchupWindow)
+	}
+	if s.Jitter != 0 {
+		r.Policies += fmt.Sprintf(" · jitter up to %s", s.Jitter)
+	}
+	if s.PauseAfterFailures != 0 {
+		r.Policies += fmt.Sprintf(" · pause after %d failed jobs", s.PauseAfterFailures)
+	}
+	if !s.BufferedSlot.IsZero() {
+		r.Policies += " · one run waiting for the previous job"
+	}
 	if args := strings.TrimSpace(string(s.Args)); args != "" && args != "{}" {
 		r.Args = args
 	}
