@@ -28,10 +28,12 @@ type Beginner interface {
 
 // Inserter enqueues jobs in the caller's transaction and reads jobs back:
 // a *river.Client[pgx.Tx] is one. The scheduler reads the schedule's last
-// job with JobGetTx to apply its overlap policy; Describe lists a
-// schedule's runs with JobListTx, by the metadata its jobs carry.
+// job with JobGetTx to apply its overlap policy and cancels it with
+// JobCancelTx under OverlapCancelOther; Describe and PauseAfterFailures
+// list a schedule's jobs with JobListTx, by the metadata they carry.
 type Inserter interface {
 	InsertManyTx(ctx context.Context, tx pgx.Tx, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
+	JobCancelTx(ctx context.Context, tx pgx.Tx, jobID int64) (*rivertype.JobRow, error)
 	JobGetTx(ctx context.Context, tx pgx.Tx, id int64) (*rivertype.JobRow, error)
 	JobListTx(ctx context.Context, tx pgx.Tx, params *river.JobListParams) (*river.JobListResult, error)
 }

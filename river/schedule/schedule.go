@@ -635,12 +635,14 @@ func truncMicro(t time.Time) time.Time {
 }
 
 // slotMetadata is the metadata of a slot's job: the schedule and the slot,
-// an RFC 3339 UTC instant with fractional seconds only when non-zero.
-func slotMetadata(name string, slot time.Time) []byte {
+// an RFC 3339 UTC instant with fractional seconds only when non-zero, and
+// the jitter delay when there is one.
+func slotMetadata(name string, slot time.Time, jitter time.Duration) []byte {
 	b, _ := json.Marshal(struct {
 		Schedule string `json:"schedule"`
 		Slot     string `json:"slot"`
-	}{name, FormatSlot(slot)})
+		Jitter   string `json:"jitter,omitempty"`
+	}{name, FormatSlot(slot), durationString(jitter)})
 	return b
 }
 
@@ -649,15 +651,19 @@ func slotMetadata(name string, slot time.Time) []byte {
 // ("2025-03-01T00:00:00Z").
 func FormatSlot(slot time.Time) string { return slot.UTC().Format(time.RFC3339Nano) }
 
-// insertParams returns the job of one slot of s.
+// insertParams returns the job of one slot of s: scheduled at slot plus
+// its jitter delay when s has a Jitter (River makes a job whose time has
+// come available at once).
 func (s *Schedule) insertParams(slot time.Time) river.InsertManyParams {
-	return river.InsertManyParams{
-		Args: scheduledArgs{kind: s.Kind, args: s.Args},
-		InsertOpts: &river.InsertOpts{
-			MaxAttempts: s.MaxAttempts,
-			Metadata:    slotMetadata(s.Name, slot),
-			Priority:    s.Priority,
-			Queue:       s.Queue,
-		},
+	delay := jitterDelay(s.Name, slot, s.Jitter)
+	opts := &river.InsertOpts{
+		MaxAttempts: s.MaxAttempts,
+		Metadata:    slotMetadata(s.Name, slot, delay),
+		Priority:    s.Priority,
+		Queue:       s.Queue,
 	}
+	if delay > 0 {
+		opts.ScheduledAt = slot.Add(delay)
+	}
+	return river.InsertManyParams{Args: scheduledArgs{kind: s.Kind, args: s.Args}, InsertOpts: opts}
 }

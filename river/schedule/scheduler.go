@@ -86,6 +86,9 @@ type Scheduler struct {
 	// sleeping is how long the loop chose to sleep after its last pass,
 	// zero during a pass (tests wait for the loop to be idle).
 	sleeping atomic.Int64
+	// buffering is set while a slot waits for its previous job to finish
+	// (OverlapBufferOne): the loop then looks every bufferRecheck.
+	buffering atomic.Bool
 
 	passMu    sync.Mutex           // one pass at a time; guards the two below
 	backoff   map[string]time.Time // schedule name -> not before
@@ -193,7 +196,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 			// due meanwhile (a change whose NOTIFY was lost, a clock that
 			// jumped). An idle runner costs one round trip a poll.
 			next, nextErr = s.nextRun(ctx)
-			due = nextErr != nil || (next != nil && !next.After(passNow))
+			due = nextErr != nil || (next != nil && !next.After(passNow)) || s.buffering.Load()
 		}
 		if due {
 			if _, err := s.runPass(ctx, passNow); err != nil && ctx.Err() == nil {
@@ -233,10 +236,14 @@ func (s *Scheduler) untilNext(passNow time.Time, next *time.Time, err error) (ti
 // change wakes the loop then, and at most scheduleListenerLostPoll while
 // it is down.
 func (s *Scheduler) pollInterval() time.Duration {
+	poll := s.store.config.PollInterval
 	if s.listenerPID.Load() == 0 {
-		return min(s.store.config.PollInterval, scheduleListenerLostPoll)
+		poll = min(poll, scheduleListenerLostPoll)
 	}
-	return s.store.config.PollInterval
+	if s.buffering.Load() {
+		poll = min(poll, bufferRecheck)
+	}
+	return poll
 }
 
 // scheduleListenerLostPoll is the longest poll while the LISTEN connection
@@ -377,6 +384,9 @@ func (s *Scheduler) runPass(ctx context.Context, now time.Time) (*PassResult, er
 		return res, err
 	}
 	exclude := s.backedOff(now)
+	if err := s.releaseBuffered(ctx, inserter, now, exclude, res); err != nil {
+		return res, err
+	}
 	for {
 		var out *scheduleOutcome
 		err := commitDespiteCancel(ctx, s.pool, func(tx pgx.Tx) error {
@@ -407,6 +417,9 @@ func (s *Scheduler) runPass(ctx context.Context, now time.Time) (*PassResult, er
 			continue
 		}
 		delete(s.backoff, out.name)
+		if !out.buffered.IsZero() {
+			s.buffering.Store(true)
+		}
 		res.Schedules++
 		res.Enqueued += len(out.jobs)
 		res.Skipped += len(out.skipped)
@@ -421,6 +434,36 @@ func (s *Scheduler) runPass(ctx context.Context, now time.Time) (*PassResult, er
 	}
 	return res, nil
 }
+
+// releaseBuffered enqueues, in one transaction, the slots waiting for a
+// previous job that has now finished (OverlapBufferOne), and records
+// whether some still wait, so that the loop looks again within
+// bufferRecheck.
+func (s *Scheduler) releaseBuffered(ctx context.Context, inserter Inserter, now time.Time, exclude []string, res *PassResult) error {
+	var (
+		released []releasedJob
+		waiting  bool
+	)
+	err := commitDespiteCancel(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		released, waiting, err = s.store.releaseBuffered(ctx, tx, inserter, now, exclude)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.buffering.Store(waiting)
+	for _, r := range released {
+		res.Enqueued++
+		s.store.logEnqueued(ctx, r.sched, []slotJob{r.job}, slotSourceSchedule)
+	}
+	return nil
+}
+
+// bufferRecheck is the longest the loop sleeps while a slot waits for its
+// previous job to finish (OverlapBufferOne): the slot's job is enqueued
+// within about this long of that job finishing.
+const bufferRecheck = time.Second
 
 // commitDespiteCancel runs f in a transaction of pool and commits it when
 // f succeeds, even if ctx is cancelled meanwhile (a shutdown, a lost
@@ -481,6 +524,9 @@ type scheduleOutcome struct {
 	missTo   time.Time
 	next     time.Time // zero: disabled
 	disabled string    // why, when disabled by this pass
+	buffered time.Time // the slot left waiting (OverlapBufferOne)
+	canceled int64     // the job cancelled (OverlapCancelOther)
+	paused   string    // the note, when paused after failures
 }
 
 // dueScheduleSQL picks the due schedule to advance next, skipping those
@@ -500,7 +546,7 @@ const advanceSQL = `
 UPDATE wasso_schedule SET next_run_at = $3, enabled = $4,
     last_run_at = coalesce($5, last_run_at), last_job_id = coalesce($6, last_job_id),
     total_run_count = total_run_count + $7, skipped_count = skipped_count + $8,
-    missed_count = missed_count + $9, updated_at = $10
+    missed_count = missed_count + $9, updated_at = $10, buffered_slot = coalesce($11, buffered_slot)
 WHERE name = $1 AND next_run_at = $2`
 
 // runDueTx advances the earliest due schedule not in exclude, in tx. It
@@ -523,17 +569,19 @@ func (s *Store) runDueTx(ctx context.Context, tx pgx.Tx, inserter Inserter, now 
 	out.missed, out.missFrom, out.missTo, out.next = p.missed, p.missFrom, p.missTo, p.next
 	run := p.run
 
-	if len(run) > 0 && sched.Overlap == OverlapSkip && sched.LastJobID != 0 {
+	if len(run) > 0 {
+		if out.paused, err = s.pauseForFailures(ctx, tx, inserter, sched, now); err != nil || out.paused != "" {
+			return out, err
+		}
+	}
+	if len(run) > 0 && sched.Overlap != OverlapAllow && sched.LastJobID != 0 {
 		job, err := inserter.JobGetTx(ctx, tx, sched.LastJobID)
 		if err != nil && !errors.Is(err, rivertype.ErrNotFound) {
 			return out, scheduleErr(fmt.Sprintf("schedule %q: state of job %d", sched.Name, sched.LastJobID), err)
 		}
-		if job != nil {
-			switch job.State {
-			case rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateScheduled,
-				rivertype.JobStateRunning, rivertype.JobStateRetryable:
-				out.skipped, out.blocker, out.state = run, sched.LastJobID, string(job.State)
-				run = nil
+		if job != nil && unfinished(job.State) {
+			if run, err = applyOverlap(ctx, tx, inserter, out, run, job.State); err != nil {
+				return out, err
 			}
 		}
 	}
@@ -559,7 +607,7 @@ func (s *Store) runDueTx(ctx context.Context, tx pgx.Tx, inserter Inserter, now 
 		lastRun, lastJob = &jobs[n-1].slot, &jobs[n-1].jobID
 	}
 	tag, err := tx.Exec(ctx, advanceSQL, sched.Name, sched.NextRunAt, optTime(out.next), enabled,
-		lastRun, lastJob, len(jobs), len(out.skipped), out.missed, now)
+		lastRun, lastJob, len(jobs), len(out.skipped), out.missed, now, optTime(out.buffered))
 	if err != nil {
 		return out, scheduleErr(fmt.Sprintf("advance schedule %q", sched.Name), err)
 	}
@@ -589,6 +637,18 @@ func (s *Store) logOutcome(ctx context.Context, out *scheduleOutcome) {
 	if out.disabled != "" {
 		logger.InfoContext(ctx, "schedule disabled", slog.String("schedule", out.name), slog.String("reason", out.disabled))
 	}
+	if !out.buffered.IsZero() {
+		logger.InfoContext(ctx, "schedule slot waiting for the previous job",
+			slog.String("schedule", out.name), slog.String("slot", FormatSlot(out.buffered)),
+			slog.Int64("previous_job_id", out.blocker), slog.String("previous_job_state", out.state))
+	}
+	if out.canceled != 0 {
+		logger.InfoContext(ctx, "schedule cancelled the previous job",
+			slog.String("schedule", out.name), slog.Int64("previous_job_id", out.canceled), slog.String("previous_job_state", out.state))
+	}
+	if out.paused != "" {
+		logger.WarnContext(ctx, "schedule paused after failures", slog.String("schedule", out.name), slog.String("note", out.paused))
+	}
 }
 
 // slotPlan is what a pass does with a due schedule's slots.
@@ -610,7 +670,11 @@ type slotPlan struct {
 //     missed and the schedule resumes at its next future slot;
 //   - MissedAll runs the latest maxCatchUp, older ones are missed.
 //
-// A one-off schedule runs one job at most, the latest chosen.
+// With a CatchupWindow, the slots older than now - CatchupWindow are
+// missed whatever the policy, and a slot is on time for MissedSkip while
+// within the window; without one, a slot is on time until MissedGrace (or
+// the gap to the next slot, if shorter) after it. A one-off schedule runs
+// one job at most, the latest chosen.
 func planSlots(tt *timetable, sched *Schedule, now time.Time, maxCatchUp int) slotPlan {
 	upTo := now
 	if !sched.ExpiresAt.IsZero() && sched.ExpiresAt.Before(upTo) {
@@ -635,6 +699,9 @@ func planSlots(tt *timetable, sched *Schedule, now time.Time, maxCatchUp int) sl
 	if !following.IsZero() {
 		grace = min(grace, following.Sub(latest))
 	}
+	if sched.CatchupWindow > 0 {
+		grace = sched.CatchupWindow
+	}
 	onTime := now.Before(latest.Add(grace))
 
 	n := 1 // how many of the latest slots run
@@ -648,6 +715,15 @@ func planSlots(tt *timetable, sched *Schedule, now time.Time, maxCatchUp int) sl
 	}
 	if sched.OneOff {
 		n = min(n, 1)
+	}
+	if sched.CatchupWindow > 0 {
+		// Only the slots within the window may run.
+		cutoff := now.Add(-sched.CatchupWindow)
+		within := len(due) - 1
+		for within >= 0 && !due[within].Before(cutoff) {
+			within--
+		}
+		n = min(n, len(due)-1-within)
 	}
 	p.run = due[len(due)-n:]
 	p.missed = total - int64(n)
