@@ -780,3 +780,93 @@ func TestSchedulePropagation(t *testing.T) {
 }
 
 func spPtr[T any](v T) *T { return &v }
+
+// TestScheduleBufferOneAndCancelOther runs the two overlap policies that
+// act on a job still running, in a real runner, with jobs slower than
+// their schedules:
+//
+//   - buffer_one, every second, jobs of 3.5 s: never two jobs of the
+//     schedule unfinished at once; a slot that came due while a job ran
+//     is enqueued once that job finished (its job created after the
+//     previous one's end), and every slot is run, skipped or (the last)
+//     still waiting;
+//   - cancel_other, every 2 s, jobs of a minute: each slot's job cancels
+//     the one before it, which River stops while it runs; none completes.
+func TestScheduleBufferOneAndCancelOther(t *testing.T) {
+	t.Parallel()
+	db := newDB(t, wassotest.Options{})
+	store := spStore(t)
+	p := startRunner(t, db, cliOpts{bin: faultBinary(t)}, "--no-http", "--concurrency", "4")
+	short, err := json.Marshal(spSleepArgs{MS: 3500})
+	require.NoError(t, err)
+	long, err := json.Marshal(spSleepArgs{MS: 60000})
+	require.NoError(t, err)
+	buffer := spCreate(t, store, db, schedule.Schedule{
+		Name: "slow-buffer", Kind: "test.sleep", Args: short, Every: time.Second, Overlap: schedule.OverlapBufferOne,
+	})
+	spCreate(t, store, db, schedule.Schedule{
+		Name: "slow-cancel", Kind: "test.sleep", Args: long, Every: 2 * time.Second, Overlap: schedule.OverlapCancelOther,
+	})
+
+	maxBuffer := 0
+	wassotest.WaitFor(t, 3*time.Minute, "three finished jobs of slow-buffer and three cancelled while running of slow-cancel", func() bool {
+		var unfinished, done, cancelled int
+		err := db.Pool.QueryRow(context.Background(), `
+SELECT count(*) FILTER (WHERE metadata->>'schedule' = 'slow-buffer' AND state IN ('available', 'pending', 'scheduled', 'running', 'retryable')),
+       count(*) FILTER (WHERE metadata->>'schedule' = 'slow-buffer' AND state = 'completed'),
+       count(*) FILTER (WHERE metadata->>'schedule' = 'slow-cancel' AND state = 'cancelled' AND attempted_at IS NOT NULL)
+FROM river_job`).Scan(&unfinished, &done, &cancelled)
+		if err != nil {
+			return false
+		}
+		maxBuffer = max(maxBuffer, unfinished)
+		time.Sleep(50 * time.Millisecond)
+		return done >= 3 && cancelled >= 3
+	})
+	stopRunners(t, p)
+
+	// buffer_one.
+	require.LessOrEqual(t, maxBuffer, 1, "unfinished jobs of slow-buffer at once")
+	s := spGet(t, store, db, "slow-buffer")
+	jobs := spJobs(t, db, "slow-buffer")
+	spCheckSlotTable(t, db, "slow-buffer", len(jobs))
+	waited := 0
+	for i := 1; i < len(jobs); i++ {
+		prev, next := jobs[i-1], jobs[i]
+		require.True(t, next.Slot.After(prev.Slot), "slow-buffer: slots in order")
+		require.NotNil(t, prev.FinalizedAt, "slow-buffer: job %d (slot %s) did not finish", prev.ID, prev.SlotText)
+		require.False(t, next.CreatedAt.Before(*prev.FinalizedAt),
+			"slow-buffer: job %d was enqueued at %s, before job %d finished at %s", next.ID, next.CreatedAt, prev.ID, prev.FinalizedAt)
+		if next.Slot.Before(*prev.FinalizedAt) {
+			waited++ // its slot came while the previous job ran
+		}
+	}
+	require.Positive(t, waited, "slow-buffer: no slot waited for the previous job")
+	slots := int64(s.NextRunAt.Sub(buffer.NextRunAt) / s.Every)
+	pending := int64(0)
+	if !s.BufferedSlot.IsZero() {
+		pending = 1
+	}
+	require.Equal(t, slots, s.TotalRunCount+s.SkippedCount+s.MissedCount+pending,
+		"slow-buffer: %d slots, %d run, %d skipped, %d missed, %d waiting", slots, s.TotalRunCount, s.SkippedCount, s.MissedCount, pending)
+	require.Equal(t, int64(len(jobs)), s.TotalRunCount)
+
+	// cancel_other.
+	cancel := spJobs(t, db, "slow-cancel")
+	spCheckSlotTable(t, db, "slow-cancel", len(cancel))
+	for i, j := range cancel {
+		require.NotEqual(t, "completed", j.State, "slow-cancel: job %d completed", j.ID)
+		if i < len(cancel)-1 {
+			require.Contains(t, []string{"cancelled"}, j.State, "slow-cancel: job %d (slot %s), followed by another, is %s", j.ID, j.SlotText, j.State)
+		}
+	}
+	cancelLogs := 0
+	for _, line := range p.logLines() {
+		if line["msg"] == "schedule cancelled the previous job" && line["schedule"] == "slow-cancel" {
+			cancelLogs++
+		}
+	}
+	require.GreaterOrEqual(t, cancelLogs, len(cancel)-1, "a log line per job cancelled")
+	t.Logf("slow-buffer: %d jobs, %d enqueued once the previous finished, %d slots skipped; slow-cancel: %d jobs, all but the last cancelled",
+		len(jobs), waited, s.SkippedCount, len(cancel))
+}
