@@ -26,13 +26,17 @@ type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
-// Inserter enqueues jobs in the caller's transaction and reads a job back:
-// a *river.Client[pgx.Tx] is one. The scheduler reads the schedule's last
-// job with JobGetTx to apply its overlap policy.
+// Inserter enqueues jobs in the caller's transaction and reads jobs back:
+// a *river.Client[pgx.Tx] is one. The scheduler reads the last jobs of
+// the schedules of a batch with one JobListTx (and a schedule's alone with
+// JobGetTx) to apply their overlap policy.
 type Inserter interface {
 	InsertManyTx(ctx context.Context, tx pgx.Tx, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
 	JobGetTx(ctx context.Context, tx pgx.Tx, id int64) (*rivertype.JobRow, error)
+	JobListTx(ctx context.Context, tx pgx.Tx, params *river.JobListParams) (*river.JobListResult, error)
 }
+
+var _ Inserter = (*river.Client[pgx.Tx])(nil)
 
 // ErrInvalidConfig is returned, wrapped with the setting named, when a
 // StoreConfig, HandlerOpts or NewScheduler argument is out of range.
