@@ -47,9 +47,23 @@
 //	go run ./internal/latencybench -burst -events 1000 -members 10 -runners 1
 //	go run ./internal/latencybench -burst -reference -events 100 -clubs 1 -members 1000 -runners 1
 //
+// With -schedules N, there are no events: N stored schedules of
+// attendance.sweep (one written through the schedule store, copied N-1
+// times in one statement), every -every, all due at the same instants
+// from -lead ahead, are run by one runner (in process, or one -processes
+// process, as -via says) with the defaults while it works their jobs. For
+// each of -slots slots the table shows the latency from the slot to its
+// jobs: committed (the first observer poll of river_job that sees the
+// job) and created_at (the insert's clock), p50, p99 and max, and when
+// the workers had run them all.
+//
+//	go run ./internal/latencybench -schedules 10000
+//	go run ./internal/latencybench -schedules 10000 -processes /tmp/wasso-runner -slots 3
+//
 // A run fails (exit status 1) if any event is settled twice, any member
 // got two rows for one event, or an event is not settled within the grace
-// period after the last deadline.
+// period after the last deadline; with -schedules, if a slot has two jobs
+// or the first slot's jobs are not all enqueued within the grace.
 package main
 
 import (
@@ -101,6 +115,10 @@ type options struct {
 	burst      bool
 	reference  bool
 	via        []string
+	schedules  int
+	every      time.Duration
+	slots      int
+	overlap    string
 }
 
 // The paths -via can name, with -processes.
@@ -138,6 +156,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.DurationVar(&o.exactPoll, "exact-poll", 0, "wassoriver.Config.ExactPollInterval (0: its default)")
 	fs.BoolVar(&o.burst, "burst", false, "one deadline for every event, all written up front with plain SQL")
 	fs.BoolVar(&o.reference, "reference", false, "with -burst: also time one set-based settlement of as many twin events")
+	fs.IntVar(&o.schedules, "schedules", 0, "instead of events: this many stored schedules of attendance.sweep, all due at the same instants, run by one runner")
+	fs.DurationVar(&o.every, "every", time.Minute, "with -schedules: the schedules' interval")
+	fs.IntVar(&o.slots, "slots", 2, "with -schedules: how many slots to measure")
+	fs.StringVar(&o.overlap, "overlap", "skip", "with -schedules: the schedules' overlap policy, skip (the default: no job while the slot before's runs) or allow")
 	fs.StringVar(&via, "via", viaDirect, "with -processes, comma-separated paths from the runners to Postgres, one run each: direct, pgbouncer (PgBouncer in transaction mode), pgbouncer+listen (the same, with database.listen_url direct)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -161,6 +183,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if o.reference && !o.burst {
 		return errors.New("-reference needs -burst")
+	}
+	if o.schedules > 0 {
+		if o.slots < 1 || o.every < time.Second {
+			return errors.New("-schedules needs -slots of at least 1 and -every of at least 1s")
+		}
+		if o.overlap != "skip" && o.overlap != "allow" {
+			return fmt.Errorf("-overlap %q: want skip or allow", o.overlap)
+		}
+		if o.schedules > 100_000 {
+			return errors.New("-schedules: at most 100000")
+		}
+		return runSchedules(ctx, o, out)
 	}
 	if o.writeAhead >= o.lead {
 		return fmt.Errorf("-write-ahead %s must be shorter than -lead %s", o.writeAhead, o.lead)
@@ -262,7 +296,7 @@ func runOnce(ctx context.Context, o options, runners int, via string) (*result, 
 	}()
 	inProcess := runners
 	if o.binary != "" {
-		stop, err := startProcesses(ctx, o, db, runners, via)
+		stop, err := startProcesses(ctx, o, db, runners, via, "warn")
 		if err != nil {
 			return nil, err
 		}
@@ -629,8 +663,9 @@ func sleepUntil(ctx context.Context, at time.Time) error {
 }
 
 // startProcesses starts n `wasso-runner run` processes on the run's
-// schema, and returns a func that stops them with SIGTERM and waits.
-func startProcesses(ctx context.Context, o options, db *wassotest.DB, n int, via string) (func(), error) {
+// schema, logging at logLevel, and returns a func that stops them with
+// SIGTERM and waits.
+func startProcesses(ctx context.Context, o options, db *wassotest.DB, n int, via, logLevel string) (func(), error) {
 	var cmds []*exec.Cmd
 	var bouncer *pgbouncer.Bouncer
 	stop := func() {
@@ -657,7 +692,7 @@ func startProcesses(ctx context.Context, o options, db *wassotest.DB, n int, via
 		}
 	}
 	for range n {
-		cmd := exec.CommandContext(ctx, o.binary, "run", "--no-http", "--log-level", "warn",
+		cmd := exec.CommandContext(ctx, o.binary, "run", "--no-http", "--log-level", logLevel,
 			"--database-url", url, "--schema", db.Schema)
 		cmd.Env = append(os.Environ(), env...)
 		if o.exactPoll > 0 {

@@ -27,8 +27,9 @@ type Beginner interface {
 }
 
 // Inserter enqueues jobs in the caller's transaction and reads jobs back:
-// a *river.Client[pgx.Tx] is one. The scheduler reads the schedule's last
-// job with JobGetTx to apply its overlap policy and cancels it with
+// a *river.Client[pgx.Tx] is one. The scheduler reads the last jobs of
+// the schedules of a batch with one JobListTx (and a schedule's alone with
+// JobGetTx) to apply their overlap policy, and cancels one with
 // JobCancelTx under OverlapCancelOther; Describe and PauseAfterFailures
 // list a schedule's jobs with JobListTx, by the metadata they carry.
 type Inserter interface {
@@ -37,6 +38,8 @@ type Inserter interface {
 	JobGetTx(ctx context.Context, tx pgx.Tx, id int64) (*rivertype.JobRow, error)
 	JobListTx(ctx context.Context, tx pgx.Tx, params *river.JobListParams) (*river.JobListResult, error)
 }
+
+var _ Inserter = (*river.Client[pgx.Tx])(nil)
 
 // ErrInvalidConfig is returned, wrapped with the setting named, when a
 // StoreConfig, HandlerOpts or NewScheduler argument is out of range.

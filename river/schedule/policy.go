@@ -34,18 +34,6 @@ func jitterDelay(name string, slot time.Time, jitter time.Duration) time.Duratio
 	return time.Duration(h.Sum64()%uint64(us)) * time.Microsecond
 }
 
-// unfinished says whether a job in state may still run: the states in
-// which OverlapSkip skips, OverlapBufferOne buffers and
-// OverlapCancelOther cancels.
-func unfinished(state rivertype.JobState) bool {
-	switch state {
-	case rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateScheduled,
-		rivertype.JobStateRunning, rivertype.JobStateRetryable:
-		return true
-	}
-	return false
-}
-
 // failed says whether a job counts as failed for PauseAfterFailures: it
 // was discarded, or its last attempt failed and it waits to be retried.
 func failed(state rivertype.JobState) bool {
@@ -194,7 +182,7 @@ func (s *Store) releaseBuffered(ctx context.Context, tx pgx.Tx, inserter Inserte
 			if err != nil && !errors.Is(err, rivertype.ErrNotFound) {
 				return nil, false, scheduleErr(fmt.Sprintf("schedule %q: state of job %d", sched.Name, sched.LastJobID), err)
 			}
-			if job != nil && unfinished(job.State) {
+			if job != nil && jobBlocks(job.State) {
 				waiting = true
 				continue
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,25 +50,41 @@ const slotPruneInterval = time.Hour
 // when that comes sooner, and as soon as a NOTIFY on
 // NotifyChannel names a schedule of its own schema (a dedicated
 // connection of the pool LISTENs; when it drops, polling goes on and the
-// listener reconnects). A pass takes the due schedules one transaction
-// each:
+// listener reconnects). A pass takes the due schedules in batches of up to
+// StoreConfig.PassBatch (PassBatchDefault, 1,000), two batch transactions
+// at a time on connections of their own, each with a fixed number of
+// statements however large it is:
 //
-//  1. SELECT ... FOR UPDATE SKIP LOCKED the schedule whose next_run_at is
-//     the earliest at or before now;
-//  2. choose the slots to run by its MissedPolicy (a slot is on time until
-//     slot + min(gap to the following slot, MissedGrace));
-//  3. with OverlapSkip, skip them all (SkippedCount) while its last job
-//     is still available, pending, scheduled, running or retryable;
-//  4. claim the slots in wasso_schedule_slot (ON CONFLICT DO NOTHING) and
-//     insert a job for each slot claimed (InsertManyTx);
-//  5. advance next_run_at with a compare-and-set on its old value, with
-//     last_run_at, last_job_id and the counters; a one-off schedule that
-//     enqueued, or one whose next slot is past its expiry, is disabled.
+//  1. SELECT ... FOR UPDATE SKIP LOCKED the earliest due schedules, in
+//     next_run_at order (the first entries of its index);
+//  2. choose each one's slots to run by its MissedPolicy (a slot is on
+//     time until slot + min(gap to the following slot, MissedGrace));
+//  3. with OverlapSkip, skip them all (SkippedCount) while the schedule's
+//     last job is still available, pending, scheduled, running or
+//     retryable: one River JobListTx reads the last jobs of the batch;
+//  4. leave out the slots that already have a row in wasso_schedule_slot
+//     (a backfill, a run now), insert a job for each of the others, all
+//     in one InsertManyTx, and record those slots with their jobs in one
+//     INSERT ... ON CONFLICT DO NOTHING;
+//  5. advance every next_run_at with one compare-and-set UPDATE on the old
+//     values, with last_run_at, last_job_id and the counters; a one-off
+//     schedule that enqueued, or one whose next slot is past its expiry,
+//     is disabled.
+//
+// A slot claim or a compare-and-set that comes short fails the batch, so
+// no job of it commits. A batch that fails as a whole (a job River will
+// not insert: a kind the leader's client does not work, a queue name it
+// refuses) is retried in halves, down to a transaction per schedule, so
+// that the broken schedule is logged and left out of the passes for a
+// while (30 s) and the others are enqueued in the same pass. Each job
+// enqueued is logged once its batch commits.
 //
 // The row lock, the compare-and-set and the slot table's primary key each
 // make a slot's job unique on their own: two loops running at once (a
 // leadership handover, a second client with a stale view) enqueue a slot
-// once. Each job's metadata carries {"schedule": name, "slot": instant}.
+// once, and a loop killed mid-pass leaves its uncommitted batches to the
+// next leader. Each job's metadata carries {"schedule": name, "slot":
+// instant}.
 //
 // It is not a River periodic job, nor does it use River's in-memory
 // periodic jobs, so that schedules can be written at run time, by any
@@ -387,44 +404,38 @@ func (s *Scheduler) runPass(ctx context.Context, now time.Time) (*PassResult, er
 	if err := s.releaseBuffered(ctx, inserter, now, exclude, res); err != nil {
 		return res, err
 	}
-	for {
-		var out *scheduleOutcome
-		err := commitDespiteCancel(ctx, s.pool, func(tx pgx.Tx) error {
-			var err error
-			out, err = s.store.runDueTx(ctx, tx, inserter, now, exclude)
-			return err
-		})
-		if out == nil && err == nil {
-			break // nothing left due
-		}
-		if out == nil {
-			return res, err
-		}
-		exclude = append(exclude, out.name)
-		switch {
-		case errors.Is(err, errSlotRaced):
-			// Another loop advanced it first: nothing to do.
-			continue
-		case err != nil:
-			if ctx.Err() != nil {
-				return res, err
+	p := &pass{s: s, inserter: inserter, now: now, res: res, exclude: exclude, seen: map[string]bool{}}
+	// Batches until none finds a due schedule left. As soon as one select
+	// fills a batch, passParallel-1 more goroutines take batches as well,
+	// each in a transaction of its own (SKIP LOCKED: each skips the
+	// others' rows); a pass with fewer due uses one connection.
+	errs := make([]error, passParallel)
+	var wg sync.WaitGroup
+	var spread sync.Once
+	var take func(i int)
+	full := func() {
+		spread.Do(func() {
+			for i := 1; i < passParallel; i++ {
+				wg.Go(func() { take(i) })
 			}
-			res.Failed++
-			s.backoff[out.name] = now.Add(scheduleErrorBackoff)
-			s.store.config.Logger.ErrorContext(ctx, "schedule failed; retrying later",
-				slog.String("schedule", out.name), slog.String("error", err.Error()),
-				slog.Duration("retry_in", scheduleErrorBackoff))
-			continue
+		})
+	}
+	take = func(i int) {
+		for {
+			selected, err := p.runBatch(ctx, batchSelect{exclude: p.excluded(), limit: s.store.config.PassBatch, full: full})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			if selected == 0 {
+				return // nothing left due, or left to the others
+			}
 		}
-		delete(s.backoff, out.name)
-		if !out.buffered.IsZero() {
-			s.buffering.Store(true)
-		}
-		res.Schedules++
-		res.Enqueued += len(out.jobs)
-		res.Skipped += len(out.skipped)
-		res.Missed += int(out.missed)
-		s.store.logOutcome(ctx, out)
+	}
+	take(0)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return res, err
 	}
 	if now.Sub(s.lastPrune) >= slotPruneInterval {
 		if _, err := s.pool.Exec(ctx, pruneSlotsSQL, now.Add(-s.store.config.SlotRetention)); err != nil {
@@ -435,6 +446,184 @@ func (s *Scheduler) runPass(ctx context.Context, now time.Time) (*PassResult, er
 	return res, nil
 }
 
+// passParallel is how many batch transactions a pass runs at once, each
+// on a connection of its own. A batch costs Postgres some 50 µs of
+// processor per schedule (the row lock, a job and a slot row with their
+// indexes, the update), and the runner the same order again to build it:
+// two batches at once keep both sides busy, and reach a second core.
+const passParallel = 2
+
+// pass is the state of one runPass, shared by its goroutines.
+type pass struct {
+	s        *Scheduler
+	inserter Inserter
+	now      time.Time
+
+	mu  sync.Mutex // guards the fields below, and s.backoff
+	res *PassResult
+	// exclude are the schedules the pass leaves alone: backed off, failed
+	// or raced in this pass, or seen twice.
+	exclude []string
+	// seen are the schedules the pass has handled: one that comes due
+	// again during the pass (a caller set next_run_at back meanwhile) is
+	// left to the next pass, as a guard against a pass that never ends.
+	seen map[string]bool
+}
+
+func (p *pass) excluded() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.exclude)
+}
+
+func (p *pass) wasSeen(name string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.seen[name]
+}
+
+// runBatch runs one batch transaction over the schedules sel selects and
+// accounts for it; when the batch fails as a whole, its schedules are
+// retried in smaller transactions (fallback). It returns how many
+// schedules the batch selected, and an error only when the pass cannot go
+// on (the select failed, ctx is done).
+func (p *pass) runBatch(ctx context.Context, sel batchSelect) (int, error) {
+	var b *batchOutcome
+	err := commitDespiteCancel(ctx, p.s.pool, func(tx pgx.Tx) error {
+		var err error
+		b, err = p.s.store.runBatchTx(ctx, tx, p.inserter, p.now, sel, p.wasSeen)
+		return err
+	})
+	if b == nil {
+		return 0, err // nothing selected, or the select failed
+	}
+	if err != nil {
+		if ctx.Err() != nil || p.s.databaseLost(ctx) {
+			return len(b.names), err
+		}
+		// The other goroutines leave these to the fallback, which takes
+		// them by name.
+		p.mu.Lock()
+		p.exclude = append(p.exclude, b.names...)
+		p.mu.Unlock()
+		level := slog.LevelWarn
+		if sel.names != nil {
+			level = slog.LevelDebug // a part of a batch that failed, logged
+		}
+		p.s.store.config.Logger.Log(ctx, level, "schedule batch failed; retrying its schedules in smaller transactions",
+			slog.Int("schedules", len(b.names)), slog.String("error", err.Error()))
+		return len(b.names), p.fallback(ctx, b.names)
+	}
+	p.account(ctx, b)
+	return len(b.names), nil
+}
+
+// fallbackSingle is the size at or under which a failed batch's
+// schedules are retried one transaction each; a larger one is split in
+// two halves, each retried as a batch, so that one broken schedule among
+// PassBatch costs about 2·log2(PassBatch) transactions, not PassBatch.
+const fallbackSingle = 8
+
+// fallback retries the schedules of a batch that failed as a whole (a job
+// River would not insert, a statement that failed): halves as batches
+// while they are large, then each schedule in a transaction of its own,
+// so that the broken one is backed off and logged and the others are
+// enqueued.
+func (p *pass) fallback(ctx context.Context, names []string) error {
+	if len(names) <= fallbackSingle {
+		for _, name := range names {
+			if err := p.runOne(ctx, name); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	half := len(names) / 2
+	for _, part := range [][]string{names[:half], names[half:]} {
+		if _, err := p.runBatch(ctx, batchSelect{names: part}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// account records a committed batch: its counts, the backoff of the
+// schedules it could not read, and its log lines (outside the lock).
+func (p *pass) account(ctx context.Context, b *batchOutcome) {
+	p.mu.Lock()
+	p.exclude = append(p.exclude, b.again...)
+	for _, out := range b.outs {
+		p.succeeded(out)
+	}
+	p.mu.Unlock()
+	for _, f := range b.failed {
+		p.fail(ctx, f.name, f.err)
+	}
+	for _, out := range b.outs {
+		p.s.store.logOutcome(ctx, out)
+	}
+}
+
+// succeeded counts a schedule advanced; p.mu is held.
+func (p *pass) succeeded(out *scheduleOutcome) {
+	p.seen[out.name] = true
+	if len(p.s.backoff) > 0 {
+		delete(p.s.backoff, out.name)
+	}
+	if !out.buffered.IsZero() {
+		p.s.buffering.Store(true)
+	}
+	p.res.Schedules++
+	p.res.Enqueued += len(out.jobs)
+	p.res.Skipped += len(out.skipped)
+	p.res.Missed += int(out.missed)
+}
+
+// fail backs off a schedule whose transaction failed, and logs it.
+func (p *pass) fail(ctx context.Context, name string, err error) {
+	p.mu.Lock()
+	p.seen[name] = true
+	p.exclude = append(p.exclude, name)
+	p.res.Failed++
+	p.s.backoff[name] = p.now.Add(scheduleErrorBackoff)
+	p.mu.Unlock()
+	p.s.store.config.Logger.ErrorContext(ctx, "schedule failed; retrying later",
+		slog.String("schedule", name), slog.String("error", err.Error()),
+		slog.Duration("retry_in", scheduleErrorBackoff))
+}
+
+// runOne advances the schedule named, if it is still due and not locked,
+// in a transaction of its own (runDueTx).
+func (p *pass) runOne(ctx context.Context, name string) error {
+	var out *scheduleOutcome
+	err := commitDespiteCancel(ctx, p.s.pool, func(tx pgx.Tx) error {
+		var err error
+		out, err = p.s.store.runDueTx(ctx, tx, p.inserter, p.now, name)
+		return err
+	})
+	if out == nil {
+		return err // not due any more, locked, or the select failed
+	}
+	switch {
+	case errors.Is(err, errSlotRaced):
+		// Another loop advanced it first: nothing to do.
+		p.mu.Lock()
+		p.seen[name] = true
+		p.exclude = append(p.exclude, name)
+		p.mu.Unlock()
+	case err != nil:
+		if ctx.Err() != nil || p.s.databaseLost(ctx) {
+			return err
+		}
+		p.fail(ctx, name, err)
+	default:
+		p.mu.Lock()
+		p.succeeded(out)
+		p.mu.Unlock()
+		p.s.store.logOutcome(ctx, out)
+	}
+	return nil
+}
 // releaseBuffered enqueues, in one transaction, the slots waiting for a
 // previous job that has now finished (OverlapBufferOne), and records
 // whether some still wait, so that the loop looks again within
@@ -459,6 +648,20 @@ func (s *Scheduler) releaseBuffered(ctx context.Context, inserter Inserter, now 
 	}
 	return nil
 }
+
+// databaseLost says whether a failed transaction failed because the
+// database is out of reach (a restart, a failover: a ping fails too)
+// rather than because of its schedules. The pass then ends, to be retried
+// whole by the next one, instead of backing its schedules off for
+// scheduleErrorBackoff as it does for a schedule of its own failing.
+func (s *Scheduler) databaseLost(ctx context.Context) bool {
+	pingCtx, cancel := context.WithTimeout(ctx, databaseLostPing)
+	defer cancel()
+	return s.pool.Ping(pingCtx) != nil
+}
+
+// databaseLostPing bounds databaseLost's ping.
+const databaseLostPing = 2 * time.Second
 
 // bufferRecheck is the longest the loop sleeps while a slot waits for its
 // previous job to finish (OverlapBufferOne): the slot's job is enqueued
@@ -529,14 +732,12 @@ type scheduleOutcome struct {
 	paused   string    // the note, when paused after failures
 }
 
-// dueScheduleSQL picks the due schedule to advance next, skipping those
-// another transaction holds (another loop, a caller's Update in its transaction) and those
-// this pass has done or backed off.
+// dueScheduleSQL locks the schedule named if it is due, unless another
+// transaction holds it (another loop, a caller's Update in its
+// transaction).
 const dueScheduleSQL = `
 SELECT ` + scheduleColumns + ` FROM wasso_schedule
-WHERE enabled AND next_run_at <= $1 AND NOT (name = ANY($2))
-ORDER BY next_run_at, name
-LIMIT 1
+WHERE enabled AND next_run_at <= $1 AND name = $2
 FOR UPDATE SKIP LOCKED`
 
 // advanceSQL moves a schedule to its next slot, if no one else has: the
@@ -549,25 +750,22 @@ UPDATE wasso_schedule SET next_run_at = $3, enabled = $4,
     missed_count = missed_count + $9, updated_at = $10, buffered_slot = coalesce($11, buffered_slot)
 WHERE name = $1 AND next_run_at = $2`
 
-// runDueTx advances the earliest due schedule not in exclude, in tx. It
-// returns nil, nil when none is due. The outcome names the schedule even
-// when err is set.
-func (s *Store) runDueTx(ctx context.Context, tx pgx.Tx, inserter Inserter, now time.Time, exclude []string) (*scheduleOutcome, error) {
-	sched, err := scanSchedule(tx.QueryRow(ctx, dueScheduleSQL, now, exclude))
+// runDueTx advances the schedule named, in tx, one schedule's
+// transaction: the path a pass falls back to when a batch fails. It
+// returns nil, nil when the schedule is not due or another transaction
+// holds it. The outcome names the schedule even when err is set.
+func (s *Store) runDueTx(ctx context.Context, tx pgx.Tx, inserter Inserter, now time.Time, name string) (*scheduleOutcome, error) {
+	sched, err := scanSchedule(tx.QueryRow(ctx, dueScheduleSQL, now, name))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, scheduleErr("find due schedules", err)
 	}
-	out := &scheduleOutcome{name: sched.Name, sched: sched}
-	tt, err := sched.validate()
+	out, run, err := s.plan(sched, now)
 	if err != nil {
-		return out, fmt.Errorf("schedule %q: stored schedule is invalid: %w", sched.Name, err)
+		return out, err
 	}
-	p := planSlots(tt, sched, now, s.config.MaxCatchUp)
-	out.missed, out.missFrom, out.missTo, out.next = p.missed, p.missFrom, p.missTo, p.next
-	run := p.run
 
 	if len(run) > 0 {
 		if out.paused, err = s.pauseForFailures(ctx, tx, inserter, sched, now); err != nil || out.paused != "" {
@@ -579,7 +777,7 @@ func (s *Store) runDueTx(ctx context.Context, tx pgx.Tx, inserter Inserter, now 
 		if err != nil && !errors.Is(err, rivertype.ErrNotFound) {
 			return out, scheduleErr(fmt.Sprintf("schedule %q: state of job %d", sched.Name, sched.LastJobID), err)
 		}
-		if job != nil && unfinished(job.State) {
+		if job != nil && jobBlocks(job.State) {
 			if run, err = applyOverlap(ctx, tx, inserter, out, run, job.State); err != nil {
 				return out, err
 			}
@@ -592,22 +790,9 @@ func (s *Store) runDueTx(ctx context.Context, tx pgx.Tx, inserter Inserter, now 
 	}
 	out.jobs = jobs
 
-	enabled := true
-	switch {
-	case sched.OneOff && len(jobs) > 0:
-		enabled, out.next, out.disabled = false, time.Time{}, "one-off schedule has run"
-	case out.next.IsZero() && !sched.ExpiresAt.IsZero():
-		enabled, out.disabled = false, "expired"
-	case out.next.IsZero():
-		enabled, out.disabled = false, "cron expression never fires again"
-	}
-	var lastRun *time.Time
-	var lastJob *int64
-	if n := len(jobs); n > 0 {
-		lastRun, lastJob = &jobs[n-1].slot, &jobs[n-1].jobID
-	}
-	tag, err := tx.Exec(ctx, advanceSQL, sched.Name, sched.NextRunAt, optTime(out.next), enabled,
-		lastRun, lastJob, len(jobs), len(out.skipped), out.missed, now, optTime(out.buffered))
+	a := out.advance()
+	tag, err := tx.Exec(ctx, advanceSQL, sched.Name, sched.NextRunAt, optTime(out.next), a.enabled,
+		a.lastRun, a.lastJob, len(jobs), len(out.skipped), out.missed, now, optTime(out.buffered))
 	if err != nil {
 		return out, scheduleErr(fmt.Sprintf("advance schedule %q", sched.Name), err)
 	}
@@ -615,6 +800,58 @@ func (s *Store) runDueTx(ctx context.Context, tx pgx.Tx, inserter Inserter, now 
 		return out, errSlotRaced
 	}
 	return out, nil
+}
+
+// plan reads a due schedule and plans its slots (planSlots): the outcome
+// so far, and the slots to run before the overlap policy.
+func (s *Store) plan(sched *Schedule, now time.Time) (*scheduleOutcome, []time.Time, error) {
+	out := &scheduleOutcome{name: sched.Name, sched: sched}
+	tt, err := sched.validate()
+	if err != nil {
+		return out, nil, fmt.Errorf("schedule %q: stored schedule is invalid: %w", sched.Name, err)
+	}
+	p := planSlots(tt, sched, now, s.config.MaxCatchUp)
+	out.missed, out.missFrom, out.missTo, out.next = p.missed, p.missFrom, p.missTo, p.next
+	return out, p.run, nil
+}
+
+// blockingStates are the states of a schedule's last job that bring its
+// overlap policy into play (skip, buffer_one, cancel_other): it has not
+// finished.
+var blockingStates = []rivertype.JobState{
+	rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateScheduled,
+	rivertype.JobStateRunning, rivertype.JobStateRetryable,
+}
+
+// jobBlocks says whether a last job in state holds back the next slots.
+func jobBlocks(state rivertype.JobState) bool { return slices.Contains(blockingStates, state) }
+
+// advanceValues are the columns a pass writes besides next_run_at and
+// the counters.
+type advanceValues struct {
+	enabled bool
+	lastRun *time.Time
+	lastJob *int64
+}
+
+// advance decides, once out's jobs are known, whether the schedule stays
+// enabled (a one-off that enqueued, an expired schedule and a cron
+// expression that never fires again are disabled; out.next and
+// out.disabled say so) and its last run and job.
+func (out *scheduleOutcome) advance() advanceValues {
+	a := advanceValues{enabled: true}
+	switch {
+	case out.sched.OneOff && len(out.jobs) > 0:
+		a.enabled, out.next, out.disabled = false, time.Time{}, "one-off schedule has run"
+	case out.next.IsZero() && !out.sched.ExpiresAt.IsZero():
+		a.enabled, out.disabled = false, "expired"
+	case out.next.IsZero():
+		a.enabled, out.disabled = false, "cron expression never fires again"
+	}
+	if n := len(out.jobs); n > 0 {
+		a.lastRun, a.lastJob = &out.jobs[n-1].slot, &out.jobs[n-1].jobID
+	}
+	return a
 }
 
 // logOutcome logs, after the commit, a line per job enqueued, per slot

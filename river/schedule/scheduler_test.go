@@ -32,7 +32,7 @@ type schedulerFixture struct {
 	now   atomic.Pointer[time.Time]
 }
 
-func newSchedulerFixture(t *testing.T, config StoreConfig) *schedulerFixture {
+func newSchedulerFixture(t testing.TB, config StoreConfig) *schedulerFixture {
 	t.Helper()
 	f := &schedulerFixture{db: wassotest.NewDB(t, wassotest.Options{})}
 	client, err := river.NewClient(riverpgxv5.New(f.db.Pool), &river.Config{Schema: f.db.Schema})
@@ -54,7 +54,7 @@ func newSchedulerFixture(t *testing.T, config StoreConfig) *schedulerFixture {
 
 func (f *schedulerFixture) setNow(t time.Time) { f.now.Store(&t) }
 
-func (f *schedulerFixture) create(t *testing.T, s Schedule) *Schedule {
+func (f *schedulerFixture) create(t testing.TB, s Schedule) *Schedule {
 	t.Helper()
 	if s.Kind == "" {
 		s.Kind = attendance.SweepKind

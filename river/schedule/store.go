@@ -33,6 +33,16 @@ const (
 	// (which the scheduler polls for every second until it is back). Each
 	// poll of an idle leader is one statement.
 	PollIntervalDefault = 10 * time.Second
+	// PassBatchDefault is how many due schedules a scheduler pass takes
+	// in one transaction at most (see Scheduler): large enough that the
+	// statements of a batch cost little beside its rows, small enough that
+	// the first jobs of a large pass commit early and a batch's locks are
+	// held briefly.
+	PassBatchDefault = 1000
+	// PassBatchMax is the largest StoreConfig.PassBatch: a batch reads
+	// the last jobs of its schedules with one River JobListTx, which lists
+	// 10,000 jobs at most.
+	PassBatchMax = 10_000
 	// SlotRetentionDefault is how long the rows of
 	// wasso_schedule_slot are kept. A Backfill reaching further back than
 	// this could enqueue a slot a second time.
@@ -71,6 +81,9 @@ type StoreConfig struct {
 	// set it to run passes at chosen instants.
 	Now func() time.Time
 
+	// PassBatch: see PassBatchDefault. At most PassBatchMax.
+	PassBatch int
+
 	// PollInterval: see PollIntervalDefault.
 	PollInterval time.Duration
 
@@ -105,6 +118,7 @@ func (c StoreConfig) WithDefaults() StoreConfig {
 	c.DefaultTimeZone = cmp.Or(c.DefaultTimeZone, TimeZoneDefault)
 	c.MaxBackfill = cmp.Or(c.MaxBackfill, MaxBackfillDefault)
 	c.MaxCatchUp = cmp.Or(c.MaxCatchUp, MaxCatchUpDefault)
+	c.PassBatch = cmp.Or(c.PassBatch, PassBatchDefault)
 	c.PollInterval = cmp.Or(c.PollInterval, PollIntervalDefault)
 	c.SlotRetention = cmp.Or(c.SlotRetention, SlotRetentionDefault)
 	return c
@@ -123,12 +137,16 @@ func NewStore(config StoreConfig) (*Store, error) {
 	}{
 		{"MaxBackfill", int64(config.MaxBackfill)},
 		{"MaxCatchUp", int64(config.MaxCatchUp)},
+		{"PassBatch", int64(config.PassBatch)},
 		{"PollInterval", int64(config.PollInterval)},
 		{"SlotRetention", int64(config.SlotRetention)},
 	} {
 		if d.value < 0 {
 			return nil, fmt.Errorf("%w: schedules: %s must not be negative", ErrInvalidConfig, d.name)
 		}
+	}
+	if config.PassBatch > PassBatchMax {
+		return nil, fmt.Errorf("%w: schedules: PassBatch %d is more than %d", ErrInvalidConfig, config.PassBatch, PassBatchMax)
 	}
 	if config.PollInterval < 10*time.Millisecond {
 		return nil, fmt.Errorf("%w: schedules: PollInterval %s is shorter than 10ms", ErrInvalidConfig, config.PollInterval)
