@@ -624,6 +624,7 @@ func (p *pass) runOne(ctx context.Context, name string) error {
 	}
 	return nil
 }
+
 // releaseBuffered enqueues, in one transaction, the slots waiting for a
 // previous job that has now finished (OverlapBufferOne), and records
 // whether some still wait, so that the loop looks again within
