@@ -1,4 +1,4 @@
-.PHONY: demo test vet bench bench-sweep bench-idle build
+.PHONY: demo test vet bench bench-sweep bench-idle bench-schedules build
 
 # The README's quick start.
 demo:
@@ -21,3 +21,8 @@ bench-sweep:
 
 bench-idle:
 	go test ./attendance -run '^$$' -bench BenchmarkIdleSweep -benchtime 200x -timeout 30m
+
+bench-schedules:
+	go test ./river/schedule -run '^$$' -bench BenchmarkPass -benchtime 5x
+	go test ./river/schedule -run '^$$' -bench BenchmarkIdlePass -benchtime 2000x
+	go test ./river/schedule -run '^$$' -bench BenchmarkLogOutcome

@@ -1,7 +1,8 @@
 // Command latencybench measures how late events are settled: the time from
 // each event's deadline to the commit of its settlement, with one runner
 // and with three, on the Postgres the tests use (WASSO_TEST_DATABASE_URL,
-// else 127.0.0.1:5432), in a fresh schema per run.
+// else 127.0.0.1:5432), in a fresh schema per run; with -schedules, how
+// late the jobs of many stored schedules due at one instant are enqueued.
 //
 //	go run ./internal/latencybench                 # 500 events over 2 minutes, 1 and 3 runners
 //	go run ./internal/latencybench -runners 3 -events 100 -spread 30s

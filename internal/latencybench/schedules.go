@@ -82,10 +82,11 @@ func runSchedulesOnce(ctx context.Context, o options, via string) (*scheduleResu
 	res := &scheduleResult{via: via}
 
 	// The runner: a River client built by NewClient with the defaults, on
-	// a pool sized as wasso-runner run sizes its own, logging every job
-	// enqueued at Info through a JSON handler as the runner does (to
-	// io.Discard: the cost of each line is in, not the terminal's); or a
-	// wasso-runner run process at --log-level info.
+	// a pool set up as wasso-runner run sets up its own (its size,
+	// statements sent unnamed), logging every job enqueued at Info through
+	// a JSON handler as the runner does (to io.Discard: the cost of each
+	// line is in, not the terminal's); or a wasso-runner run process at
+	// --log-level info.
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	if o.verbose {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -102,6 +103,7 @@ func runSchedulesOnce(ctx context.Context, o options, via string) (*scheduleResu
 			return nil, err
 		}
 		cfg.MaxConns = runPoolSize
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
 		pool, err := pgxpool.NewWithConfig(ctx, cfg)
 		if err != nil {
 			return nil, err
@@ -306,7 +308,6 @@ func runSchedulesOnce(ctx context.Context, o options, via string) (*scheduleResu
 		return nil, err
 	}
 	bySlot := map[time.Time]*slotResult{}
-	jobsTotal := 0 // of every slot, measured or not
 	for k := range o.slots {
 		slot := res.first.Add(time.Duration(k) * o.every)
 		bySlot[slot] = &slotResult{slot: slot}
@@ -317,7 +318,6 @@ func runSchedulesOnce(ctx context.Context, o options, via string) (*scheduleResu
 	var finalized *time.Time
 	var completed bool
 	_, err = pgx.ForEachRow(rows, []any{&id, &slot, &created, &finalized, &completed}, func() error {
-		jobsTotal++
 		s := bySlot[slot]
 		if s == nil {
 			return nil // a slot after the run
@@ -345,19 +345,22 @@ func runSchedulesOnce(ctx context.Context, o options, via string) (*scheduleResu
 	if err != nil {
 		return nil, err
 	}
+	// One snapshot for the jobs and the counters: the runner still runs.
+	var jobsTotal int64 // of every slot, measured or not
 	err = db.Pool.QueryRow(ctx, `SELECT
 		(SELECT count(*) FROM (SELECT 1 FROM river_job WHERE kind = $1 AND metadata->>'schedule' LIKE $2
 		    GROUP BY metadata->>'schedule', metadata->>'slot' HAVING count(*) > 1) d),
+		(SELECT count(*) FROM river_job WHERE kind = $1 AND metadata->>'schedule' LIKE $2),
 		sum(total_run_count), sum(skipped_count), sum(missed_count)
 		FROM wasso_schedule WHERE name LIKE $2`, attendance.SweepKind, benchSchedulePrefix+"%").
-		Scan(&res.doubled, &res.runs, &res.skips, &res.misses)
+		Scan(&res.doubled, &jobsTotal, &res.runs, &res.skips, &res.misses)
 	if err != nil {
 		return nil, err
 	}
 	switch {
 	case res.doubled > 0:
 		res.problem = fmt.Errorf("%d slots have more than one job", res.doubled)
-	case int64(jobsTotal) != res.runs:
+	case jobsTotal != res.runs:
 		res.problem = fmt.Errorf("%d jobs, but the schedules count %d runs", jobsTotal, res.runs)
 	case res.slots[0].jobs < o.schedules:
 		res.problem = fmt.Errorf("the first slot has %d jobs of %d", res.slots[0].jobs, o.schedules)

@@ -501,6 +501,12 @@ func TestScheduleStoreConfig(t *testing.T) {
 		_, err := schedule.NewStore(c)
 		require.ErrorIs(t, err, schedule.ErrInvalidConfig, "%+v", c)
 	}
+	for _, batch := range []int{-1, schedule.PassBatchMax + 1} {
+		_, err := schedule.NewStore(schedule.StoreConfig{Kinds: wassoriver.ScheduleKinds(), PassBatch: batch})
+		require.ErrorIs(t, err, schedule.ErrInvalidConfig)
+		require.ErrorContains(t, err, "PassBatch")
+	}
+	require.Equal(t, schedule.PassBatchDefault, schedule.StoreConfig{}.WithDefaults().PassBatch)
 	store, err := schedule.NewStore(schedule.StoreConfig{Kinds: wassoriver.ScheduleKinds()})
 	require.NoError(t, err)
 	require.Equal(t, []string{attendance.NotifyAbsentKind, attendance.SettleEventKind, attendance.SweepKind}, store.Kinds())
