@@ -57,11 +57,15 @@ const slotPruneInterval = time.Hour
 //
 //  1. SELECT ... FOR UPDATE SKIP LOCKED the earliest due schedules, in
 //     next_run_at order (the first entries of its index);
-//  2. choose each one's slots to run by its MissedPolicy (a slot is on
-//     time until slot + min(gap to the following slot, MissedGrace));
-//  3. with OverlapSkip, skip them all (SkippedCount) while the schedule's
-//     last job is still available, pending, scheduled, running or
-//     retryable: one River JobListTx reads the last jobs of the batch;
+//  2. choose each one's slots to run by its MissedPolicy and
+//     CatchupWindow (see planSlots); a schedule with PauseAfterFailures
+//     whose last jobs all failed is paused instead;
+//  3. while the schedule's last job is still available, pending,
+//     scheduled, running or retryable (one River JobListTx reads the last
+//     jobs of the batch), apply its OverlapPolicy: skip the slots
+//     (SkippedCount), leave the latest waiting (OverlapBufferOne, enqueued
+//     by a later pass once the job finished), or cancel the job
+//     (OverlapCancelOther, River's JobCancelTx) and go on;
 //  4. leave out the slots that already have a row in wasso_schedule_slot
 //     (a backfill, a run now), insert a job for each of the others, all
 //     in one InsertManyTx, and record those slots with their jobs in one
