@@ -32,6 +32,9 @@ func Example() {
 	client, err := wassoriver.NewClient(pool, wassoriver.Config{
 		Schema:        db.Schema, // production leaves this empty
 		SweepInterval: 5 * time.Minute,
+		// The sweep alone, for this example; by default each event is
+		// also settled at its exact deadline, which here could come first.
+		NoDeadlines: true,
 	})
 	if err != nil {
 		panic(err)
