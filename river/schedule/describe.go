@@ -210,11 +210,25 @@ func upcomingSlots(sched *Schedule, now time.Time, n int) ([]UpcomingSlot, error
 	return out, nil
 }
 
-// listRuns returns the latest n jobs of the schedule named, newest first,
-// through River's job list: the jobs carry {"schedule": name} in their
-// metadata (slotMetadata), which river_job's GIN index on metadata
-// finds.
+// listRuns returns the latest n jobs of the schedule named, newest first
+// (latestJobs), as runs.
 func listRuns(ctx context.Context, tx pgx.Tx, lister Inserter, name string, now time.Time, n int) ([]Run, error) {
+	jobs, err := latestJobs(ctx, tx, lister, name, n)
+	if err != nil {
+		return nil, err
+	}
+	runs := make([]Run, 0, len(jobs))
+	for _, job := range jobs {
+		runs = append(runs, newRun(job, now))
+	}
+	return runs, nil
+}
+
+// latestJobs returns the latest n jobs of the schedule named, newest
+// first, through River's job list: the jobs carry {"schedule": name} in
+// their metadata (slotMetadata), which river_job's GIN index on metadata
+// finds.
+func latestJobs(ctx context.Context, tx pgx.Tx, lister Inserter, name string, n int) ([]*rivertype.JobRow, error) {
 	fragment, err := json.Marshal(map[string]string{"schedule": name})
 	if err != nil {
 		return nil, err
@@ -222,13 +236,9 @@ func listRuns(ctx context.Context, tx pgx.Tx, lister Inserter, name string, now 
 	params := river.NewJobListParams().Metadata(string(fragment)).OrderBy(river.JobListOrderByID, river.SortOrderDesc).First(n)
 	res, err := lister.JobListTx(ctx, tx, params)
 	if err != nil {
-		return nil, scheduleErr(fmt.Sprintf("list runs of schedule %q", name), err)
+		return nil, scheduleErr(fmt.Sprintf("list the last %d jobs of schedule %q", n, name), err)
 	}
-	runs := make([]Run, 0, len(res.Jobs))
-	for _, job := range res.Jobs {
-		runs = append(runs, newRun(job, now))
-	}
-	return runs, nil
+	return res.Jobs, nil
 }
 
 func newRun(job *rivertype.JobRow, now time.Time) Run {

@@ -2,7 +2,6 @@ package schedule
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 )
 
@@ -44,20 +42,12 @@ func failed(state rivertype.JobState) bool {
 // (by their metadata, newest first) and returns their ids when there are
 // n of them and all failed, nil otherwise.
 func lastJobsFailed(ctx context.Context, tx pgx.Tx, lister Inserter, name string, n int) ([]int64, error) {
-	fragment, err := json.Marshal(map[string]string{"schedule": name})
-	if err != nil {
+	jobs, err := latestJobs(ctx, tx, lister, name, n)
+	if err != nil || len(jobs) < n {
 		return nil, err
 	}
-	params := river.NewJobListParams().Metadata(string(fragment)).OrderBy(river.JobListOrderByID, river.SortOrderDesc).First(n)
-	res, err := lister.JobListTx(ctx, tx, params)
-	if err != nil {
-		return nil, scheduleErr(fmt.Sprintf("schedule %q: list its last %d jobs", name, n), err)
-	}
-	if len(res.Jobs) < n {
-		return nil, nil
-	}
 	ids := make([]int64, 0, n)
-	for _, job := range res.Jobs {
+	for _, job := range jobs {
 		if !failed(job.State) {
 			return nil, nil
 		}
