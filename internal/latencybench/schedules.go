@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -190,23 +191,34 @@ func runSchedulesOnce(ctx context.Context, o options, via string) (*scheduleResu
 	go func() {
 		defer close(obsDone)
 		// Batches commit in parallel, so a job may become visible after
-		// one with a higher id. Each poll reads the jobs above low (every
-		// id up to low is accounted for) that it has not seen yet; low
-		// moves up over the ids seen, and over a gap that stays open for
-		// gapTimeout (ids of a transaction that rolled back).
-		const q = `SELECT id, kind = $3 AND metadata->>'schedule' LIKE $4,
-			(metadata->>'slot')::timestamptz, created_at, now()
-			FROM river_job WHERE id > $1 AND NOT (id = ANY($2)) ORDER BY id`
+		// one with a higher id. Every id up to low is accounted for, and
+		// above holds the ids seen above it; each poll reads only the
+		// ranges not seen yet, the gaps between them and what lies beyond
+		// the highest (range scans of the primary key: a poll costs the
+		// rows it finds). low moves up over the ids seen, and over a gap
+		// that stays open for gapTimeout (ids of a transaction that rolled
+		// back).
 		const gapTimeout = 3 * time.Second
 		var low int64
-		above := map[int64]bool{} // ids above low seen
+		above := map[int64]bool{}
 		var gapSince time.Time
 		for obsCtx.Err() == nil {
-			seenAbove := make([]int64, 0, len(above))
-			for id := range above {
-				seenAbove = append(seenAbove, id)
+			ids := slices.Sorted(maps.Keys(above))
+			where := fmt.Sprintf("id > %d", low)
+			if len(ids) > 0 {
+				ranges := []string{fmt.Sprintf("id > %d", ids[len(ids)-1])}
+				prev := low
+				for _, id := range ids {
+					if id > prev+1 {
+						ranges = append(ranges, fmt.Sprintf("(id > %d AND id < %d)", prev, id))
+					}
+					prev = id
+				}
+				where = strings.Join(ranges, " OR ")
 			}
-			rows, err := obsPool.Query(obsCtx, q, low, seenAbove, attendance.SweepKind, benchSchedulePrefix+"%")
+			rows, err := obsPool.Query(obsCtx, `SELECT id, kind = $1 AND metadata->>'schedule' LIKE $2,
+				(metadata->>'slot')::timestamptz, created_at, now() FROM river_job WHERE `+where,
+				attendance.SweepKind, benchSchedulePrefix+"%")
 			if err == nil {
 				var id int64
 				var bench bool
