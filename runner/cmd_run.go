@@ -214,10 +214,7 @@ func (a *app) runWith(ctx context.Context, pool *pgxpool.Pool, opts runOptions) 
 	// Start is a hard stop, and the first signal must be a soft one.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	go m.consume(workCtx, events)
-	outcomes, unsubscribeOutcomes := client.Subscribe(subscribedEvents...)
-	defer unsubscribeOutcomes()
-	go running.follow(workCtx, outcomes)
+	go consume(workCtx, events, m.observe, running.observe)
 	go a.heartbeat(workCtx, pool, client.ID(), running.ids)
 	if err := client.Start(workCtx); err != nil {
 		if srv != nil {

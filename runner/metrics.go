@@ -151,7 +151,8 @@ func newMetrics(a *app, pool *pgxpool.Pool, clientID func() string) *metrics {
 	return m
 }
 
-// subscribedEvents are the River events the counters follow.
+// subscribedEvents are the River events the counters and the running
+// jobs follow.
 var subscribedEvents = []river.EventKind{
 	river.EventKindJobCancelled,
 	river.EventKindJobCompleted,
@@ -159,9 +160,10 @@ var subscribedEvents = []river.EventKind{
 	river.EventKindJobSnoozed,
 }
 
-// consume counts events until the channel closes (the client stopped) or
-// ctx is done.
-func (m *metrics) consume(ctx context.Context, events <-chan *river.Event) {
+// consume hands each event to every observer until the channel closes
+// (the client stopped) or ctx is done: the counters, and the jobs the
+// heartbeat reports (runningJobs.observe).
+func consume(ctx context.Context, events <-chan *river.Event, observers ...func(*river.Event)) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -170,7 +172,9 @@ func (m *metrics) consume(ctx context.Context, events <-chan *river.Event) {
 			if !ok {
 				return
 			}
-			m.observe(ev)
+			for _, observe := range observers {
+				observe(ev)
+			}
 		}
 	}
 }
@@ -270,10 +274,6 @@ var (
 	schedulePausedByFailuresDesc = prometheus.NewDesc("wasso_schedule_paused_by_failures",
 		"1 when the scheduler itself paused the schedule after failures (disabled, paused_by = 'scheduler'); 0 otherwise.", scheduleLabels, nil)
 )
-
-// pausedByScheduler is the paused_by of a schedule that the scheduler
-// paused itself, after failures, rather than an operator.
-const pausedByScheduler = "scheduler"
 
 // pausedByFailuresSQL tells, for every schedule, whether the scheduler
 // paused it.
@@ -378,7 +378,7 @@ func (c *dbCollector) collectSchedules(ctx context.Context, ch chan<- prometheus
 // collectPausedByFailures exports wasso_schedule_paused_by_failures for
 // every schedule (pausedByFailuresSQL).
 func (c *dbCollector) collectPausedByFailures(ctx context.Context, ch chan<- prometheus.Metric) error {
-	rows, err := c.pool.Query(ctx, pausedByFailuresSQL, pausedByScheduler)
+	rows, err := c.pool.Query(ctx, pausedByFailuresSQL, schedule.PausedByScheduler)
 	if err != nil {
 		return fmt.Errorf("read schedules paused by failures: %w", err)
 	}

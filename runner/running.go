@@ -53,11 +53,15 @@ func (r *runningJobs) WorkEnd(_ context.Context, job *rivertype.JobRow, err erro
 	return err
 }
 
-// recorded drops a job whose outcome River recorded.
-func (r *runningJobs) recorded(id int64) {
+// observe drops the job of an event: River reports its outcome
+// recorded.
+func (r *runningJobs) observe(ev *river.Event) {
+	if ev == nil || ev.Job == nil {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.jobs, id)
+	delete(r.jobs, ev.Job.ID)
 }
 
 // ids returns the jobs to report, sorted, never nil (an empty array says
@@ -76,22 +80,4 @@ func (r *runningJobs) ids() []int64 {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// follow drops the jobs whose outcome River reports on events, until the
-// channel closes or ctx is done.
-func (r *runningJobs) follow(ctx context.Context, events <-chan *river.Event) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			if ev != nil && ev.Job != nil {
-				r.recorded(ev.Job.ID)
-			}
-		}
-	}
 }

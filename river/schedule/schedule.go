@@ -318,26 +318,38 @@ func (s *Schedule) UnmarshalJSON(data []byte) error {
 	type plain Schedule
 	aux := struct {
 		*plain
-		Every         *string `json:"every"`
-		CatchupWindow *string `json:"catchup_window"`
-		Jitter        *string `json:"jitter"`
+		durationsJSON
 	}{plain: (*plain)(s)}
 	if err := json.Unmarshal(data, &aux); err != nil {
 		return err
 	}
-	for _, f := range []struct {
+	return aux.decode(func(d time.Duration) { s.Every = d }, func(d time.Duration) { s.CatchupWindow = d },
+		func(d time.Duration) { s.Jitter = d })
+}
+
+// durationsJSON are the duration fields of Schedule and Update as JSON
+// reads them: Go duration strings, nil when absent.
+type durationsJSON struct {
+	Every         *string `json:"every"`
+	CatchupWindow *string `json:"catchup_window"`
+	Jitter        *string `json:"jitter"`
+}
+
+// decode parses each field present and hands it to its setter, in the
+// order every, catchup_window, jitter.
+func (d durationsJSON) decode(setters ...func(time.Duration)) error {
+	for i, f := range []struct {
 		field string
 		src   *string
-		dst   *time.Duration
-	}{{"every", aux.Every, &s.Every}, {"catchup_window", aux.CatchupWindow, &s.CatchupWindow}, {"jitter", aux.Jitter, &s.Jitter}} {
+	}{{"every", d.Every}, {"catchup_window", d.CatchupWindow}, {"jitter", d.Jitter}} {
 		if f.src == nil {
 			continue
 		}
-		d, err := parseDuration(f.field, *f.src)
+		v, err := parseDuration(f.field, *f.src)
 		if err != nil {
 			return err
 		}
-		*f.dst = d
+		setters[i](v)
 	}
 	return nil
 }
@@ -418,28 +430,13 @@ func (u *Update) UnmarshalJSON(data []byte) error {
 	type plain Update
 	aux := struct {
 		*plain
-		Every         *string `json:"every"`
-		CatchupWindow *string `json:"catchup_window"`
-		Jitter        *string `json:"jitter"`
+		durationsJSON
 	}{plain: (*plain)(u)}
 	if err := json.Unmarshal(data, &aux); err != nil {
 		return err
 	}
-	for _, f := range []struct {
-		field string
-		src   *string
-		dst   **time.Duration
-	}{{"every", aux.Every, &u.Every}, {"catchup_window", aux.CatchupWindow, &u.CatchupWindow}, {"jitter", aux.Jitter, &u.Jitter}} {
-		if f.src == nil {
-			continue
-		}
-		d, err := parseDuration(f.field, *f.src)
-		if err != nil {
-			return err
-		}
-		*f.dst = &d
-	}
-	return nil
+	return aux.decode(func(d time.Duration) { u.Every = &d }, func(d time.Duration) { u.CatchupWindow = &d },
+		func(d time.Duration) { u.Jitter = &d })
 }
 
 // apply returns s with the update's fields set.
