@@ -199,8 +199,8 @@ type scheduleHandler struct {
 	logger   *slog.Logger
 }
 
-// schedulePage is what the page template renders.
-type schedulePage struct {
+// pageChrome is what the list and the detail templates both render.
+type pageChrome struct {
 	// CSS is the style sheet, whose hash the page's CSP allows: written
 	// as is, byte for byte.
 	CSS        template.CSS
@@ -210,22 +210,33 @@ type schedulePage struct {
 	ReadOnly   bool
 	Flash      *scheduleFlash
 	Error      string
-	ListError  string
-	Rows       []scheduleRow
-	Now        *pageTime
-	Columns    int
+}
+
+// chrome fills pageChrome for a page whose API link is apiURL.
+func (h *scheduleHandler) chrome(apiURL string, flash *scheduleFlash, errMsg string) pageChrome {
+	c := pageChrome{
+		CSS: template.CSS(schedulePageCSS), PageURL: h.prefix + "/", APIURL: apiURL,
+		ReadOnly: h.readOnly, Flash: flash, Error: errMsg,
+	}
+	if h.riverUI != "" {
+		c.RiverUIURL = h.riverUI + "/"
+	}
+	return c
+}
+
+// schedulePage is what the page template renders.
+type schedulePage struct {
+	pageChrome
+	ListError string
+	Rows      []scheduleRow
+	Now       *pageTime
+	Columns   int
 }
 
 // detailPage is what the detail template renders: one schedule, as
 // Describe returns it.
 type detailPage struct {
-	CSS        template.CSS
-	PageURL    string
-	APIURL     string
-	RiverUIURL string
-	ReadOnly   bool
-	Flash      *scheduleFlash
-	Error      string
+	pageChrome
 	// NotFound is the name asked for when no schedule has it; Row is nil
 	// then.
 	NotFound  string
@@ -444,17 +455,9 @@ func (h *scheduleHandler) render(w http.ResponseWriter, r *http.Request, status 
 		pageLoc = time.UTC
 	}
 	data := schedulePage{
-		CSS:      template.CSS(schedulePageCSS),
-		PageURL:  h.prefix + "/",
-		APIURL:   h.prefix + "/api/schedules",
-		ReadOnly: h.readOnly,
-		Flash:    flash,
-		Error:    errMsg,
-		Now:      newPageTime(now, pageLoc, now),
-		Columns:  9,
-	}
-	if h.riverUI != "" {
-		data.RiverUIURL = h.riverUI + "/"
+		pageChrome: h.chrome(h.prefix+"/api/schedules", flash, errMsg),
+		Now:        newPageTime(now, pageLoc, now),
+		Columns:    9,
 	}
 	if !h.readOnly {
 		data.Columns++
@@ -511,17 +514,7 @@ func (h *scheduleHandler) detail(w http.ResponseWriter, r *http.Request) {
 // a schedule that does not exist is a 404 page saying so.
 func (h *scheduleHandler) renderDetail(w http.ResponseWriter, r *http.Request, name string, status int, flash *scheduleFlash, errMsg string) {
 	now := h.store.now()
-	data := detailPage{
-		CSS:      template.CSS(schedulePageCSS),
-		PageURL:  h.prefix + "/",
-		APIURL:   h.prefix + "/api/schedules/" + url.PathEscape(name),
-		ReadOnly: h.readOnly,
-		Flash:    flash,
-		Error:    errMsg,
-	}
-	if h.riverUI != "" {
-		data.RiverUIURL = h.riverUI + "/"
-	}
+	data := detailPage{pageChrome: h.chrome(h.prefix+"/api/schedules/"+url.PathEscape(name), flash, errMsg)}
 	if user, _, ok := r.BasicAuth(); ok {
 		data.By = user
 	}
